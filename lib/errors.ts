@@ -1,0 +1,131 @@
+/**
+ * The one error type of agentd.
+ *
+ * Every failure that crosses a module boundary is an `AgentdError` whose `code` is one of
+ * `ERROR_CODES`. Codes are stable: scripts, the control plane and operators match on them,
+ * so a code is never renamed or reused for another meaning. Each code is documented in
+ * docs/errors.md (meaning and what to do); test/lib/errors.test.ts fails when the two lists
+ * differ in either direction.
+ *
+ * The exit class says how the CLI ends when the error reaches it (DOCUMENTS.md section 7):
+ * `failure` → 1, `usage` → 2 (usage or configuration), `denied` → 3 (verification failed or
+ * denied).
+ */
+
+export type ExitClass = "failure" | "usage" | "denied";
+
+export const EXIT_CODES: Readonly<Record<ExitClass, number>> = Object.freeze({
+  failure: 1,
+  usage: 2,
+  denied: 3,
+});
+
+export const ERROR_CODES = Object.freeze({
+  // general
+  AGENTD_E_INTERNAL: "failure",
+  AGENTD_E_USAGE: "usage",
+  AGENTD_E_IO: "failure",
+
+  // configuration
+  AGENTD_E_CONFIG_NOT_FOUND: "usage",
+  AGENTD_E_CONFIG_UNREADABLE: "usage",
+  AGENTD_E_CONFIG_PARSE: "usage",
+  AGENTD_E_CONFIG_UNKNOWN_KEY: "usage",
+  AGENTD_E_CONFIG_UNKNOWN_ENV: "usage",
+  AGENTD_E_CONFIG_TYPE: "usage",
+  AGENTD_E_CONFIG_RANGE: "usage",
+
+  // files that must be trustworthy
+  AGENTD_E_FILE_INSECURE_MODE: "failure",
+  AGENTD_E_FILE_FOREIGN_OWNER: "failure",
+  AGENTD_E_FILE_NOT_REGULAR: "failure",
+  AGENTD_E_FILE_CORRUPT: "failure",
+  AGENTD_E_FILE_FORMAT_NEWER: "failure",
+  AGENTD_E_FILE_EXISTS: "failure",
+
+  // keys
+  AGENTD_E_KEY_INVALID: "failure",
+
+  // JSON, canonical JSON
+  AGENTD_E_JSON_INVALID: "denied",
+  AGENTD_E_JSON_DUPLICATE_KEY: "denied",
+  AGENTD_E_JSON_INTEGER_RANGE: "denied",
+  AGENTD_E_JSON_NOT_CANONICALIZABLE: "failure",
+
+  // JWS (DOCUMENTS.md section 1)
+  AGENTD_E_JWS_MALFORMED: "denied",
+  AGENTD_E_JWS_BASE64URL: "denied",
+  AGENTD_E_JWS_HEADER: "denied",
+  AGENTD_E_JWS_ALG: "denied",
+  AGENTD_E_JWS_TYP: "denied",
+  AGENTD_E_JWS_KID_MISMATCH: "denied",
+  AGENTD_E_JWS_UNKNOWN_KEY: "denied",
+  AGENTD_E_JWS_SIGNATURE: "denied",
+  AGENTD_E_JWS_PAYLOAD: "denied",
+  AGENTD_E_JWS_TOO_LARGE: "denied",
+  AGENTD_E_JWS_NOT_YET_VALID: "denied",
+  AGENTD_E_JWS_EXPIRED: "denied",
+
+  // append-only and hash-chained logs
+  AGENTD_E_LOG_RECORD_INVALID: "denied",
+  AGENTD_E_LOG_CHAIN_BROKEN: "denied",
+  AGENTD_E_LOG_SEQ_GAP: "denied",
+  AGENTD_E_LOG_TORN_TAIL: "denied",
+  AGENTD_E_LOG_HEAD_MISMATCH: "denied",
+} as const satisfies Record<string, ExitClass>);
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Structured facts about an error. Values must be JSON-serialisable and never secrets. */
+export type ErrorContext = Readonly<Record<string, string | number | boolean | null | undefined>>;
+
+export class AgentdError<C extends ErrorCode = ErrorCode> extends Error {
+  override readonly name = "AgentdError";
+  readonly code: C;
+  readonly context: ErrorContext;
+
+  constructor(code: C, message: string, options: { context?: ErrorContext; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.context = Object.freeze({ ...(options.context ?? {}) });
+  }
+
+  get exitClass(): ExitClass {
+    return ERROR_CODES[this.code];
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.exitClass];
+  }
+
+  /** The error as machine-readable JSON (for `--json` output and audit records). */
+  toJSON(): { code: C; message: string; context: ErrorContext } {
+    return { code: this.code, message: this.message, context: this.context };
+  }
+}
+
+/**
+ * A union of one `AgentdError` instantiation per code, so that `switch (e.code)` narrows.
+ */
+export type AnyAgentdError = { [C in ErrorCode]: AgentdError<C> }[ErrorCode];
+
+export function isAgentdError(value: unknown): value is AnyAgentdError {
+  return value instanceof AgentdError;
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
+
+/** Shorthand used throughout: `throw fail("AGENTD_E_IO", "...", {path})`. */
+export function fail<C extends ErrorCode>(
+  code: C,
+  message: string,
+  context?: ErrorContext,
+  cause?: unknown,
+): AgentdError<C> {
+  return new AgentdError(code, message, {
+    ...(context === undefined ? {} : { context }),
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
