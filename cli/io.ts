@@ -1,0 +1,14 @@
+import type { Clock } from "../lib/clock.ts";
+
+/**
+ * Everything a command touches outside its arguments, injected so that commands run
+ * in-process in tests exactly as they do from `./bin/agentd`.
+ */
+export interface CliIo {
+  /** Machine-readable output only: results, JSON, the daemon ready line. */
+  readonly stdout: (text: string) => void;
+  /** Human messages and logs. */
+  readonly stderr: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly clock: Clock;
+}

@@ -1,0 +1,111 @@
+import { bool, type ConfigOf, hostPort, int, oneOf, path, text, url } from "./fields.ts";
+
+/**
+ * agentd's configuration: `/etc/agentd/agentd.toml`, `AGENTD_*` variables and flags.
+ * docs/config.md lists every key; test/lib/config/docs.test.ts keeps the two in step.
+ *
+ * Paths default to FHS locations; tests and the devnet point them at temp dirs.
+ */
+export const CONFIG_SCHEMA = {
+  paths: {
+    state_dir: path({
+      default: "/var/lib/agentd",
+      doc: "Machine key, credentials, policy, counters and the audit log.",
+    }),
+    run_dir: path({ default: "/run/agentd", doc: "Runtime files: pid, sockets." }),
+  },
+  log: {
+    level: oneOf({
+      default: "info",
+      values: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
+      doc: "Minimum level of the JSON logs written to stderr.",
+    }),
+  },
+  control_plane: {
+    url: url({
+      default: "",
+      optional: true,
+      schemes: ["https"],
+      doc: 'Control plane base URL; "" runs in local mode (bundles from files or the local API).',
+    }),
+    ca_file: path({
+      default: "",
+      optional: true,
+      doc: "PEM CA certificate of the control plane, pinned at enrollment.",
+    }),
+  },
+  heartbeat: {
+    interval_s: int({
+      default: 30,
+      min: 1,
+      max: 3600,
+      doc: "Seconds between signed heartbeats.",
+    }),
+  },
+  api: {
+    socket: path({
+      default: "/run/agentd/agentd.sock",
+      doc: "Local API on a unix socket (mode 0660, group agentd).",
+    }),
+    listen: hostPort({
+      default: "",
+      optional: true,
+      doc: 'Local API on TCP as well ("" = off); requires api.token.',
+    }),
+    token: text({
+      default: "",
+      optional: true,
+      secret: true,
+      doc: "Bearer token for the TCP local API. Secret: redacted everywhere.",
+    }),
+  },
+  metrics: {
+    listen: hostPort({
+      default: "",
+      optional: true,
+      doc: 'Prometheus metrics endpoint ("" = off).',
+    }),
+  },
+  stratum: {
+    listen: hostPort({
+      default: "0.0.0.0:3333",
+      doc: "Stratum V1 endpoint for ASICs on the LAN.",
+    }),
+    max_line_bytes: int({
+      default: 16384,
+      min: 1024,
+      max: 1048576,
+      doc: "Longest JSON-RPC line accepted from a miner.",
+    }),
+    idle_timeout_s: int({
+      default: 300,
+      min: 10,
+      max: 86400,
+      doc: "A miner connection silent this long is closed.",
+    }),
+    max_connections_per_ip: int({
+      default: 64,
+      min: 1,
+      max: 65535,
+      doc: "Connections accepted from one IP address.",
+    }),
+    share_interval_s: int({
+      default: 10,
+      min: 1,
+      max: 3600,
+      doc: "Vardiff aims at one share per this many seconds per miner.",
+    }),
+    vardiff: bool({ default: true, doc: "Per-miner variable difficulty." }),
+  },
+  docker: {
+    host: text({
+      default: "",
+      optional: true,
+      doc: 'Docker Engine API endpoint (unix:///path or tcp://host:port); "" = DOCKER_HOST or /var/run/docker.sock.',
+    }),
+  },
+} as const;
+
+export type AgentdConfig = ConfigOf<typeof CONFIG_SCHEMA>;
+
+export const DEFAULT_CONFIG_PATH = "/etc/agentd/agentd.toml";

@@ -1,0 +1,25 @@
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+
+export const REPO_ROOT = resolve(import.meta.dirname, "..", "..");
+export const AGENTD_BIN = resolve(REPO_ROOT, "bin", "agentd");
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the real `./bin/agentd` (the pinned Node, a real process) with a minimal environment:
+ * no AGENTD_* variables leak in from the test runner's environment.
+ */
+export function agentd(args: readonly string[], env: Record<string, string> = {}): CliResult {
+  const r = spawnSync(AGENTD_BIN, args, {
+    encoding: "utf8",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", ...env },
+    timeout: 30_000,
+  });
+  if (r.error) throw r.error;
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
