@@ -1,3 +1,4 @@
+import type { Command } from "commander";
 import { type FlagValue, type LoadedConfig, loadConfig } from "../lib/config/load.ts";
 import { fail } from "../lib/errors.ts";
 import type { CliIo } from "./io.ts";
@@ -31,4 +32,27 @@ export function loadCliConfig(
   }
   flags.push(...dedicated);
   return loadConfig({ configPath: globals.config, env: io.env, flags });
+}
+
+/**
+ * The global options of a command, given before or after it (`agentd --set a=1 config show
+ * --set b=2`): `--set` values accumulate root first, the others take the innermost value.
+ */
+export function globalsOf(cmd: Command): GlobalOptions {
+  const chain: Command[] = [];
+  for (let c: Command | null = cmd; c !== null; c = c.parent) chain.unshift(c);
+  const set: string[] = [];
+  let config: string | undefined;
+  let logLevel: string | undefined;
+  for (const c of chain) {
+    const o = c.opts<GlobalOptions>();
+    set.push(...(o.set ?? []));
+    config = o.config ?? config;
+    logLevel = o.logLevel ?? logLevel;
+  }
+  return {
+    set,
+    ...(config === undefined ? {} : { config }),
+    ...(logLevel === undefined ? {} : { logLevel }),
+  };
 }

@@ -1,9 +1,11 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { registerConfig } from "./commands/config.ts";
+import { registerConsent } from "./commands/consent.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerLog } from "./commands/log.ts";
 import { registerOwner } from "./commands/owner.ts";
+import { registerPolicy } from "./commands/policy.ts";
 import type { CliIo } from "./io.ts";
 import { reportError } from "./output.ts";
 
@@ -34,14 +36,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const program = new Command("agentd")
     .description("agentd: the machine-side agent of a consent-first Bitcoin mining pool")
     .version(VERSION, "-V, --version", "print the version alone")
-    .option("--config <file>", "config file (default /etc/agentd/agentd.toml; or AGENTD_CONFIG)")
-    .addOption(
-      new Option(
-        "--set <key=value>",
-        "set a config key, e.g. --set stratum.listen=0.0.0.0:3333 (repeatable)",
-      ).argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]),
-    )
-    .option("--log-level <level>", "log level (config log.level)")
+    // The root's options count only before the command, so that a command may have an option
+    // of the same name (`agentd policy publish --version N`, DOCUMENTS.md section 7). The
+    // global options are declared on every leaf command as well (below), so they are still
+    // accepted after it.
+    .enablePositionalOptions()
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({
@@ -49,14 +48,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       writeErr: (s) => io.stderr(s),
       outputError: (s, write) => write(`agentd: AGENTD_E_USAGE: ${s.replace(/^error: /, "")}`),
     });
+  for (const o of globalOptions()) program.addOption(o);
 
   registerInit(program, io, run);
   registerOwner(program, io, run);
+  registerConsent(program, io, run);
+  registerPolicy(program, io, run);
   registerConfig(program, io, run);
   registerLog(program, io, run);
   // Every subcommand reports usage errors like the root does and never exits by itself.
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput(program.configureOutput());
+    if (cmd.commands.length === 0) for (const o of globalOptions()) cmd.addOption(o);
   }
 
   try {
@@ -69,6 +72,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return reportError(io, false, err);
   }
   return exitCode;
+}
+
+/** Options every command accepts (GlobalOptions in config-context.ts); fresh objects per command. */
+function globalOptions(): Option[] {
+  return [
+    new Option(
+      "--config <file>",
+      "config file (default /etc/agentd/agentd.toml; or AGENTD_CONFIG)",
+    ),
+    new Option(
+      "--set <key=value>",
+      "set a config key, e.g. --set stratum.listen=0.0.0.0:3333 (repeatable)",
+    ).argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]),
+    new Option("--log-level <level>", "log level (config log.level)"),
+  ];
 }
 
 function allCommands(cmd: Command): Command[] {

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { stringify as toToml } from "smol-toml";
 import { redactedConfig } from "../../lib/config/load.ts";
-import { type GlobalOptions, loadCliConfig } from "../config-context.ts";
+import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
@@ -14,7 +14,7 @@ export function registerConfig(program: Command, io: CliIo, run: Run): void {
     .option("--json", "machine-readable output", false)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, () => {
-        const loaded = loadCliConfig(io, cmd.optsWithGlobals<GlobalOptions>());
+        const loaded = loadCliConfig(io, globalsOf(cmd));
         printResult(io, opts.json, { valid: true, file: loaded.file }, "ok");
         return 0;
       }),
@@ -25,7 +25,7 @@ export function registerConfig(program: Command, io: CliIo, run: Run): void {
     .option("--json", "machine-readable output (with each key's origin)", false)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, () => {
-        const loaded = loadCliConfig(io, cmd.optsWithGlobals<GlobalOptions>());
+        const loaded = loadCliConfig(io, globalsOf(cmd));
         const shown = redactedConfig(loaded.config);
         printResult(
           io,

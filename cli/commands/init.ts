@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { initMachineIdentity } from "../../agent/identity.ts";
-import { type GlobalOptions, loadCliConfig } from "../config-context.ts";
+import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
@@ -16,7 +16,7 @@ export function registerInit(program: Command, io: CliIo, run: Run): void {
     .option("--json", "machine-readable output", false)
     .action((opts: { stateDir?: string; force: boolean; json: boolean }, cmd: Command) =>
       run(opts.json, () => {
-        const globals = cmd.optsWithGlobals<GlobalOptions>();
+        const globals = globalsOf(cmd);
         const dedicated =
           opts.stateDir === undefined
             ? []

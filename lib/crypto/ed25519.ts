@@ -183,10 +183,18 @@ export function publicKeyFromJwk(jwk: unknown): KeyObject {
  * RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order with no
  * whitespace, base64url. This is the `kid`, the owner id and the worker id.
  */
+// KeyObjects are immutable, so a key's thumbprint can be remembered; exporting the key to
+// compute it costs more than an Ed25519 verification.
+const thumbprints = new WeakMap<KeyObject, string>();
+
 export function jwkThumbprint(publicKey: KeyObject): string {
+  const known = thumbprints.get(publicKey);
+  if (known !== undefined) return known;
   const x = encodeBase64url(rawPublicKey(publicKey));
   const input = `{"crv":"Ed25519","kty":"OKP","x":"${x}"}`;
-  return encodeBase64url(createHash("sha256").update(input, "utf8").digest());
+  const t = encodeBase64url(createHash("sha256").update(input, "utf8").digest());
+  thumbprints.set(publicKey, t);
+  return t;
 }
 
 /** The private key whose RFC 8032 secret is `seed32` (for test vectors and key import). */

@@ -201,7 +201,10 @@ describe("agentd config check", () => {
 describe("agentd config show", () => {
   it("shows the effective configuration with secrets redacted, as TOML or JSON", () => {
     const env = { AGENTD_API__TOKEN: "very-secret-1234", AGENTD_STRATUM__LISTEN: "127.0.0.1:0" };
-    const j = agentd(["config", "show", "--json", "--set", "log.level=debug"], env);
+    const j = agentd(
+      ["--set", "heartbeat.interval_s=15", "config", "show", "--json", "--set", "log.level=debug"],
+      env,
+    );
     expect(j.code).toBe(0);
     const doc = JSON.parse(j.stdout) as {
       config: Record<string, Record<string, unknown>>;
@@ -210,6 +213,8 @@ describe("agentd config show", () => {
     expect(doc.config.api?.token).toBe("[REDACTED]");
     expect(doc.config.stratum?.listen).toBe("127.0.0.1:0");
     expect(doc.config.log?.level).toBe("debug");
+    expect(doc.config.heartbeat?.interval_s).toBe(15); // --set before and after the command
+
     expect(doc.origins).toMatchObject({
       "api.token": "env",
       "log.level": "flag",

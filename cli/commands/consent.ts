@@ -1,0 +1,241 @@
+import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import type { Command } from "commander";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { readPrivateKeyFile } from "../../lib/crypto/key-files.ts";
+import { AgentdError, fail } from "../../lib/errors.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic.ts";
+import { ioError } from "../../lib/fs/trust.ts";
+import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
+import { parseRules, type Rules } from "../../policy-guard/documents.ts";
+import { signConsent, signRevocation } from "../../policy-guard/sign.ts";
+import type { CliIo } from "../io.ts";
+import type { Run } from "../program.ts";
+import { parsePositiveInt, parseWorkerId } from "../time.ts";
+
+/**
+ * `agentd consent sign` and `agentd consent revoke` (DOCUMENTS.md sections 3, 5 and 7): the
+ * owner's side. Both print the signed document (one JWS line) on stdout, or write it to
+ * `--out` (mode 0644: the documents are public) and print nothing.
+ */
+
+export const DEFAULT_POLICY_ID = "default";
+export const DEFAULT_CONSENT_DAYS = 365;
+const DAY_S = 86400;
+
+const SIGN_HELP = `
+The rules file (--rules) is JSON (.json) or TOML (.toml); with another extension it is read
+as JSON if it parses as JSON, else as TOML. It holds the consent's rules object either at the
+top level or wrapped as {"rules": {...}} (in TOML, a [rules] table), for example:
+
+  [rules]
+  max_watts = 3600
+  services = { bitcoind = "sha256:<64 hex>" }
+  [[rules.upstreams]]
+  url = "stratum+tcp://pool.example:3333"
+  user = "owner1.farm-a"
+
+A rules file that is not JSON/TOML or not a valid rules object is refused with exit 2 and the
+member at fault (such as rules.max_watts). The consent is valid from now (iat = nbf = now) for
+--days days (default ${DEFAULT_CONSENT_DAYS}); --policy-id defaults to "${DEFAULT_POLICY_ID}".
+`;
+
+const REVOKE_HELP = `
+--apply delivers the revocation to the local agent's API, which this version of agentd does
+not have yet: with --apply the revocation is still printed (or written to --out), then the
+command reports AGENTD_E_IO and exits 1. Deliver the printed revocation by other means.
+`;
+
+export function registerConsent(program: Command, io: CliIo, run: Run): void {
+  const consent = program
+    .command("consent")
+    .description("the owner's signed consent for one machine, and its revocation");
+
+  consent
+    .command("sign")
+    .description("sign a consent for one worker; print the JWS, or write it to --out")
+    .requiredOption("--owner-key <file>", "the owner's private key (PKCS#8 PEM, mode 0600)")
+    .requiredOption("--worker <id>", "the worker id (machine key thumbprint, from agentd init)")
+    .requiredOption("--rules <file>", "the rules, JSON or TOML (see below)")
+    .requiredOption("--seq <n>", "the consent's sequence number, higher than any before")
+    .option("--policy-id <id>", "the policy's name (printable ASCII)", DEFAULT_POLICY_ID)
+    .option("--days <n>", "validity in days from now", String(DEFAULT_CONSENT_DAYS))
+    .option("--out <file>", "write the JWS here (0644) instead of printing it")
+    .addHelpText("after", SIGN_HELP)
+    .action(
+      (opts: {
+        ownerKey: string;
+        worker: string;
+        rules: string;
+        seq: string;
+        policyId: string;
+        days: string;
+        out?: string;
+      }) =>
+        run(false, () => {
+          const worker = parseWorkerId(opts.worker);
+          const seq = parsePositiveInt(opts.seq, "--seq");
+          const days = parsePositiveInt(opts.days, "--days");
+          const policyId = parsePolicyId(opts.policyId);
+          const rules = readRulesFile(opts.rules);
+          const ownerKey = readPrivateKeyFile(opts.ownerKey);
+          const iat = Math.floor(io.clock.now() / 1000);
+          const exp = iat + days * DAY_S;
+          if (!Number.isSafeInteger(exp)) {
+            throw fail("AGENTD_E_USAGE", `--days: ${days} days from now is too far`, {
+              flag: "--days",
+            });
+          }
+          const jws = signConsent({ ownerKey, worker, rules, seq, policyId, iat, exp });
+          emitDocument(io, jws, opts.out);
+          return 0;
+        }),
+    );
+
+  consent
+    .command("revoke")
+    .description(
+      "sign a revocation of every consent of a worker with seq <= --through-seq; print it, or write it to --out",
+    )
+    .requiredOption("--owner-key <file>", "the owner's private key (PKCS#8 PEM, mode 0600)")
+    .requiredOption("--worker <id>", "the worker id (machine key thumbprint)")
+    .requiredOption("--through-seq <n>", "revoke every consent with seq up to and including n")
+    .option("--out <file>", "write the JWS here (0644) instead of printing it")
+    .option("--apply", "deliver it to the local agent (not available yet: see below)", false)
+    .addHelpText("after", REVOKE_HELP)
+    .action(
+      (opts: {
+        ownerKey: string;
+        worker: string;
+        throughSeq: string;
+        out?: string;
+        apply: boolean;
+      }) =>
+        run(false, () => {
+          const worker = parseWorkerId(opts.worker);
+          const throughSeq = parsePositiveInt(opts.throughSeq, "--through-seq");
+          const ownerKey = readPrivateKeyFile(opts.ownerKey);
+          const iat = Math.floor(io.clock.now() / 1000);
+          const jws = signRevocation({ ownerKey, worker, throughSeq, iat });
+          emitDocument(io, jws, opts.out);
+          if (opts.apply) {
+            throw fail(
+              "AGENTD_E_IO",
+              `--apply: cannot deliver the revocation: this agentd has no local agent API yet; the revocation was ${opts.out === undefined ? "printed" : `written to ${opts.out}`}, deliver it by other means`,
+              { reason: "local_api_unavailable" },
+            );
+          }
+          return 0;
+        }),
+    );
+}
+
+/** A signed document: one line on stdout, or the file `out` (0644, atomically) and nothing. */
+export function emitDocument(io: CliIo, text: string, out: string | undefined): void {
+  if (out === undefined) io.stdout(`${text}\n`);
+  else writeFileAtomic(out, `${text}\n`, { mode: 0o644 });
+}
+
+function parsePolicyId(value: string): string {
+  if (!/^[\x21-\x7e]{1,128}$/.test(value)) {
+    throw fail(
+      "AGENTD_E_USAGE",
+      `--policy-id: expected 1 to 128 printable ASCII characters without spaces, found ${JSON.stringify(value)}`,
+      { flag: "--policy-id" },
+    );
+  }
+  return value;
+}
+
+/** Reads a file as UTF-8 text; a missing or unreadable file is AGENTD_E_IO (exit 1). */
+export function readTextFile(path: string, what: string): string {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch (err) {
+    throw ioError(path, `read the ${what}`, err);
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(raw);
+  } catch (err) {
+    throw fail("AGENTD_E_USAGE", `${path}: the ${what} is not UTF-8 text`, { path }, err);
+  }
+}
+
+/**
+ * The rules object of a rules file, validated exactly as the consent's verifier will read it.
+ * Every problem with the file's content is a usage error (exit 2) naming the file and, for a
+ * rule, the member (`rules.max_watts: expected …`).
+ */
+export function readRulesFile(path: string): Rules {
+  const text = readTextFile(path, "rules file");
+  const ext = extname(path).toLowerCase();
+  let doc: unknown;
+  const json = ext === ".toml" ? undefined : parseJson(text);
+  if (json?.ok === true) {
+    doc = json.value;
+  } else {
+    const toml = ext === ".json" ? undefined : parseTomlText(text);
+    if (toml?.ok === true) {
+      doc = toml.value;
+    } else {
+      const problem =
+        json !== undefined && toml !== undefined
+          ? `neither JSON (${json.problem}) nor TOML (${toml.problem})`
+          : json !== undefined
+            ? `not valid JSON: ${json.problem}`
+            : `not valid TOML: ${toml?.problem}`;
+      throw fail("AGENTD_E_USAGE", `${path}: the rules file is ${problem}`, { path });
+    }
+  }
+  if (
+    typeof doc === "object" &&
+    doc !== null &&
+    !Array.isArray(doc) &&
+    Object.hasOwn(doc, "rules")
+  ) {
+    const others = Object.keys(doc).filter((k) => k !== "rules");
+    if (others.length > 0) {
+      throw fail(
+        "AGENTD_E_USAGE",
+        `${path}: expected the rules object alone or wrapped as "rules", found "rules" beside ${others.map((k) => JSON.stringify(k)).join(", ")}`,
+        { path },
+      );
+    }
+    doc = (doc as { rules: unknown }).rules;
+  }
+  try {
+    return parseRules(doc, "rules");
+  } catch (err) {
+    if (err instanceof AgentdError && err.code === "AGENTD_E_JWS_PAYLOAD") {
+      throw fail("AGENTD_E_USAGE", `${path}: ${err.message}`, { ...err.context, path }, err);
+    }
+    throw err;
+  }
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; problem: string };
+
+function parseJson(text: string): Parsed {
+  try {
+    return { ok: true, value: parseJsonStrict(text) };
+  } catch (err) {
+    if (err instanceof AgentdError) return { ok: false, problem: err.message };
+    throw err;
+  }
+}
+
+function parseTomlText(text: string): Parsed {
+  try {
+    return { ok: true, value: parseToml(text) };
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const what = (err.message.split("\n")[0] ?? "a syntax error").replace(
+        /^Invalid TOML document: /,
+        "",
+      );
+      return { ok: false, problem: `line ${err.line} column ${err.column}: ${what}` };
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,473 @@
+import type { KeyObject } from "node:crypto";
+import type { Clock } from "../lib/clock.ts";
+import { jwkThumbprint, publicKeyFromJwk } from "../lib/crypto/ed25519.ts";
+import { verifyJws } from "../lib/crypto/jws.ts";
+import { AgentdError, fail } from "../lib/errors.ts";
+import { parseJsonStrict } from "../lib/json/strict-parse.ts";
+import type { Logger } from "../lib/log/logger.ts";
+import { type Decision, decisionToJson, evaluate, sameDecision } from "./decision.ts";
+import {
+  type Bundle,
+  DOC_TYP,
+  parseDecommissionPayload,
+  parseOwnerRotationPayload,
+  parseRevocationPayload,
+} from "./documents.ts";
+import type {
+  Gate,
+  MiningGate,
+  MiningGateInput,
+  ServicesGate,
+  ServicesGateInput,
+} from "./gates.ts";
+import type { Reason } from "./reasons.ts";
+import { type GuardState, loadGuardState, saveGuardState } from "./state.ts";
+import { type TrustAnchors, type VerifiedDocuments, verifyDocuments } from "./verify.ts";
+
+/**
+ * The enforcement engine: holds the current verified documents (persisted atomically),
+ * accepts new bundles, revocations, decommissions and owner-key rotations from any source,
+ * computes the decision on every change and at `nextChangeAt`, drives the registered gates,
+ * measures event-to-acknowledgement latency per gate, and audits every decision change and
+ * every refused document with its reason.
+ *
+ * Operations run one at a time (a promise queue), so a revocation cannot interleave with a
+ * bundle being accepted.
+ */
+
+export interface AuditSink {
+  append(event: Record<string, unknown>): unknown;
+}
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface EngineOptions {
+  /** The guard's state file (counters, current bundle, rotated owner key). */
+  readonly stateFile: string;
+  readonly worker: string;
+  /** The owner key pinned at enrollment and the control plane's publication keys. */
+  readonly trust: TrustAnchors;
+  readonly clock: Clock;
+  /** The current facts (DOCUMENTS.md section 6); read at every evaluation. */
+  readonly facts: () => unknown;
+  readonly audit: AuditSink;
+  readonly timers?: Timers;
+  readonly log?: Logger;
+  readonly factsMaxAgeS?: number;
+  /** Called after a verified decommission has been recorded (the agent wipes credentials). */
+  readonly onDecommission?: () => void | Promise<void>;
+}
+
+export interface SubmitResult {
+  readonly accepted: boolean;
+  readonly reasons: readonly string[];
+}
+
+export interface GateLatency {
+  readonly trigger: string;
+  readonly gate: string;
+  /** From the triggering event's arrival to the gate's acknowledgement. */
+  readonly ms: number;
+  readonly at: number;
+}
+
+const MAX_LATENCIES = 1024;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The clock floor is persisted at least this often while the engine runs. */
+const FLOOR_PERSIST_MS = 5 * 60_000;
+
+export class EnforcementEngine {
+  readonly #o: EngineOptions;
+  readonly #timers: Timers;
+  #state: GuardState;
+  #docs: VerifiedDocuments;
+  #decision: Decision;
+  #applied: Decision | null = null;
+  /** Whether the current decision has been audited once (the first drive audits it). */
+  #announced = false;
+  #timer: unknown = null;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #lastFloorWrite = 0;
+  readonly #mining: MiningGate[] = [];
+  readonly #services: ServicesGate[] = [];
+  readonly #latencies: GateLatency[] = [];
+
+  constructor(options: EngineOptions) {
+    this.#o = options;
+    this.#timers = options.timers ?? realTimers;
+    this.#state = loadGuardState(options.stateFile);
+    this.#docs = this.#verify(this.#state.bundle, this.#state);
+    this.#decision = this.#evaluate();
+  }
+
+  registerMiningGate(gate: MiningGate): void {
+    this.#mining.push(gate);
+  }
+
+  registerServicesGate(gate: ServicesGate): void {
+    this.#services.push(gate);
+  }
+
+  /** Drives every gate with the current decision and arms the timer. */
+  start(): Promise<void> {
+    return this.#enqueue("start", this.#o.clock.now(), async (t0) => {
+      await this.#recompute("start", t0, true);
+    });
+  }
+
+  current(): Decision {
+    return this.#decision;
+  }
+
+  /** The decision, the documents it rests on and the counters, for status and heartbeats. */
+  snapshot(): Record<string, unknown> {
+    const c = this.#docs.consent?.payload;
+    return {
+      decision: decisionToJson(this.#decision),
+      consent:
+        c === undefined
+          ? null
+          : {
+              identity: this.#docs.consent?.identity,
+              seq: c.seq,
+              policy_id: c.policy_id,
+              owner: c.owner,
+            },
+      publication:
+        this.#docs.publication === null
+          ? null
+          : {
+              identity: this.#docs.publication.identity,
+              version: this.#docs.publication.payload.version,
+            },
+      counters: { ...this.#state.counters },
+    };
+  }
+
+  /** Current rules for gates registered late, and for the CLI. */
+  documents(): VerifiedDocuments {
+    return this.#docs;
+  }
+
+  latencies(): readonly GateLatency[] {
+    return this.#latencies;
+  }
+
+  /** A new bundle from anywhere (control plane, local API, file). */
+  submitBundle(bundle: unknown, source: string): Promise<SubmitResult> {
+    return this.#enqueue("bundle", this.#o.clock.now(), async (t0) => {
+      const candidate = asBundle(bundle);
+      const docs = this.#verify(candidate, this.#state);
+      const probe = evaluate(docs, this.#o.facts(), t0, this.#evalOptions());
+      // Only document problems refuse a bundle; rules and facts are for the decision.
+      const refused = probe.mining.reasons.filter(
+        (r) =>
+          (r.startsWith("consent.") || r.startsWith("publication.")) && r !== "publication.stop",
+      );
+      if (
+        candidate === null ||
+        refused.length > 0 ||
+        docs.consent === null ||
+        docs.publication === null
+      ) {
+        this.#refuse("bundle", source, refused.length > 0 ? refused : ["consent.missing"]);
+        return { accepted: false, reasons: refused };
+      }
+      const nowS = Math.floor(t0 / 1000);
+      const counters = {
+        ...this.#state.counters,
+        highestSeq: docs.consent.payload.seq,
+        highestSeqId: docs.consent.identity,
+        highestVersion: docs.publication.payload.version,
+        highestVersionId: docs.publication.identity,
+        clockFloorS: Math.max(this.#state.counters.clockFloorS, nowS),
+      };
+      const unchanged =
+        counters.highestSeqId === this.#state.counters.highestSeqId &&
+        counters.highestVersionId === this.#state.counters.highestVersionId;
+      this.#persist({ ...this.#state, counters, bundle: candidate });
+      if (!unchanged) {
+        this.#audit("policy.accepted", {
+          source,
+          consent: docs.consent.identity,
+          seq: docs.consent.payload.seq,
+          publication: docs.publication.identity,
+          version: docs.publication.payload.version,
+        });
+      }
+      await this.#recompute(`bundle:${source}`, t0, false);
+      return { accepted: true, reasons: [] };
+    });
+  }
+
+  /** An owner-signed revocation: every consent with seq ≤ through_seq is dead forever. */
+  submitRevocation(jws: string, source: string): Promise<SubmitResult> {
+    return this.#ownerDocument("revocation", jws, source, async (raw, t0) => {
+      const p = parseRevocationPayload(raw);
+      this.#checkOwnerDoc(p.owner, p.worker);
+      const counters = {
+        ...this.#state.counters,
+        revokedThroughSeq: Math.max(this.#state.counters.revokedThroughSeq, p.through_seq),
+      };
+      this.#persist({ ...this.#state, counters });
+      this.#audit("revocation.accepted", { source, through_seq: p.through_seq });
+      await this.#recompute(`revocation:${source}`, t0, false);
+    });
+  }
+
+  /** An owner-signed decommission: everything stops, for good. */
+  submitDecommission(jws: string, source: string): Promise<SubmitResult> {
+    return this.#ownerDocument("decommission", jws, source, async (raw, t0) => {
+      const p = parseDecommissionPayload(raw);
+      this.#checkOwnerDoc(p.owner, p.worker);
+      this.#persist({
+        ...this.#state,
+        counters: { ...this.#state.counters, decommissioned: true },
+      });
+      this.#audit("decommission.accepted", { source });
+      await this.#recompute(`decommission:${source}`, t0, false);
+      await this.#o.onDecommission?.();
+    });
+  }
+
+  /** An owner-key rotation signed by the current owner key. */
+  submitOwnerRotation(jws: string, source: string): Promise<SubmitResult> {
+    return this.#ownerDocument("rotation", jws, source, async (raw, t0) => {
+      const p = parseOwnerRotationPayload(raw);
+      this.#checkOwnerDoc(p.owner, p.worker);
+      let key: KeyObject;
+      try {
+        key = publicKeyFromJwk(p.new_owner_jwk);
+      } catch (err) {
+        throw fail("AGENTD_E_JWS_PAYLOAD", "new_owner_jwk is not an Ed25519 public JWK", {}, err);
+      }
+      this.#persist({ ...this.#state, rotatedOwner: key });
+      this.#audit("owner.rotated", { source, from: p.owner, to: jwkThumbprint(key) });
+      await this.#recompute(`rotation:${source}`, t0, false);
+    });
+  }
+
+  /** Facts changed (power, temperature, upstream): evaluate again. */
+  refresh(trigger: string): Promise<void> {
+    return this.#enqueue("refresh", this.#o.clock.now(), (t0) =>
+      this.#recompute(trigger, t0, false),
+    );
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  #trust(state: GuardState): TrustAnchors {
+    return state.rotatedOwner === null
+      ? this.#o.trust
+      : { ...this.#o.trust, owner: state.rotatedOwner };
+  }
+
+  #verify(bundle: Bundle | null, state: GuardState): VerifiedDocuments {
+    return verifyDocuments({
+      bundle,
+      trust: this.#trust(state),
+      worker: this.#o.worker,
+      counters: state.counters,
+    });
+  }
+
+  #evalOptions() {
+    return this.#o.factsMaxAgeS === undefined ? {} : { factsMaxAgeS: this.#o.factsMaxAgeS };
+  }
+
+  #evaluate(): Decision {
+    return evaluate(this.#docs, this.#o.facts(), this.#o.clock.now(), this.#evalOptions());
+  }
+
+  #persist(state: GuardState): void {
+    // Every write carries the clock floor forward, as #lastFloorWrite says it does.
+    const now = this.#o.clock.now();
+    const floorS = Math.max(state.counters.clockFloorS, Math.floor(now / 1000));
+    const next = { ...state, counters: { ...state.counters, clockFloorS: floorS } };
+    saveGuardState(this.#o.stateFile, next);
+    this.#state = next;
+    this.#lastFloorWrite = now;
+  }
+
+  #audit(type: string, data: Record<string, unknown>): void {
+    this.#o.audit.append({
+      type,
+      actor: "policy-guard",
+      at: new Date(this.#o.clock.now()).toISOString(),
+      data,
+    });
+  }
+
+  #refuse(kind: string, source: string, reasons: readonly string[], detail?: string): void {
+    this.#audit("document.refused", {
+      kind,
+      source,
+      reasons: [...reasons],
+      ...(detail === undefined ? {} : { detail }),
+    });
+    this.#o.log?.warn({ kind, source, reasons }, "document refused");
+  }
+
+  #checkOwnerDoc(owner: string, worker: string): void {
+    if (worker !== this.#o.worker)
+      throw fail("AGENTD_E_JWS_PAYLOAD", "worker does not match this machine", { worker });
+    if (owner !== jwkThumbprint(this.#trust(this.#state).owner)) {
+      throw fail("AGENTD_E_JWS_PAYLOAD", "owner does not match the pinned owner key", { owner });
+    }
+  }
+
+  #ownerDocument(
+    kind: "revocation" | "decommission" | "rotation",
+    jws: string,
+    source: string,
+    accept: (payload: Record<string, unknown>, t0: number) => Promise<void>,
+  ): Promise<SubmitResult> {
+    return this.#enqueue(kind, this.#o.clock.now(), async (t0) => {
+      const owner = this.#trust(this.#state).owner;
+      const ownerKid = jwkThumbprint(owner);
+      try {
+        const v = verifyJws(jws, {
+          typ: DOC_TYP[kind],
+          resolveKey: (kid) => (kid === ownerKid ? owner : undefined),
+        });
+        await accept(v.payload, t0);
+        return { accepted: true, reasons: [] };
+      } catch (err) {
+        if (!(err instanceof AgentdError)) throw err;
+        this.#refuse(kind, source, [err.code], err.message);
+        return { accepted: false, reasons: [err.code] };
+      }
+    });
+  }
+
+  #enqueue<T>(_what: string, t0: number, op: (t0: number) => Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => op(t0));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #recompute(trigger: string, t0: number, force: boolean): Promise<void> {
+    if (this.#closed) return;
+    this.#docs = this.#verify(this.#state.bundle, this.#state);
+    const previous = this.#decision;
+    this.#decision = this.#evaluate();
+    this.#bumpFloor();
+    if (force || this.#applied === null || !sameDecision(this.#applied, this.#decision)) {
+      if (!sameDecision(previous, this.#decision) || !this.#announced) {
+        this.#audit("decision.changed", { trigger, ...decisionToJson(this.#decision) });
+        this.#announced = true;
+      }
+      // A gate that failed has not done it: what the gates hold is then unknown (null) until
+      // every gate acknowledges, so the next event or wake-up drives them all again.
+      this.#applied = (await this.#drive(trigger, t0)) ? this.#decision : null;
+    }
+    this.#arm();
+  }
+
+  async #drive(trigger: string, t0: number): Promise<boolean> {
+    const d = this.#decision;
+    const rules = this.#docs.consent?.payload.rules;
+    // Time-based consent problems (expired, not yet valid) count too: the decision has them.
+    const consentOk = !d.services.reasons.some((r) => r.startsWith("consent."));
+    const upstreams = consentOk ? (rules?.upstreams ?? []) : [];
+    const mining: MiningGateInput = {
+      allow: d.mining.allow,
+      reasons: d.mining.reasons,
+      upstreams,
+      networks: consentOk ? (rules?.networks ?? []) : [],
+      maxWatts: rules?.max_watts ?? null,
+      maxTempC: rules?.max_temp_c ?? null,
+      jobClasses: rules?.job_classes ?? null,
+    };
+    const services: ServicesGateInput = {
+      allowed: d.services.allowed,
+      reasons: d.services.reasons,
+      upstreams,
+    };
+    // Stopping matters most: all gates are driven at once, each acknowledgement timed.
+    const acked = await Promise.all([
+      ...this.#mining.map((g) => this.#applyGate(g, mining, trigger, t0)),
+      ...this.#services.map((g) => this.#applyGate(g, services, trigger, t0)),
+    ]);
+    return acked.every((ok) => ok);
+  }
+
+  async #applyGate<I>(gate: Gate<I>, input: I, trigger: string, t0: number): Promise<boolean> {
+    try {
+      await gate.apply(input);
+    } catch (err) {
+      this.#audit("gate.failed", {
+        gate: gate.name,
+        trigger,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      this.#o.log?.error({ err, gate: gate.name }, "gate failed to apply the decision");
+      return false;
+    }
+    const at = this.#o.clock.now();
+    this.#latencies.push({ trigger, gate: gate.name, ms: at - t0, at });
+    if (this.#latencies.length > MAX_LATENCIES) this.#latencies.shift();
+    return true;
+  }
+
+  /** The clock floor follows the clock forward, persisted at most every few minutes. */
+  #bumpFloor(): void {
+    const now = this.#o.clock.now();
+    const nowS = Math.floor(now / 1000);
+    if (nowS > this.#state.counters.clockFloorS && now - this.#lastFloorWrite >= FLOOR_PERSIST_MS) {
+      this.#persist({ ...this.#state, counters: { ...this.#state.counters, clockFloorS: nowS } });
+    }
+  }
+
+  #arm(): void {
+    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#closed) return;
+    const now = this.#o.clock.now();
+    const next = this.#decision.nextChangeAt;
+    // Wake at the next change, and at least every FLOOR_PERSIST_MS to carry the floor forward.
+    const wake = Math.min(next === null ? Number.POSITIVE_INFINITY : next, now + FLOOR_PERSIST_MS);
+    const delay = Math.min(Math.max(0, wake - now), MAX_TIMER_MS);
+    this.#timer = this.#timers.setTimeout(() => {
+      this.#timer = null;
+      void this.refresh("time");
+    }, delay);
+  }
+}
+
+function asBundle(v: unknown): Bundle | null {
+  if (typeof v === "string") {
+    try {
+      return asBundle(parseJsonStrict(v));
+    } catch {
+      return null;
+    }
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const b = v as Record<string, unknown>;
+  const keys = Object.keys(b);
+  if (keys.length !== 2 || typeof b.consent !== "string" || typeof b.publication !== "string")
+    return null;
+  return { consent: b.consent, publication: b.publication };
+}
+
+export type { Reason };

@@ -1,0 +1,82 @@
+import type { KeyObject } from "node:crypto";
+import { publicJwk, publicKeyFromJwk } from "../lib/crypto/ed25519.ts";
+import { fail } from "../lib/errors.ts";
+import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import type { Bundle } from "./documents.ts";
+import { EMPTY_COUNTERS, type GuardCounters } from "./verify.ts";
+
+/**
+ * The policy guard's durable state, one atomically written file: the counters that make
+ * rollback and replay impossible (highest seq and version, revoked-through seq, the clock
+ * floor, decommissioned), the current bundle, and the owner key if a rotation replaced the
+ * one pinned at enrollment. Revocations are kept forever: re-enrollment does not touch this
+ * file. The bundle in it is not trusted for being on disk: it is verified again on every load.
+ */
+
+export const GUARD_STATE_FORMAT = 1;
+
+/** The guard state's file name inside the state directory. */
+export const GUARD_STATE_FILE = "policy-state.json";
+
+export interface GuardState {
+  readonly counters: GuardCounters;
+  readonly bundle: Bundle | null;
+  /** Set by a verified owner-key rotation; overrides the key pinned at enrollment. */
+  readonly rotatedOwner: KeyObject | null;
+}
+
+export const EMPTY_STATE: GuardState = Object.freeze({
+  counters: EMPTY_COUNTERS,
+  bundle: null,
+  rotatedOwner: null,
+});
+
+export function loadGuardState(path: string): GuardState {
+  const file = readStateFile(path, { format: GUARD_STATE_FORMAT });
+  if (file === undefined) return EMPTY_STATE;
+  if (typeof file.data !== "object" || file.data === null || Array.isArray(file.data)) {
+    throw fail("AGENTD_E_FILE_CORRUPT", `${path}: data is not an object`, { path });
+  }
+  const d = file.data as {
+    counters?: Partial<GuardCounters>;
+    bundle?: { consent?: unknown; publication?: unknown } | null;
+    rotated_owner_jwk?: unknown;
+  };
+  const c = typeof d.counters === "object" && d.counters !== null ? d.counters : {};
+  const ints = ["highestSeq", "highestVersion", "revokedThroughSeq", "clockFloorS"] as const;
+  for (const k of ints) {
+    if (!Number.isSafeInteger(c[k]) || (c[k] as number) < 0) {
+      throw fail("AGENTD_E_FILE_CORRUPT", `${path}: counters.${k} is not a non-negative integer`, {
+        path,
+      });
+    }
+  }
+  const idOk = (v: unknown) => v === null || (typeof v === "string" && /^[0-9a-f]{64}$/.test(v));
+  if (!idOk(c.highestSeqId) || !idOk(c.highestVersionId) || typeof c.decommissioned !== "boolean") {
+    throw fail("AGENTD_E_FILE_CORRUPT", `${path}: counters are malformed`, { path });
+  }
+  let bundle: Bundle | null = null;
+  if (d.bundle !== null && d.bundle !== undefined) {
+    if (typeof d.bundle.consent !== "string" || typeof d.bundle.publication !== "string") {
+      throw fail("AGENTD_E_FILE_CORRUPT", `${path}: bundle is malformed`, { path });
+    }
+    bundle = { consent: d.bundle.consent, publication: d.bundle.publication };
+  }
+  let rotatedOwner: KeyObject | null = null;
+  if (d.rotated_owner_jwk !== undefined && d.rotated_owner_jwk !== null) {
+    try {
+      rotatedOwner = publicKeyFromJwk(d.rotated_owner_jwk);
+    } catch (err) {
+      throw fail("AGENTD_E_FILE_CORRUPT", `${path}: rotated owner key is malformed`, { path }, err);
+    }
+  }
+  return { counters: c as GuardCounters, bundle, rotatedOwner };
+}
+
+export function saveGuardState(path: string, state: GuardState): void {
+  writeStateFile(path, GUARD_STATE_FORMAT, {
+    counters: { ...state.counters },
+    bundle: state.bundle === null ? null : { ...state.bundle },
+    rotated_owner_jwk: state.rotatedOwner === null ? null : { ...publicJwk(state.rotatedOwner) },
+  });
+}
