@@ -6,6 +6,9 @@ import { registerInit } from "./commands/init.ts";
 import { registerLog } from "./commands/log.ts";
 import { registerOwner } from "./commands/owner.ts";
 import { registerPolicy } from "./commands/policy.ts";
+import { registerSimAsic } from "./commands/sim-asic.ts";
+import { registerSimPool } from "./commands/sim-pool.ts";
+import { registerStratum } from "./commands/stratum.ts";
 import type { CliIo } from "./io.ts";
 import { reportError } from "./output.ts";
 
@@ -56,6 +59,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   registerPolicy(program, io, run);
   registerConfig(program, io, run);
   registerLog(program, io, run);
+  registerSimPool(program, io, run);
+  registerSimAsic(program, io, run);
+  registerStratum(program, io, run);
   // Every subcommand reports usage errors like the root does and never exits by itself.
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput(program.configureOutput());

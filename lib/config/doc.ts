@@ -36,6 +36,8 @@ function typeText(f: Field): string {
   switch (f.type) {
     case "int":
       return `integer ${f.min}–${f.max}`;
+    case "number":
+      return `number ${f.min}–${f.max}`;
     case "bool":
       return "boolean";
     case "enum":

@@ -18,6 +18,13 @@ export interface IntField extends FieldBase<number> {
   readonly max: number;
 }
 
+/** A finite decimal number (difficulties, ratios) within [min, max]. */
+export interface NumberField extends FieldBase<number> {
+  readonly type: "number";
+  readonly min: number;
+  readonly max: number;
+}
+
 export interface BoolField extends FieldBase<boolean> {
   readonly type: "bool";
 }
@@ -54,6 +61,7 @@ export interface UrlField extends FieldBase<string> {
 
 export type Field =
   | IntField
+  | NumberField
   | BoolField
   | EnumField
   | StringField
@@ -65,7 +73,11 @@ export interface Section {
   readonly [key: string]: Field | Section;
 }
 
-export type FieldValue<F> = F extends IntField ? number : F extends BoolField ? boolean : string;
+export type FieldValue<F> = F extends IntField | NumberField
+  ? number
+  : F extends BoolField
+    ? boolean
+    : string;
 
 /** The typed, read-only configuration object a schema describes. */
 export type ConfigOf<S extends Section> = {
@@ -85,6 +97,11 @@ type Opts<T> = { default: T; doc: string; secret?: boolean };
 export const int = (o: Opts<number> & { min: number; max: number }): IntField => ({
   kind: "field",
   type: "int",
+  ...o,
+});
+export const num = (o: Opts<number> & { min: number; max: number }): NumberField => ({
+  kind: "field",
+  type: "number",
   ...o,
 });
 export const bool = (o: Opts<boolean>): BoolField => ({ kind: "field", type: "bool", ...o });

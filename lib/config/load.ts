@@ -198,6 +198,11 @@ function coerce(key: string, raw: string, source: string): unknown {
     if (!/^[+-]?\d+$/.test(raw)) throw typeError(key, "an integer", raw, source);
     return Number(raw);
   }
+  if (field?.type === "number") {
+    if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(raw))
+      throw typeError(key, "a number", raw, source);
+    return Number(raw);
+  }
   if (field?.type === "bool") {
     if (raw === "true" || raw === "1") return true;
     if (raw === "false" || raw === "0") return false;
@@ -223,6 +228,12 @@ function validate(key: string, raw: unknown, source: string): unknown {
       if (raw < field.min || raw > field.max) {
         throw range(`an integer from ${field.min} to ${field.max}`);
       }
+      return raw;
+    case "number":
+      if (typeof raw !== "number" || !Number.isFinite(raw))
+        throw typeError(key, "a number", raw, source);
+      if (raw < field.min || raw > field.max)
+        throw range(`a number from ${field.min} to ${field.max}`);
       return raw;
     case "bool":
       if (typeof raw !== "boolean") throw typeError(key, "true or false", raw, source);

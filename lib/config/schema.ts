@@ -1,4 +1,4 @@
-import { bool, type ConfigOf, hostPort, int, oneOf, path, text, url } from "./fields.ts";
+import { bool, type ConfigOf, hostPort, int, num, oneOf, path, text, url } from "./fields.ts";
 
 /**
  * agentd's configuration: `/etc/agentd/agentd.toml`, `AGENTD_*` variables and flags.
@@ -96,6 +96,18 @@ export const CONFIG_SCHEMA = {
       doc: "Vardiff aims at one share per this many seconds per miner.",
     }),
     vardiff: bool({ default: true, doc: "Per-miner variable difficulty." }),
+    initial_difficulty: num({
+      default: 1024,
+      min: 1e-12,
+      max: 1e15,
+      doc: "A new miner's difficulty until vardiff (or its suggest_difficulty) moves it; rounded to a power of two.",
+    }),
+    min_difficulty: num({
+      default: 1 / 1024,
+      min: 1e-12,
+      max: 1e15,
+      doc: "Vardiff never goes below this (simulated CPU miners need tiny difficulties).",
+    }),
   },
   docker: {
     host: text({

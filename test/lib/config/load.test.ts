@@ -91,6 +91,25 @@ describe("loadConfig", () => {
     expect(c.stratum.vardiff).toBe(false);
   });
 
+  it("reads decimal numbers (difficulties) from env, and refuses non-numbers and out-of-range ones", () => {
+    const none = join(tmp(), "none.toml");
+    const c = loadConfig({
+      env: { AGENTD_STRATUM__INITIAL_DIFFICULTY: "1.5e-5" },
+      defaultPath: none,
+    }).config;
+    expect(c.stratum.initial_difficulty).toBe(1.5e-5);
+    expectError(
+      () => loadConfig({ env: { AGENTD_STRATUM__MIN_DIFFICULTY: "tiny" }, defaultPath: none }),
+      "AGENTD_E_CONFIG_TYPE",
+      'stratum.min_difficulty: expected a number, found "tiny"',
+    );
+    expectError(
+      () => loadConfig({ env: { AGENTD_STRATUM__MIN_DIFFICULTY: "0" }, defaultPath: none }),
+      "AGENTD_E_CONFIG_RANGE",
+      "stratum.min_difficulty: expected a number from 1e-12 to 1000000000000000, found 0",
+    );
+  });
+
   it("returns a deeply frozen object", () => {
     const c = loadConfig({ env: {}, defaultPath: join(tmp(), "none.toml") }).config;
     expect(Object.isFrozen(c)).toBe(true);

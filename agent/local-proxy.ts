@@ -1,0 +1,157 @@
+import type { KeyObject } from "node:crypto";
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import type { Clock } from "../lib/clock.ts";
+import type { AgentdConfig } from "../lib/config/schema.ts";
+import { ChainLog } from "../lib/fs/chain-log.ts";
+import type { Logger } from "../lib/log/logger.ts";
+import { Registry } from "../lib/metrics/registry.ts";
+import { EnforcementEngine } from "../policy-guard/engine.ts";
+import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
+import { StratumProxy } from "../stratum-client/proxy.ts";
+import { ensureStateDir } from "./identity.ts";
+
+/**
+ * Local mode (`agentd stratum proxy`): the Stratum proxy under the policy guard, on a bundle
+ * file, with no control plane — for air-gapped farms and tests. Composition, in order: state
+ * directory, audit log, enforcement engine (verifies the stored bundle again), proxy listening,
+ * the proxy registered as the mining gate, the bundle file applied, then watched. `close`
+ * undoes it in reverse, once.
+ */
+
+export interface LocalProxyOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly bundlePath: string;
+  readonly owner: KeyObject;
+  readonly publication: KeyObject;
+  readonly worker: string;
+  readonly stateDir: string;
+  readonly config: AgentdConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly agentVersion: string;
+  /** How often the bundle file is checked for a change. */
+  readonly watchIntervalMs?: number;
+}
+
+export interface LocalProxy {
+  readonly host: string;
+  readonly port: number;
+  readonly metrics: { host: string; port: number } | null;
+  readonly proxy: StratumProxy;
+  readonly engine: EnforcementEngine;
+  close(): Promise<void>;
+}
+
+export async function startLocalProxy(o: LocalProxyOptions): Promise<LocalProxy> {
+  ensureStateDir(o.stateDir);
+  const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
+  const registry = new Registry();
+  const s = o.config.stratum;
+  let engine: EnforcementEngine | null = null;
+  const proxy = new StratumProxy({
+    host: o.host,
+    port: o.port,
+    agentVersion: o.agentVersion,
+    clock: o.clock,
+    logger: o.logger.child({ component: "stratum" }),
+    registry,
+    limits: { maxLineBytes: s.max_line_bytes, idleTimeoutMs: s.idle_timeout_s * 1000 },
+    maxConnectionsPerIp: s.max_connections_per_ip,
+    vardiff: s.vardiff
+      ? {
+          targetIntervalS: s.share_interval_s,
+          initial: s.initial_difficulty,
+          min: s.min_difficulty,
+        }
+      : { initial: s.initial_difficulty, min: s.initial_difficulty, max: s.initial_difficulty },
+    audit: (e) => {
+      audit.append({ ...e, actor: "stratum-proxy", at: new Date(o.clock.now()).toISOString() });
+    },
+    onUpstreamChange: () => void engine?.refresh("upstream"),
+  });
+  engine = new EnforcementEngine({
+    stateFile: join(o.stateDir, GUARD_STATE_FILE),
+    worker: o.worker,
+    trust: { owner: o.owner, publication: [o.publication] },
+    clock: o.clock,
+    // The upstream fact is the one in use, or the policy's first (the only one the proxy
+    // would dial first). Power and temperature come with the ASIC drivers: until then a
+    // consent with max_watts or max_temp_c denies (missing facts), as it must.
+    facts: () => ({
+      upstream:
+        proxy.upstreamInUse() ?? engine?.documents().consent?.payload.rules.upstreams?.[0]?.url,
+      job_class: "sha256d",
+    }),
+    audit,
+    log: o.logger.child({ component: "policy-guard" }),
+  });
+  engine.registerMiningGate(proxy);
+  const address = await proxy.listen();
+  await engine.start();
+
+  const apply = async (why: string) => {
+    let text: string;
+    try {
+      text = readFileSync(o.bundlePath, "utf8");
+    } catch (err) {
+      o.logger.warn({ err, path: o.bundlePath }, "bundle file unreadable");
+      return;
+    }
+    const r = await engine?.submitBundle(text, `file:${why}`);
+    o.logger.info({ accepted: r?.accepted, reasons: r?.reasons }, "bundle file applied");
+  };
+  await apply("start");
+  const interval = o.watchIntervalMs ?? 500;
+  watchFile(o.bundlePath, { interval, persistent: false }, (cur, prev) => {
+    if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size || cur.ino !== prev.ino)
+      void apply("change");
+  });
+
+  let metrics: Server | null = null;
+  let metricsAddress: { host: string; port: number } | null = null;
+  if (o.config.metrics.listen !== "") {
+    const [mh, mp] = splitHostPort(o.config.metrics.listen);
+    metrics = createServer((req, res) => {
+      if (req.url !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(registry.render());
+    });
+    metricsAddress = await new Promise((resolve, reject) => {
+      metrics?.once("error", reject).listen(mp, mh, () => {
+        const a = metrics?.address();
+        if (a === null || a === undefined || typeof a === "string")
+          return reject(new Error("no address"));
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  let closing: Promise<void> | null = null;
+  return {
+    ...address,
+    metrics: metricsAddress,
+    proxy,
+    engine,
+    close: () => {
+      closing ??= (async () => {
+        unwatchFile(o.bundlePath);
+        if (metrics !== null) await new Promise<void>((r) => metrics?.close(() => r()));
+        await proxy.close();
+        engine?.close();
+        audit.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(":");
+  const host = s.slice(0, i).replace(/^\[(.*)\]$/, "$1");
+  return [host, Number(s.slice(i + 1))];
+}

@@ -1,0 +1,147 @@
+import type { Command } from "commander";
+import { fail } from "../../lib/errors.ts";
+import { SimCluster } from "../../sim/asic/cluster.ts";
+import { type FaultSpec, parseFault } from "../../sim/asic/faults.ts";
+import { parsePoolUrl } from "../../sim/asic/pool-url.ts";
+import { isProfileName, PROFILE_NAMES } from "../../sim/asic/profiles.ts";
+import { parseHostPort } from "../../sim/pool/address.ts";
+import type { CliIo } from "../io.ts";
+import type { Run } from "../program.ts";
+import { simCommand } from "./sim.ts";
+
+interface SimAsicOpts {
+  count: string;
+  profile?: string;
+  pool?: string[];
+  user: string;
+  pass: string;
+  apiListen: string;
+  apiAllow: string;
+  fault?: string[];
+  silenceTimeout: string;
+  retryDelay: string;
+  rebootTime: string;
+  suggestDifficulty?: string;
+  maxHashrate?: string;
+  events: boolean;
+}
+
+const repeat = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+
+/**
+ * `agentd sim asic`: N simulated miners of one firmware profile (sim/README.md). stdout: the
+ * ready line with each miner's API address, then (with --events) one JSON line per miner
+ * event. Runs until SIGTERM or SIGINT, then disconnects every miner and exits 0.
+ */
+export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
+  simCommand(program)
+    .command("asic")
+    .description("run simulated ASICs: real SHA-256d shares, firmware dialects, the 4028 API")
+    .option("--count <n>", "how many miners", "1")
+    .option("--profile <name>", `firmware: ${PROFILE_NAMES.join("|")}`)
+    .option(
+      "--pool <url>",
+      "pool slot URL, [stratum+tcp://]host:port[#xnsub]; repeat for slots 2, 3",
+      repeat,
+    )
+    .option("--user <name>", "account; each miner authorizes as USER.<miner id>", "sim")
+    .option("--pass <password>", "pool password", "x")
+    .option(
+      "--api-listen <host:port>",
+      "management API address; port 0: free ports, else miner i gets port+i",
+      "127.0.0.1:0",
+    )
+    .option(
+      "--api-allow <list>",
+      "cgminer --api-allow list: W:addr[/bits] write, addr read-only, * any",
+      "W:*",
+    )
+    .option("--fault <kind[:n]>", "inject a fault (sim/README.md); repeatable", repeat)
+    .option("--silence-timeout <s>", "seconds without pool data before failing over", "90")
+    .option("--retry-delay <s>", "seconds to wait once every slot has failed", "5")
+    .option("--reboot-time <s>", "seconds a reboot keeps a miner down", "2")
+    .option("--suggest-difficulty <d>", "send mining.suggest_difficulty with this value")
+    .option("--max-hashrate <h/s>", "cap the real hashing of the whole process (nonces per second)")
+    .option("--events", "print one JSON line per miner event", false)
+    .action((opts: SimAsicOpts) =>
+      run(false, async () => {
+        const profile = opts.profile ?? "";
+        if (!isProfileName(profile)) throw usage("--profile", PROFILE_NAMES.join("|"), profile);
+        const pools = opts.pool ?? [];
+        if (pools.length < 1 || pools.length > 3) {
+          throw fail("AGENTD_E_USAGE", `--pool: give 1 to 3 pool URLs, found ${pools.length}`);
+        }
+        for (const p of pools) parsePoolUrl(p);
+        const api = parseHostPort(opts.apiListen);
+        if (!api) throw usage("--api-listen", "HOST:PORT", opts.apiListen);
+        const faults: FaultSpec[] = (opts.fault ?? []).map(parseFault);
+        const count = integer("--count", opts.count, 1);
+        const cluster = await SimCluster.start({
+          count,
+          profile,
+          pools,
+          user: opts.user,
+          pass: opts.pass,
+          apiHost: api.host,
+          apiPort: api.port,
+          apiAllow: opts.apiAllow.split(",").filter((s) => s !== ""),
+          faults,
+          silenceTimeoutMs: millis("--silence-timeout", opts.silenceTimeout),
+          retryDelayMs: millis("--retry-delay", opts.retryDelay),
+          rebootMs: millis("--reboot-time", opts.rebootTime),
+          ...(opts.suggestDifficulty === undefined
+            ? {}
+            : { suggestDifficulty: positive("--suggest-difficulty", opts.suggestDifficulty) }),
+          ...(opts.maxHashrate === undefined
+            ? {}
+            : { maxHashesPerSecond: positive("--max-hashrate", opts.maxHashrate) }),
+          clock: io.clock,
+          start: false,
+          ...(opts.events
+            ? {
+                onEvent: ({ type, ...rest }) =>
+                  io.stdout(`${JSON.stringify({ event: type, ...rest })}\n`),
+              }
+            : {}),
+        });
+        // Handlers before the ready line: a signal sent as soon as it is read must not find
+        // the default disposition (which kills the process without a clean shutdown).
+        const stopped = new Promise<void>((resolve) => {
+          const stop = () => {
+            process.off("SIGTERM", stop);
+            process.off("SIGINT", stop);
+            resolve();
+          };
+          process.on("SIGTERM", stop);
+          process.on("SIGINT", stop);
+        });
+        io.stdout(`${JSON.stringify(cluster.ready())}\n`);
+        // Only now: the ready line comes before any event line.
+        cluster.startMining();
+        await stopped;
+        await cluster.stop();
+        return 0;
+      }),
+    );
+}
+
+function usage(flag: string, expected: string, got: string) {
+  return fail("AGENTD_E_USAGE", `${flag}: expected ${expected}, found ${JSON.stringify(got)}`);
+}
+
+function integer(flag: string, text: string, min: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min) throw usage(flag, `an integer ≥ ${min}`, text);
+  return Number(text);
+}
+
+function positive(flag: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n <= 0) throw usage(flag, "a number > 0", text);
+  return n;
+}
+
+function millis(flag: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0) throw usage(flag, "seconds ≥ 0", text);
+  return Math.round(n * 1000);
+}

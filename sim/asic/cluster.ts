@@ -1,0 +1,140 @@
+/**
+ * N simulated miners of one profile in one process: one hashing scheduler shared round-robin,
+ * one management API per miner (for the profiles that have one). This is the programmatic
+ * API end-to-end tests use; `agentd sim asic` is a thin wrapper around it.
+ */
+import type { Clock } from "../../lib/clock.ts";
+import type { FaultSpec } from "./faults.ts";
+import { MgmtApi } from "./mgmt-api.ts";
+import { type MinerEvent, SimMiner } from "./miner.ts";
+import { PROFILES, type ProfileName } from "./profiles.ts";
+import { HashScheduler } from "./scheduler.ts";
+
+export interface ClusterOptions {
+  readonly count: number;
+  readonly profile: ProfileName;
+  /** Pool URLs for slots 1–3 (every miner gets all of them, in this order). */
+  readonly pools: readonly string[];
+  /** Account name; each miner authorizes as `${user}.${id}`. Default "sim". */
+  readonly user?: string;
+  readonly pass?: string;
+  /** Where the management APIs listen (default 127.0.0.1). */
+  readonly apiHost?: string;
+  /** First API port (miner i gets apiPort + i); 0 (default): each a free port. */
+  readonly apiPort?: number;
+  /** cgminer --api-allow entries (mgmt-api.ts); default W:* as stock Antminer firmware. */
+  readonly apiAllow?: readonly string[];
+  readonly faults?: readonly FaultSpec[];
+  readonly silenceTimeoutMs?: number;
+  readonly retryDelayMs?: number;
+  readonly rebootMs?: number;
+  readonly suggestDifficulty?: number;
+  /** Nonces per scheduler turn. */
+  readonly batch?: number;
+  readonly maxHashesPerSecond?: number;
+  readonly clock?: Clock;
+  readonly onEvent?: (event: MinerEvent & { miner: string }) => void;
+  /** Start mining at once (default); false: call startMining() (after printing a ready line). */
+  readonly start?: boolean;
+}
+
+export interface ClusterMiner {
+  readonly id: string;
+  readonly profile: ProfileName;
+  readonly worker: string;
+  readonly miner: SimMiner;
+  /** null for profiles without a cgminer API (bitaxe, cpuminer). */
+  readonly api: MgmtApi | null;
+}
+
+/** The CLI's ready line (sim/README.md). */
+export interface ClusterReady {
+  readonly ready: true;
+  readonly miners: readonly {
+    readonly id: string;
+    readonly profile: ProfileName;
+    readonly worker: string;
+    readonly api: { readonly host: string; readonly port: number } | null;
+  }[];
+}
+
+export class SimCluster {
+  readonly miners: readonly ClusterMiner[];
+  readonly scheduler: HashScheduler;
+
+  private constructor(miners: ClusterMiner[], scheduler: HashScheduler) {
+    this.miners = miners;
+    this.scheduler = scheduler;
+  }
+
+  static async start(o: ClusterOptions): Promise<SimCluster> {
+    if (!Number.isInteger(o.count) || o.count < 1) throw new RangeError("count must be ≥ 1");
+    const profile = PROFILES[o.profile];
+    const scheduler = new HashScheduler({
+      ...(o.batch === undefined ? {} : { batch: o.batch }),
+      ...(o.maxHashesPerSecond === undefined ? {} : { maxHashesPerSecond: o.maxHashesPerSecond }),
+      ...(o.clock === undefined ? {} : { clock: o.clock }),
+    });
+    const user = o.user ?? "sim";
+    const miners: ClusterMiner[] = [];
+    const cluster = new SimCluster(miners, scheduler);
+    try {
+      for (let i = 0; i < o.count; i++) {
+        const id = `${o.profile}-${i}`;
+        const worker = `${user}.${id}`;
+        const miner = new SimMiner({
+          id,
+          profile,
+          pools: o.pools.map((url) => ({ url, user: worker, pass: o.pass ?? "x" })),
+          scheduler,
+          ...(o.clock === undefined ? {} : { clock: o.clock }),
+          ...(o.silenceTimeoutMs === undefined ? {} : { silenceTimeoutMs: o.silenceTimeoutMs }),
+          ...(o.retryDelayMs === undefined ? {} : { retryDelayMs: o.retryDelayMs }),
+          ...(o.rebootMs === undefined ? {} : { rebootMs: o.rebootMs }),
+          ...(o.suggestDifficulty === undefined ? {} : { suggestDifficulty: o.suggestDifficulty }),
+          ...(o.faults === undefined ? {} : { faults: o.faults }),
+          ...(o.onEvent === undefined ? {} : { onEvent: o.onEvent }),
+        });
+        const api =
+          profile.api === null
+            ? null
+            : new MgmtApi({
+                miner,
+                host: o.apiHost ?? "127.0.0.1",
+                port: o.apiPort ? o.apiPort + i : 0,
+                ...(o.apiAllow === undefined ? {} : { allow: o.apiAllow }),
+              });
+        miners.push({ id, profile: o.profile, worker, miner, api });
+        await api?.listen();
+      }
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    // APIs first, then mining: the ready line's ports answer before any share is sent.
+    if (o.start !== false) cluster.startMining();
+    return cluster;
+  }
+
+  /** Powers the miners on: each connects to its first pool slot. */
+  startMining(): void {
+    for (const m of this.miners) m.miner.start();
+  }
+
+  ready(): ClusterReady {
+    return {
+      ready: true,
+      miners: this.miners.map((m) => ({
+        id: m.id,
+        profile: m.profile,
+        worker: m.worker,
+        api: m.api ? m.api.address : null,
+      })),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.scheduler.stop();
+    await Promise.all(this.miners.map(async (m) => Promise.all([m.miner.stop(), m.api?.close()])));
+  }
+}

@@ -1,0 +1,412 @@
+import type { JsonRpcConnection, RpcId } from "./codec.ts";
+import { validateWork } from "./job.ts";
+import type { Lane, LaneJob } from "./lane.ts";
+import { Vardiff, type VardiffOptions } from "./vardiff.ts";
+import {
+  legacyMultiVersion,
+  parseHex,
+  parseU32Hex,
+  rollVersion,
+  targetForDifficulty,
+  u32Hex,
+} from "./work.ts";
+
+/**
+ * One ASIC's connection, speaking every dialect of shared PROTOCOLS.md: BIP 310
+ * mining.configure (mask = upstream mask ∧ miner mask, unknown extensions false), legacy
+ * mining.multi_version (the 6th submit param is then the full version), subscribe with
+ * `[agent, null]`, pipelined requests, suggest_difficulty, extranonce.subscribe, ping,
+ * get_version. Every submit is validated here; the proxy decides what to forward.
+ */
+
+export type RejectCode = 20 | 21 | 22 | 23 | 24 | 25;
+
+export interface ShareOutcome {
+  readonly miner: Miner;
+  readonly worker: string;
+  readonly accepted: boolean;
+  /** Reject code and reason when not accepted. */
+  readonly code?: RejectCode;
+  readonly reason?: string;
+  readonly difficulty: number;
+  /** Set for accepted shares. */
+  readonly job?: LaneJob;
+  readonly extranonce2?: Buffer;
+  readonly ntime?: number;
+  readonly nonce?: number;
+  readonly version?: number;
+  readonly meetsUpstream?: boolean;
+  readonly isBlock?: boolean;
+  readonly hash?: Buffer;
+  /** process.hrtime.bigint() when the submit was received, for forward latency. */
+  readonly receivedNs: bigint;
+}
+
+/** What a miner needs from the proxy. */
+export interface MinerHost {
+  readonly agent: string;
+  /** Mask offered before any upstream mask is known. */
+  readonly defaultVersionMask: number;
+  readonly vardiff: VardiffOptions;
+  readonly now: () => number;
+  /** null when mining is allowed, else the policy reason for error 24. */
+  denial(): string | null;
+  /** A lane with room, or null when none is ready. */
+  pickLane(): Lane | null;
+  /** Waits for a ready lane (bounded); resolves null on timeout or close. */
+  waitLane(): Promise<Lane | null>;
+  onShare(outcome: ShareOutcome): void;
+  onClosed(miner: Miner): void;
+}
+
+interface SentJob {
+  readonly upJobId: string;
+  readonly difficulty: number;
+  readonly target: bigint;
+  readonly seen: Set<string>;
+}
+
+const MAX_SENT_JOBS = 32;
+const MAX_WORKER_NAME = 128;
+
+let nextMinerId = 1;
+
+export class Miner {
+  readonly id = nextMinerId++;
+  readonly laneKey = this.id;
+  readonly conn: JsonRpcConnection;
+  readonly ip: string;
+  readonly #host: MinerHost;
+  #lane: Lane | null = null;
+  #prefix: Buffer | null = null;
+  #en1: Buffer = Buffer.alloc(0);
+  #en2Size = 0;
+  #subscribed = false;
+  readonly #workers = new Set<string>();
+  #mask: number | null = null; // negotiated by mining.configure
+  #multiVersion = false;
+  readonly #vardiff: Vardiff;
+  #sentDifficulty: number | null = null;
+  readonly #jobs = new Map<string, SentJob>();
+  #jobSeq = 0;
+  #closed = false;
+
+  constructor(conn: JsonRpcConnection, ip: string, host: MinerHost) {
+    this.conn = conn;
+    this.ip = ip;
+    this.#host = host;
+    this.#vardiff = new Vardiff(host.vardiff, host.now());
+  }
+
+  get lane(): Lane | null {
+    return this.#lane;
+  }
+  get workers(): ReadonlySet<string> {
+    return this.#workers;
+  }
+  get difficulty(): number {
+    return this.#vardiff.difficulty;
+  }
+  get ready(): boolean {
+    return this.#subscribed && this.#workers.size > 0 && !this.#closed;
+  }
+
+  /** Entry point for requests (id set) and notifications (id null) from the miner. */
+  handle(id: RpcId | null, method: string, params: unknown): void {
+    const p = Array.isArray(params) ? params : [];
+    switch (method) {
+      case "mining.configure":
+        this.#answer(id, this.#configure(p));
+        return;
+      case "mining.multi_version":
+        this.#multiVersion = true;
+        this.#answer(id, true);
+        return;
+      case "mining.subscribe":
+        void this.#subscribe(id);
+        return;
+      case "mining.authorize":
+        this.#authorize(id, p);
+        return;
+      case "mining.extranonce.subscribe":
+        this.#answer(id, true);
+        return;
+      case "mining.suggest_difficulty":
+        this.#suggest(id, p[0]);
+        return;
+      case "mining.submit":
+        this.#submit(id, p);
+        return;
+      case "mining.ping":
+        this.#answer(id, "pong");
+        return;
+      case "client.get_version":
+        this.#answer(id, this.#host.agent);
+        return;
+      default:
+        if (id !== null)
+          this.conn.reply(id, null, [20, `unknown method ${method.slice(0, 64)}`, null]);
+    }
+  }
+
+  /** Sends the lane's current job (after a difficulty change if one is due). */
+  sendWork(clean: boolean): void {
+    if (!this.ready || this.#lane === null || this.#host.denial() !== null) return;
+    const job = this.#lane.current;
+    if (job === null) return;
+    const d = this.#vardiff.difficulty;
+    let cleanJobs = clean || job.up.cleanJobs;
+    if (d !== this.#sentDifficulty) {
+      this.conn.notify("mining.set_difficulty", [d]);
+      this.#sentDifficulty = d;
+      cleanJobs = true; // firmware applies a difficulty at the next notify: make it a clean one
+    }
+    // The same upstream job re-sent at another difficulty gets its own id, so that shares are
+    // judged at the difficulty in force when the miner received the job.
+    let id = job.up.jobId;
+    const earlier = this.#jobs.get(id);
+    if (earlier !== undefined) id = `${job.up.jobId}.${(++this.#jobSeq).toString(16)}`;
+    // Duplicates are judged per upstream job: one set shared by every id it was sent under.
+    const seen = earlier?.seen ?? new Set<string>();
+    this.#jobs.set(id, {
+      upJobId: job.up.jobId,
+      difficulty: d,
+      target: targetForDifficulty(d),
+      seen,
+    });
+    while (this.#jobs.size > MAX_SENT_JOBS)
+      this.#jobs.delete(this.#jobs.keys().next().value as string);
+    const u = job.up;
+    this.conn.notify("mining.notify", [
+      id,
+      u.prevhash,
+      u.coinb1,
+      u.coinb2,
+      u.merkleBranch,
+      u.version,
+      u.nbits,
+      u.ntime,
+      cleanJobs,
+    ]);
+  }
+
+  /** Moves the miner elsewhere: an empty-param client.reconnect, then close. */
+  moveAway(): void {
+    this.conn.notify("client.reconnect", []);
+    this.conn.close("local", { flush: true });
+  }
+
+  /** Vardiff timer: a miner that stopped finding shares gets an easier difficulty. */
+  tick(): void {
+    if (this.#vardiff.onTick(this.#host.now()) !== null) this.sendWork(true);
+  }
+
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#lane !== null && this.#prefix !== null) {
+      this.#lane.release(this.#prefix);
+      this.#lane.miners.delete(this);
+    }
+    this.#host.onClosed(this);
+  }
+
+  // ---- handlers ---------------------------------------------------------------------------
+
+  #answer(id: RpcId | null, result: unknown, error: unknown = null): void {
+    if (id !== null) this.conn.reply(id, result, error);
+  }
+
+  #configure(p: unknown[]): Record<string, unknown> {
+    const exts = Array.isArray(p[0]) ? p[0] : [];
+    const opts = (typeof p[1] === "object" && p[1] !== null ? p[1] : {}) as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const ext of exts) {
+      if (typeof ext !== "string" || ext.length > 64) continue;
+      if (ext !== "version-rolling") {
+        out[ext] = false;
+        continue;
+      }
+      const minerMask =
+        typeof opts["version-rolling.mask"] === "string"
+          ? parseU32Hex(opts["version-rolling.mask"])
+          : 0xffffffff;
+      const serverMask =
+        this.#lane?.ready === true ? this.#lane.versionMask : this.#host.defaultVersionMask;
+      const mask = ((minerMask ?? 0) & serverMask) >>> 0;
+      this.#mask = mask;
+      out["version-rolling"] = true;
+      out["version-rolling.mask"] = u32Hex(mask);
+    }
+    return out;
+  }
+
+  async #subscribe(id: RpcId | null): Promise<void> {
+    if (this.#subscribed) {
+      this.#answer(id, null, [20, "already subscribed", null]);
+      return;
+    }
+    let lane = this.#host.pickLane();
+    if (lane === null) lane = await this.#host.waitLane();
+    const prefix = lane?.allocate() ?? null;
+    if (lane === null || prefix === null || this.#closed) {
+      if (prefix !== null) lane?.release(prefix);
+      this.#answer(id, null, [20, "no upstream available", null]);
+      return;
+    }
+    this.#lane = lane;
+    this.#prefix = prefix;
+    this.#en1 = Buffer.concat([lane.extranonce1, prefix]);
+    this.#en2Size = lane.minerEn2Size;
+    this.#subscribed = true;
+    lane.miners.add(this);
+    const sub = this.id.toString(16);
+    this.#answer(id, [
+      [
+        ["mining.set_difficulty", sub],
+        ["mining.notify", sub],
+      ],
+      this.#en1.toString("hex"),
+      this.#en2Size,
+    ]);
+    this.sendWork(true);
+  }
+
+  #authorize(id: RpcId | null, p: unknown[]): void {
+    const user = p[0];
+    if (typeof user !== "string" || user.length === 0 || user.length > MAX_WORKER_NAME) {
+      this.#answer(id, false, [24, "bad worker name", null]);
+      return;
+    }
+    const first = this.#workers.size === 0;
+    this.#workers.add(user);
+    this.#answer(id, true);
+    if (first) this.sendWork(true);
+  }
+
+  #suggest(id: RpcId | null, d: unknown): void {
+    if (typeof d !== "number" || !(d > 0) || !Number.isFinite(d)) {
+      this.#answer(id, null, [20, "bad difficulty", null]);
+      return;
+    }
+    this.#answer(id, true);
+    if (this.#vardiff.suggest(d, this.#host.now()) !== null && this.#sentDifficulty !== null)
+      this.sendWork(true);
+  }
+
+  #submit(id: RpcId | null, p: unknown[]): void {
+    const receivedNs = process.hrtime.bigint();
+    const worker = typeof p[0] === "string" ? p[0] : "";
+    const reject = (
+      code: RejectCode,
+      reason: string,
+      difficulty = this.#vardiff.difficulty,
+    ): void => {
+      this.#answer(id, null, [code, reason, null]);
+      this.#host.onShare({
+        miner: this,
+        worker,
+        accepted: false,
+        code,
+        reason,
+        difficulty,
+        receivedNs,
+      });
+    };
+    if (!this.#subscribed || this.#lane === null || this.#prefix === null) {
+      reject(25, "not subscribed");
+      return;
+    }
+    if (!this.#workers.has(worker)) {
+      reject(24, "unauthorized worker");
+      return;
+    }
+    const denial = this.#host.denial();
+    if (denial !== null) {
+      reject(24, `mining denied: ${denial}`);
+      return;
+    }
+    if (p.length < 5 || p.length > 6 || typeof p[1] !== "string") {
+      reject(20, "malformed submit");
+      return;
+    }
+    const sent = this.#jobs.get(p[1]);
+    if (sent === undefined) {
+      reject(21, "job not found");
+      return;
+    }
+    const job = this.#lane.job(sent.upJobId);
+    if (job === undefined) {
+      reject(21, "stale job", sent.difficulty);
+      return;
+    }
+    const en2 = parseHex(p[2], this.#en2Size);
+    if (en2 === null) {
+      reject(20, `extranonce2 must be ${this.#en2Size} bytes of hex`, sent.difficulty);
+      return;
+    }
+    const ntime = parseU32Hex(p[3]);
+    if (ntime === null || ntime < job.work.ntime || ntime > job.work.ntime + 7000) {
+      reject(20, "ntime out of range", sent.difficulty);
+      return;
+    }
+    const nonce = parseU32Hex(p[4]);
+    if (nonce === null) {
+      reject(20, "malformed nonce", sent.difficulty);
+      return;
+    }
+    let version = job.work.version;
+    if (p.length === 6) {
+      const bits = parseU32Hex(p[5]);
+      const mask = this.#mask ?? (this.#multiVersion ? this.#lane.versionMask : 0);
+      const v =
+        bits === null
+          ? null
+          : this.#multiVersion && this.#mask === null
+            ? legacyMultiVersion(job.work.version, bits, mask)
+            : rollVersion(job.work.version, bits, mask);
+      if (v === null) {
+        reject(20, "version bits outside the negotiated mask", sent.difficulty);
+        return;
+      }
+      version = v;
+    }
+    const key = `${p[2]}:${p[3]}:${p[4]}:${version}`.toLowerCase();
+    if (sent.seen.has(key)) {
+      reject(22, "duplicate share", sent.difficulty);
+      return;
+    }
+    const w = validateWork(
+      job.work,
+      this.#en1,
+      en2,
+      ntime,
+      nonce,
+      version,
+      sent.target,
+      job.upstreamTarget,
+    );
+    if (!w.meetsShare) {
+      reject(23, "low difficulty share", sent.difficulty);
+      return;
+    }
+    sent.seen.add(key);
+    this.#answer(id, true);
+    this.#host.onShare({
+      miner: this,
+      worker,
+      accepted: true,
+      difficulty: sent.difficulty,
+      job,
+      extranonce2: Buffer.concat([this.#prefix, en2]),
+      ntime,
+      nonce,
+      version,
+      meetsUpstream: w.meetsUpstream,
+      isBlock: w.isBlock,
+      hash: w.hash,
+      receivedNs,
+    });
+    if (this.#vardiff.onShare(this.#host.now()) !== null) this.sendWork(true);
+  }
+}

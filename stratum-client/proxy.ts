@@ -1,0 +1,299 @@
+import { createServer, type Server, type Socket } from "node:net";
+import type { Clock } from "../lib/clock.ts";
+import type { Logger } from "../lib/log/logger.ts";
+import type { Registry } from "../lib/metrics/registry.ts";
+import type { Upstream } from "../policy-guard/documents.ts";
+import type { MiningGate, MiningGateInput } from "../policy-guard/gates.ts";
+import { ProxyAccounting } from "./accounting.ts";
+import { CodecCounters, type CodecLimits, JsonRpcConnection } from "./codec.ts";
+import type { SessionTunables } from "./failover.ts";
+import { Lane, type LaneJob } from "./lane.ts";
+import { Miner, type MinerHost, type ShareOutcome } from "./miner.ts";
+import { NetworkAllowlist } from "./networks.ts";
+import { systemTimers, type Timers } from "./timers.ts";
+import { agentString } from "./upstream.ts";
+import { DEFAULT_VARDIFF, type VardiffOptions } from "./vardiff.ts";
+import { u32Hex } from "./work.ts";
+
+/**
+ * The Stratum V1 proxy: ASICs on the LAN connect to it, it validates every share and forwards
+ * to the owner's upstream only the shares that meet the upstream target, only while the policy
+ * allows. It is the policy guard's mining gate: `apply` stops or resumes the data path and
+ * resolves once it has (no job goes out and no share is forwarded after a deny resolves).
+ *
+ * Fail closed: until the first `apply`, nothing is allowed, no upstream is dialled and no ASIC
+ * is accepted.
+ */
+
+export interface ProxyOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly agentVersion: string;
+  readonly clock: Clock;
+  readonly timers?: Timers;
+  readonly logger?: Logger;
+  readonly registry?: Registry;
+  /** Per-worker metric series beyond this are folded into `_other`. */
+  readonly maxWorkerSeries?: number;
+  readonly limits?: Partial<CodecLimits>;
+  readonly maxConnectionsPerIp?: number;
+  readonly vardiff?: Partial<VardiffOptions>;
+  /** A subscribe waits this long for an upstream session before it is refused. */
+  readonly subscribeWaitMs?: number;
+  readonly session?: SessionTunables;
+  readonly pool?: ConstructorParameters<typeof Lane>[0]["pool"];
+  /** Security-relevant refusals (a reconnect outside the policy, a connection outside `networks`). */
+  readonly audit?: (event: Record<string, unknown>) => void;
+  /** The upstream in use changed (the policy's `upstream` fact): re-evaluate. */
+  readonly onUpstreamChange?: (url: string | null) => void;
+}
+
+const DEFAULT_MASK = 0x1fffe000;
+const VARDIFF_TICK_MS = 15_000;
+
+export class StratumProxy implements MiningGate {
+  readonly name = "stratum-proxy";
+  readonly accounting: ProxyAccounting;
+  readonly counters = new CodecCounters();
+  readonly #o: ProxyOptions;
+  readonly #timers: Timers;
+  readonly #server: Server;
+  readonly #miners = new Set<Miner>();
+  readonly #perIp = new Map<string, number>();
+  readonly #lanes: Lane[] = [];
+  readonly #waiters = new Set<() => void>();
+  readonly #host: MinerHost;
+  #upstreams: readonly Upstream[] = [];
+  #networks = new NetworkAllowlist([]);
+  #denial: string | null = "policy.not_applied";
+  #laneSeq = 0;
+  #tick: unknown = null;
+  #closed = false;
+
+  constructor(options: ProxyOptions) {
+    this.#o = options;
+    this.#timers = options.timers ?? systemTimers;
+    this.accounting = new ProxyAccounting(options.registry, options.maxWorkerSeries ?? 1000);
+    const vardiff = { ...DEFAULT_VARDIFF, ...options.vardiff };
+    this.#host = {
+      agent: agentString(options.agentVersion),
+      defaultVersionMask: DEFAULT_MASK,
+      vardiff,
+      now: () => options.clock.now(),
+      denial: () => this.#denial,
+      pickLane: () => this.#pickLane(),
+      waitLane: () => this.#waitLane(),
+      onShare: (s) => this.#onShare(s),
+      onClosed: (m) => this.#onMinerClosed(m),
+    };
+    this.#server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.#o.port, this.#o.host, () => {
+        this.#server.off("error", reject);
+        const a = this.#server.address();
+        if (a === null || typeof a === "string") return reject(new Error("no address"));
+        const tick = () => {
+          for (const m of this.#miners) m.tick();
+          if (!this.#closed) this.#tick = this.#timers.setTimeout(tick, VARDIFF_TICK_MS);
+        };
+        this.#tick = this.#timers.setTimeout(tick, VARDIFF_TICK_MS);
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  get miners(): number {
+    return this.#miners.size;
+  }
+
+  /** The upstream URL in use (the `upstream` fact of DOCUMENTS.md section 6), or the first allowed. */
+  upstreamInUse(): string | null {
+    for (const l of this.#lanes) if (l.ready && l.url !== null) return l.url;
+    return this.#upstreams[0]?.url ?? null;
+  }
+
+  lanes(): readonly Lane[] {
+    return this.#lanes;
+  }
+
+  /** The mining gate. */
+  apply(input: MiningGateInput): void {
+    this.#networks = new NetworkAllowlist(input.networks);
+    for (const m of this.#miners) if (!this.#networks.allows(m.ip)) m.conn.close("local");
+    this.#setUpstreams(input.upstreams);
+    const was = this.#denial;
+    this.#denial = input.allow ? null : (input.reasons[0] ?? "denied");
+    this.accounting.setAllowed(input.allow);
+    // Denied: from here on no job goes out (sendWork checks) and no share is forwarded
+    // (#onShare checks), so the data path is stopped when this returns. Allowed again: every
+    // miner gets a clean job at once.
+    if (input.allow && was !== null) for (const m of this.#miners) m.sendWork(true);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#tick !== null) this.#timers.clearTimeout(this.#tick);
+    for (const w of this.#waiters) w();
+    for (const l of this.#lanes) l.stop();
+    for (const m of this.#miners) m.conn.close("local");
+    await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+
+  // ---- miners -----------------------------------------------------------------------------
+
+  #accept(socket: Socket): void {
+    const ip = socket.remoteAddress ?? "";
+    if (this.#closed || !this.#networks.allows(ip)) {
+      this.accounting.connectionRefused("network");
+      this.#o.audit?.({ type: "stratum.connection_refused", reason: "network", ip });
+      socket.destroy();
+      return;
+    }
+    const count = this.#perIp.get(ip) ?? 0;
+    if (count >= (this.#o.maxConnectionsPerIp ?? 64)) {
+      this.accounting.connectionRefused("ip_cap");
+      socket.destroy();
+      return;
+    }
+    this.#perIp.set(ip, count + 1);
+    let miner: Miner | null = null;
+    const conn = new JsonRpcConnection(socket, {
+      counters: this.counters,
+      clock: this.#o.clock,
+      timers: this.#timers,
+      ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
+      onRequest: (req) => miner?.handle(req.id, req.method, req.params),
+      onNotification: (method, params) => miner?.handle(null, method, params),
+      onClose: () => {
+        const n = (this.#perIp.get(ip) ?? 1) - 1;
+        if (n <= 0) this.#perIp.delete(ip);
+        else this.#perIp.set(ip, n);
+        miner?.closed();
+      },
+    });
+    miner = new Miner(conn, ip, this.#host);
+    this.#miners.add(miner);
+    this.accounting.minerCount(this.#miners.size);
+  }
+
+  #onMinerClosed(m: Miner): void {
+    this.#miners.delete(m);
+    this.accounting.minerCount(this.#miners.size);
+  }
+
+  // ---- upstream lanes ---------------------------------------------------------------------
+
+  #setUpstreams(upstreams: readonly Upstream[]): void {
+    const same =
+      upstreams.length === this.#upstreams.length &&
+      upstreams.every(
+        (u, i) => u.url === this.#upstreams[i]?.url && u.user === this.#upstreams[i]?.user,
+      );
+    this.#upstreams = upstreams;
+    if (same && this.#lanes.length > 0) return;
+    if (upstreams.length === 0) {
+      for (const l of this.#lanes.splice(0)) l.stop();
+      return;
+    }
+    if (this.#lanes.length === 0) this.#addLane();
+    else for (const l of this.#lanes) l.setUpstreams(upstreams);
+  }
+
+  #addLane(): Lane {
+    const lane = new Lane({
+      id: ++this.#laneSeq,
+      upstreams: this.#upstreams,
+      agentVersion: this.#o.agentVersion,
+      counters: this.counters,
+      ...(this.#o.session === undefined ? {} : { session: this.#o.session }),
+      ...(this.#o.pool === undefined ? {} : { pool: this.#o.pool }),
+      ...(this.#o.logger === undefined ? {} : { logger: this.#o.logger }),
+      hooks: {
+        onJob: (l, job) => this.#fanOut(l, job),
+        onReady: (l, moved) => this.#laneReady(l, moved),
+        onDown: (l, reason) => this.accounting.upstreamDown(l.id, reason),
+        onRefused: (l, target, reason) => {
+          this.accounting.reconnectRefused();
+          this.#o.audit?.({ type: "stratum.reconnect_refused", lane: l.id, target, reason });
+        },
+      },
+    });
+    this.#lanes.push(lane);
+    lane.start();
+    return lane;
+  }
+
+  #laneReady(lane: Lane, moved: boolean): void {
+    this.accounting.upstreamUp(lane.id, lane.url ?? "");
+    this.#o.onUpstreamChange?.(lane.url);
+    if (moved) {
+      // A new extranonce space: miners of the old one must subscribe again.
+      for (const m of [...this.#miners]) if (m.lane === lane) m.moveAway();
+    }
+    for (const w of [...this.#waiters]) w();
+  }
+
+  #pickLane(): Lane | null {
+    for (const l of this.#lanes) if (l.ready && !l.full) return l;
+    // Every ready session is full: open another (same upstreams) for the next miners.
+    if (this.#lanes.length > 0 && this.#lanes.every((l) => l.ready && l.full)) this.#addLane();
+    return null;
+  }
+
+  #waitLane(): Promise<Lane | null> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#timers.clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve(this.#closed ? null : this.#pickLane());
+      };
+      const timer = this.#timers.setTimeout(done, this.#o.subscribeWaitMs ?? 10_000);
+      this.#waiters.add(done);
+    });
+  }
+
+  #fanOut(lane: Lane, job: LaneJob): void {
+    if (this.#denial !== null) return;
+    const t0 = process.hrtime.bigint();
+    let n = 0;
+    for (const m of lane.miners as Set<unknown> as Set<Miner>) {
+      m.sendWork(job.up.cleanJobs);
+      n++;
+    }
+    this.accounting.fanOut(n, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+
+  // ---- shares -----------------------------------------------------------------------------
+
+  #onShare(s: ShareOutcome): void {
+    this.accounting.share(s);
+    if (!s.accepted || s.job === undefined || s.extranonce2 === undefined) return;
+    if (!(s.meetsUpstream === true || s.isBlock === true)) return;
+    // The gate may have closed between validation and here only synchronously; check again.
+    if (this.#denial !== null) return;
+    const lane = s.miner.lane;
+    if (lane === null) return;
+    const versionBits =
+      s.version !== undefined && lane.versionMask !== 0
+        ? u32Hex((s.version & lane.versionMask) >>> 0)
+        : undefined;
+    const sentNs = process.hrtime.bigint();
+    this.accounting.forwardStarted(s, Number(sentNs - s.receivedNs) / 1e9);
+    void lane.pool
+      .submit(
+        s.worker,
+        s.job.up.jobId,
+        s.extranonce2.toString("hex"),
+        u32Hex(s.ntime ?? 0),
+        u32Hex(s.nonce ?? 0),
+        versionBits,
+      )
+      .then((r) => this.accounting.forwarded(s, r, Number(process.hrtime.bigint() - sentNs) / 1e9));
+  }
+}
