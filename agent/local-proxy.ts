@@ -58,6 +58,7 @@ export async function startLocalProxy(o: LocalProxyOptions): Promise<LocalProxy>
     clock: o.clock,
     logger: o.logger.child({ component: "stratum" }),
     registry,
+    maxWorkerSeries: o.config.metrics.max_worker_series,
     limits: { maxLineBytes: s.max_line_bytes, idleTimeoutMs: s.idle_timeout_s * 1000 },
     maxConnectionsPerIp: s.max_connections_per_ip,
     vardiff: s.vardiff

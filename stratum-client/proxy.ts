@@ -283,6 +283,11 @@ export class StratumProxy implements MiningGate {
       s.version !== undefined && lane.versionMask !== 0
         ? u32Hex((s.version & lane.versionMask) >>> 0)
         : undefined;
+    if (s.isBlock === true) {
+      // A block candidate is forwarded before anything else this turn and recorded.
+      this.#o.logger?.info({ worker: s.worker, hash: s.hash?.toString("hex") }, "block candidate");
+      this.#o.audit?.({ type: "stratum.block_candidate", worker: s.worker, job: s.job.up.jobId });
+    }
     const sentNs = process.hrtime.bigint();
     this.accounting.forwardStarted(s, Number(sentNs - s.receivedNs) / 1e9);
     void lane.pool

@@ -65,6 +65,12 @@ export const CONFIG_SCHEMA = {
       optional: true,
       doc: 'Prometheus metrics endpoint ("" = off).',
     }),
+    max_worker_series: int({
+      default: 1000,
+      min: 1,
+      max: 100000,
+      doc: 'Per-worker metric series kept; further workers are folded into worker="_other".',
+    }),
   },
   stratum: {
     listen: hostPort({

@@ -115,6 +115,8 @@ describe("agentd stratum proxy (local mode)", () => {
       `stratum.initial_difficulty=${2 ** -20}`,
       "--set",
       `stratum.min_difficulty=${2 ** -24}`,
+      "--set",
+      "metrics.listen=127.0.0.1:0",
     ]);
     expect(ready).toMatchObject({ ready: true, host: "127.0.0.1", worker });
     const port = ready.port as number;
@@ -135,6 +137,12 @@ describe("agentd stratum proxy (local mode)", () => {
     expect(first.result).toBe(true);
     await until(() => pool.stats().accepted === 1, "the share at the pool");
     expect(Object.keys(pool.stats().users)).toEqual(["owner1.farm"]);
+
+    // Prometheus metrics: per-worker share counts and the forwarded share.
+    const m = ready.metrics as { host: string; port: number };
+    const text = await (await fetch(`http://${m.host}:${m.port}/metrics`)).text();
+    expect(text).toContain('agentd_stratum_shares_total{worker="rig1",result="accepted"} 1');
+    expect(text).toContain("agentd_stratum_mining_allowed 1");
 
     // The control plane's stop, delivered as a newer bundle file.
     publish(2, true);

@@ -181,6 +181,15 @@ describe("StratumProxy", () => {
     expect(codeOf(await submit(h, "rig1", "00", "00000000"))).toBe(20);
     expect(codeOf(await submit(h, "someone-else", en2Of(h, 4), "00000000"))).toBe(24);
     expect(codeOf(await submit(h, "rig1", en2Of(h, 5), "00000000", "00000001"))).toBe(20); // outside 1fffe000
+    const late = (Number.parseInt(h.job.ntime, 16) + 7001).toString(16).padStart(8, "0");
+    const lateReply = await h.client.request("mining.submit", [
+      "rig1",
+      h.job.jobId,
+      en2Of(h, 6),
+      late,
+      "00000000",
+    ]);
+    expect(lateReply.error).toEqual([20, "ntime out of range", null]);
     const before = pool.stats().accepted;
     await new Promise((r) => setTimeout(r, 100));
     expect(pool.stats().accepted).toBe(before);
@@ -254,4 +263,103 @@ describe("StratumProxy", () => {
     });
     expect(proxy.upstreamInUse()).toBe(`stratum+tcp://127.0.0.1:${pool.address.port}`);
   });
+
+  it("honours the previous difficulty for a job sent before a change; the change comes with a clean job", async () => {
+    const { port } = await setup();
+    const h = await handshake(port);
+    // The miner asks for a 4× harder difficulty: set_difficulty, then a clean job.
+    expect((await h.client.request("mining.suggest_difficulty", [MINER_DIFF * 4])).result).toBe(
+      true,
+    );
+    const d2 = await h.client.notification("mining.set_difficulty", 2);
+    expect((d2.params ?? [])[0]).toBe(MINER_DIFF * 4);
+    const job2 = parseNotify(await h.client.notification("mining.notify", 2));
+    expect(job2.clean).toBe(true);
+    expect(job2.jobId).not.toBe(h.job.jobId);
+    // A share for the first job that meets the old difficulty but not the new one: accepted.
+    const old = DIFF1 * 2n ** 20n;
+    let found: ReturnType<typeof solve> | null = null;
+    let i = 100;
+    for (; found === null; i++) {
+      const s = solve(h.job, h.en1, en2Of(h, i), old);
+      if (BigInt(`0x${s.hash}`) > old / 4n) found = s;
+    }
+    expect((await submit(h, "rig1", en2Of(h, i - 1), found.nonceHex)).result).toBe(true);
+    // The same kind of share for the new job is too easy now: 23.
+    let low: ReturnType<typeof solve> | null = null;
+    let j = 500;
+    for (; low === null; j++) {
+      const s = solve(job2, h.en1, en2Of(h, j), old);
+      if (BigInt(`0x${s.hash}`) > old / 4n) low = s;
+    }
+    const r = await submit(h, "rig1", en2Of(h, j - 1), low.nonceHex, undefined, job2);
+    expect((r.error as unknown[])[0]).toBe(23);
+  });
+
+  it("caps connections per IP address", async () => {
+    const pool = await SimPool.start({ difficulty: POOL_DIFF, jobIntervalMs: 0 });
+    cleanups.push(() => pool.close());
+    const registry = new Registry();
+    const proxy = new StratumProxy({
+      host: "127.0.0.1",
+      port: 0,
+      agentVersion: "0.1.0",
+      clock: systemClock,
+      registry,
+      maxConnectionsPerIp: 3,
+    });
+    cleanups.push(() => proxy.close());
+    const { port } = await proxy.listen();
+    proxy.apply(gate(pool.address.port));
+    const kept: TestClient[] = [];
+    for (let k = 0; k < 3; k++) {
+      const c = await TestClient.connect(port);
+      cleanups.push(() => c.close());
+      expect((await c.request("mining.ping", [])).result).toBe("pong");
+      kept.push(c);
+    }
+    const fourth = await TestClient.connect(port);
+    await fourth.closed;
+    expect(registry.render()).toContain(
+      'agentd_stratum_connections_refused_total{reason="ip_cap"} 1',
+    );
+    kept[0]?.close();
+    await until(() => proxy.miners === 2, "the slot to free");
+    const fifth = await TestClient.connect(port);
+    cleanups.push(() => fifth.close());
+    expect((await fifth.request("mining.ping", [])).result).toBe("pong");
+  });
+
+  it("opens another upstream session when one session's extranonce space is full", async () => {
+    // extranonce2 of 3 bytes: 1 prefix byte, so 256 miners per upstream session.
+    const pool = await SimPool.start({
+      difficulty: POOL_DIFF,
+      jobIntervalMs: 0,
+      extranonce2Size: 3,
+    });
+    cleanups.push(() => pool.close());
+    const proxy = new StratumProxy({
+      host: "127.0.0.1",
+      port: 0,
+      agentVersion: "0.1.0",
+      clock: systemClock,
+      maxConnectionsPerIp: 1000,
+      subscribeWaitMs: 5000,
+    });
+    cleanups.push(() => proxy.close());
+    const { port } = await proxy.listen();
+    proxy.apply(gate(pool.address.port));
+    const en1s = new Set<string>();
+    for (let k = 0; k < 257; k++) {
+      const c = await TestClient.connect(port);
+      cleanups.push(() => c.close());
+      const sub = await c.request("mining.subscribe", ["cgminer/4.11.1"]);
+      const [, en1, en2Size] = sub.result as [unknown, string, number];
+      expect(en2Size).toBe(2);
+      en1s.add(en1);
+    }
+    expect(en1s.size).toBe(257); // unique across sessions too
+    expect(proxy.lanes().length).toBe(2);
+    expect(pool.stats().connections).toBe(2);
+  }, 60_000);
 });
