@@ -20,6 +20,8 @@ import { targetForDifficulty } from "./work.ts";
 
 export interface LaneJob {
   readonly up: UpstreamJob;
+  /** The mining.notify line for miners, serialised once per job (clean or not). */
+  notifyLine(clean: boolean): string;
   readonly work: CompiledJob;
   /** The upstream difficulty in force when the job arrived. */
   readonly difficulty: number;
@@ -190,11 +192,31 @@ export class Lane {
       return;
     }
     if (up.cleanJobs) this.#jobs.clear();
+    const lines: [string | null, string | null] = [null, null];
     const job: LaneJob = {
       up,
       work,
       difficulty: up.difficulty,
       upstreamTarget: targetForDifficulty(up.difficulty),
+      notifyLine: (clean) => {
+        const i = clean ? 1 : 0;
+        lines[i] ??= `${JSON.stringify({
+          id: null,
+          method: "mining.notify",
+          params: [
+            up.jobId,
+            up.prevhash,
+            up.coinb1,
+            up.coinb2,
+            up.merkleBranch,
+            up.version,
+            up.nbits,
+            up.ntime,
+            clean,
+          ],
+        })}\n`;
+        return lines[i];
+      },
     };
     this.#jobs.set(up.jobId, job);
     while (this.#jobs.size > MAX_LIVE_JOBS) {

@@ -63,10 +63,21 @@ interface SentJob {
   readonly upJobId: string;
   readonly difficulty: number;
   readonly target: bigint;
-  readonly seen: Set<string>;
 }
 
-const MAX_SENT_JOBS = 32;
+/** Enough for the lane's live jobs (16) plus re-sends at a new difficulty. */
+const MAX_SENT_JOBS = 16;
+
+// Difficulties are powers of two, so few distinct targets exist: compute each once.
+const targets = new Map<number, bigint>();
+function targetFor(d: number): bigint {
+  let t = targets.get(d);
+  if (t === undefined) {
+    t = targetForDifficulty(d);
+    if (targets.size < 256) targets.set(d, t);
+  }
+  return t;
+}
 const MAX_WORKER_NAME = 128;
 
 let nextMinerId = 1;
@@ -88,7 +99,10 @@ export class Miner {
   readonly #vardiff: Vardiff;
   #sentDifficulty: number | null = null;
   readonly #jobs = new Map<string, SentJob>();
+  /** Shares seen, per upstream job (created on the first accepted share): duplicates → 22. */
+  readonly #seen = new Map<string, Set<string>>();
   #jobSeq = 0;
+  #lastUpJob: string | null = null;
   #closed = false;
 
   constructor(conn: JsonRpcConnection, ip: string, host: MinerHost) {
@@ -161,21 +175,29 @@ export class Miner {
       this.#sentDifficulty = d;
       cleanJobs = true; // firmware applies a difficulty at the next notify: make it a clean one
     }
+    // A clean job makes every earlier one stale: forget them (memory: 10,000 miners).
+    if (job.up.cleanJobs && job.up.jobId !== this.#lastUpJob) {
+      this.#jobs.clear();
+      this.#seen.clear();
+    }
+    this.#lastUpJob = job.up.jobId;
     // The same upstream job re-sent at another difficulty gets its own id, so that shares are
     // judged at the difficulty in force when the miner received the job.
     let id = job.up.jobId;
-    const earlier = this.#jobs.get(id);
-    if (earlier !== undefined) id = `${job.up.jobId}.${(++this.#jobSeq).toString(16)}`;
-    // Duplicates are judged per upstream job: one set shared by every id it was sent under.
-    const seen = earlier?.seen ?? new Set<string>();
-    this.#jobs.set(id, {
-      upJobId: job.up.jobId,
-      difficulty: d,
-      target: targetForDifficulty(d),
-      seen,
-    });
-    while (this.#jobs.size > MAX_SENT_JOBS)
-      this.#jobs.delete(this.#jobs.keys().next().value as string);
+    if (this.#jobs.has(id)) id = `${job.up.jobId}.${(++this.#jobSeq).toString(16)}`;
+    this.#jobs.set(id, { upJobId: job.up.jobId, difficulty: d, target: targetFor(d) });
+    while (this.#jobs.size > MAX_SENT_JOBS) {
+      const oldest = this.#jobs.keys().next().value as string;
+      const gone = this.#jobs.get(oldest)?.upJobId;
+      this.#jobs.delete(oldest);
+      if (gone !== undefined && ![...this.#jobs.values()].some((j) => j.upJobId === gone))
+        this.#seen.delete(gone);
+    }
+    if (id === job.up.jobId) {
+      // The common case: every miner gets the same line, serialised once per job.
+      this.conn.writeLine(job.notifyLine(cleanJobs));
+      return;
+    }
     const u = job.up;
     this.conn.notify("mining.notify", [
       id,
@@ -372,7 +394,8 @@ export class Miner {
       version = v;
     }
     const key = `${p[2]}:${p[3]}:${p[4]}:${version}`.toLowerCase();
-    if (sent.seen.has(key)) {
+    const seen = this.#seen.get(sent.upJobId);
+    if (seen?.has(key) === true) {
       reject(22, "duplicate share", sent.difficulty);
       return;
     }
@@ -390,7 +413,8 @@ export class Miner {
       reject(23, "low difficulty share", sent.difficulty);
       return;
     }
-    sent.seen.add(key);
+    if (seen === undefined) this.#seen.set(sent.upJobId, new Set([key]));
+    else seen.add(key);
     this.#answer(id, true);
     this.#host.onShare({
       miner: this,

@@ -93,7 +93,8 @@ export class StratumProxy implements MiningGate {
   listen(): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
       this.#server.once("error", reject);
-      this.#server.listen(this.#o.port, this.#o.host, () => {
+      // A deep accept backlog: a whole farm reconnecting at once must not meet SYN drops.
+      this.#server.listen({ port: this.#o.port, host: this.#o.host, backlog: 4096 }, () => {
         this.#server.off("error", reject);
         const a = this.#server.address();
         if (a === null || typeof a === "string") return reject(new Error("no address"));

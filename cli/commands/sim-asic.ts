@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 import { fail } from "../../lib/errors.ts";
-import { SimCluster } from "../../sim/asic/cluster.ts";
 import { type FaultSpec, parseFault } from "../../sim/asic/faults.ts";
 import { parsePoolUrl } from "../../sim/asic/pool-url.ts";
 import { isProfileName, PROFILE_NAMES } from "../../sim/asic/profiles.ts";
@@ -76,6 +75,7 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
         if (!api) throw usage("--api-listen", "HOST:PORT", opts.apiListen);
         const faults: FaultSpec[] = (opts.fault ?? []).map(parseFault);
         const count = integer("--count", opts.count, 1);
+        const { SimCluster } = await import("../../sim/asic/cluster.ts");
         const cluster = await SimCluster.start({
           count,
           profile,

@@ -1,11 +1,9 @@
 import { join } from "node:path";
 import type { Command } from "commander";
-import { splitHostPort, startLocalProxy } from "../../agent/local-proxy.ts";
 import { isHostPort } from "../../lib/config/load.ts";
 import { readPublicKeyFile } from "../../lib/crypto/key-files.ts";
 import { fail } from "../../lib/errors.ts";
 import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
-import { decisionToJson } from "../../policy-guard/decision.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { type Run, VERSION } from "../program.ts";
@@ -62,6 +60,9 @@ export function registerStratum(program: Command, io: CliIo, run: Run): void {
               : [{ key: "paths.state_dir", value: opts.stateDir, flag: "--state-dir" }]),
           ];
           const { config } = loadCliConfig(io, globalsOf(cmd), dedicated);
+          // Loaded only for this verb: every other command starts without the proxy's code.
+          const { splitHostPort, startLocalProxy } = await import("../../agent/local-proxy.ts");
+          const { decisionToJson } = await import("../../policy-guard/decision.ts");
           const logger = createLogger({ level: config.log.level as LogLevel });
           const [host, port] = splitHostPort(config.stratum.listen);
           const local = await startLocalProxy({
