@@ -94,7 +94,8 @@ export class EnforcementEngine {
   #state: GuardState;
   #docs: VerifiedDocuments;
   #decision: Decision;
-  #applied: Decision | null = null;
+  /** What the gates were last given (serialised), or null when unknown. */
+  #applied: string | null = null;
   /** Whether the current decision has been audited once (the first drive audits it). */
   #announced = false;
   #timer: unknown = null;
@@ -222,7 +223,7 @@ export class EnforcementEngine {
         ...this.#state.counters,
         revokedThroughSeq: Math.max(this.#state.counters.revokedThroughSeq, p.through_seq),
       };
-      this.#persist({ ...this.#state, counters });
+      this.#persist({ ...this.#state, counters }, "best-effort");
       this.#audit("revocation.accepted", { source, through_seq: p.through_seq });
       await this.#recompute(`revocation:${source}`, t0, false);
     });
@@ -233,10 +234,10 @@ export class EnforcementEngine {
     return this.#ownerDocument("decommission", jws, source, async (raw, t0) => {
       const p = parseDecommissionPayload(raw);
       this.#checkOwnerDoc(p.owner, p.worker);
-      this.#persist({
-        ...this.#state,
-        counters: { ...this.#state.counters, decommissioned: true },
-      });
+      this.#persist(
+        { ...this.#state, counters: { ...this.#state.counters, decommissioned: true } },
+        "best-effort",
+      );
       this.#audit("decommission.accepted", { source });
       await this.#recompute(`decommission:${source}`, t0, false);
       await this.#o.onDecommission?.();
@@ -254,7 +255,7 @@ export class EnforcementEngine {
       } catch (err) {
         throw fail("AGENTD_E_JWS_PAYLOAD", "new_owner_jwk is not an Ed25519 public JWK", {}, err);
       }
-      this.#persist({ ...this.#state, rotatedOwner: key });
+      this.#persist({ ...this.#state, rotatedOwner: key }, "best-effort");
       this.#audit("owner.rotated", { source, from: p.owner, to: jwkThumbprint(key) });
       await this.#recompute(`rotation:${source}`, t0, false);
     });
@@ -298,12 +299,30 @@ export class EnforcementEngine {
     return evaluate(this.#docs, this.#o.facts(), this.#o.clock.now(), this.#evalOptions());
   }
 
-  #persist(state: GuardState): void {
+  /**
+   * Writes the state. `stop-direction` changes (revocation, decommission, rotation, the clock
+   * floor) take effect in memory even when the write fails — a full disk must not keep a
+   * revoked consent mining — and the failure is audited; a bundle that cannot be persisted
+   * is not accepted (the error propagates).
+   */
+  #persist(state: GuardState, mode: "required" | "best-effort" = "required"): void {
     // Every write carries the clock floor forward, as #lastFloorWrite says it does.
     const now = this.#o.clock.now();
     const floorS = Math.max(state.counters.clockFloorS, Math.floor(now / 1000));
     const next = { ...state, counters: { ...state.counters, clockFloorS: floorS } };
-    saveGuardState(this.#o.stateFile, next);
+    try {
+      saveGuardState(this.#o.stateFile, next);
+    } catch (err) {
+      if (mode === "required") throw err;
+      this.#o.log?.error({ err }, "guard state could not be written; applied in memory");
+      try {
+        this.#audit("state.write_failed", {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      } catch {
+        // The audit log may share the failing disk; the log line above is all we can do.
+      }
+    }
     this.#state = next;
     this.#lastFloorWrite = now;
   }
@@ -371,19 +390,22 @@ export class EnforcementEngine {
     const previous = this.#decision;
     this.#decision = this.#evaluate();
     this.#bumpFloor();
-    if (force || this.#applied === null || !sameDecision(this.#applied, this.#decision)) {
+    // The gates are driven when what they are given changes, not only allow/deny: a new
+    // consent with another upstream user or other networks must reach the proxy at once.
+    const inputs = this.#gateInputs();
+    if (force || this.#applied === null || this.#applied !== inputs.key) {
       if (!sameDecision(previous, this.#decision) || !this.#announced) {
         this.#audit("decision.changed", { trigger, ...decisionToJson(this.#decision) });
         this.#announced = true;
       }
       // A gate that failed has not done it: what the gates hold is then unknown (null) until
       // every gate acknowledges, so the next event or wake-up drives them all again.
-      this.#applied = (await this.#drive(trigger, t0)) ? this.#decision : null;
+      this.#applied = (await this.#drive(inputs, trigger, t0)) ? inputs.key : null;
     }
     this.#arm();
   }
 
-  async #drive(trigger: string, t0: number): Promise<boolean> {
+  #gateInputs(): { mining: MiningGateInput; services: ServicesGateInput; key: string } {
     const d = this.#decision;
     const rules = this.#docs.consent?.payload.rules;
     // Time-based consent problems (expired, not yet valid) count too: the decision has them.
@@ -403,10 +425,18 @@ export class EnforcementEngine {
       reasons: d.services.reasons,
       upstreams,
     };
+    return { mining, services, key: JSON.stringify([mining, services]) };
+  }
+
+  async #drive(
+    inputs: { mining: MiningGateInput; services: ServicesGateInput },
+    trigger: string,
+    t0: number,
+  ): Promise<boolean> {
     // Stopping matters most: all gates are driven at once, each acknowledgement timed.
     const acked = await Promise.all([
-      ...this.#mining.map((g) => this.#applyGate(g, mining, trigger, t0)),
-      ...this.#services.map((g) => this.#applyGate(g, services, trigger, t0)),
+      ...this.#mining.map((g) => this.#applyGate(g, inputs.mining, trigger, t0)),
+      ...this.#services.map((g) => this.#applyGate(g, inputs.services, trigger, t0)),
     ]);
     return acked.every((ok) => ok);
   }
@@ -434,7 +464,10 @@ export class EnforcementEngine {
     const now = this.#o.clock.now();
     const nowS = Math.floor(now / 1000);
     if (nowS > this.#state.counters.clockFloorS && now - this.#lastFloorWrite >= FLOOR_PERSIST_MS) {
-      this.#persist({ ...this.#state, counters: { ...this.#state.counters, clockFloorS: nowS } });
+      this.#persist(
+        { ...this.#state, counters: { ...this.#state.counters, clockFloorS: nowS } },
+        "best-effort",
+      );
     }
   }
 
@@ -449,7 +482,9 @@ export class EnforcementEngine {
     const delay = Math.min(Math.max(0, wake - now), MAX_TIMER_MS);
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
-      void this.refresh("time");
+      this.refresh("time").catch((err: unknown) => {
+        this.#o.log?.error({ err }, "timed re-evaluation failed");
+      });
     }, delay);
   }
 }

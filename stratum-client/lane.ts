@@ -35,6 +35,8 @@ export interface LaneHooks {
   onReady(lane: Lane, moved: boolean): void;
   onDown(lane: Lane, reason: string): void;
   onRefused(lane: Lane, target: string, reason: string): void;
+  /** The upstream changed its version-rolling mask (mining.set_version_mask). */
+  onVersionMask(lane: Lane): void;
 }
 
 export interface LaneOptions {
@@ -85,7 +87,10 @@ export class Lane {
     this.pool.on("job", (job) => this.#job(job));
     this.pool.on("versionMask", (mask) => {
       this.#mask = mask === null ? 0 : Number.parseInt(mask, 16) >>> 0;
+      this.#hooks.onVersionMask(this);
     });
+    // A new extranonce in the same session is a new space: miners must subscribe again.
+    this.pool.on("extranonce", (en1, size) => this.#newSpace(en1, size));
     this.pool.on("refused", (r) => this.#hooks.onRefused(this, r.target, r.reason));
   }
 
@@ -163,6 +168,20 @@ export class Lane {
     // The session may have delivered its first job before it reported ready.
     const last = this.pool.current?.lastJob;
     if (last !== null && last !== undefined && !this.#jobs.has(last.jobId)) this.#job(last);
+  }
+
+  #newSpace(extranonce1: string, extranonce2Size: number): void {
+    this.#extranonce1 = Buffer.from(extranonce1, "hex");
+    this.#extranonce2Size = extranonce2Size;
+    try {
+      this.#alloc = new PrefixAllocator(extranonce2Size);
+    } catch (err) {
+      this.#log?.error({ err }, "upstream extranonce space cannot be shared");
+      this.#alloc = null;
+    }
+    this.#jobs.clear();
+    this.#current = null;
+    this.#hooks.onReady(this, true);
   }
 
   #down(reason: string): void {

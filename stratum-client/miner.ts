@@ -95,6 +95,7 @@ export class Miner {
   #subscribed = false;
   readonly #workers = new Set<string>();
   #mask: number | null = null; // negotiated by mining.configure
+  #requestedMask: number | null = null; // what the miner asked for
   #multiVersion = false;
   readonly #vardiff: Vardiff;
   #sentDifficulty: number | null = null;
@@ -255,7 +256,8 @@ export class Miner {
           : 0xffffffff;
       const serverMask =
         this.#lane?.ready === true ? this.#lane.versionMask : this.#host.defaultVersionMask;
-      const mask = ((minerMask ?? 0) & serverMask) >>> 0;
+      this.#requestedMask = (minerMask ?? 0) >>> 0;
+      const mask = (this.#requestedMask & serverMask) >>> 0;
       this.#mask = mask;
       out["version-rolling"] = true;
       out["version-rolling.mask"] = u32Hex(mask);
@@ -271,9 +273,14 @@ export class Miner {
     let lane = this.#host.pickLane();
     if (lane === null) lane = await this.#host.waitLane();
     const prefix = lane?.allocate() ?? null;
-    if (lane === null || prefix === null || this.#closed) {
+    // A second subscribe may have completed while this one waited: one prefix per miner.
+    if (lane === null || prefix === null || this.#closed || this.#subscribed) {
       if (prefix !== null) lane?.release(prefix);
-      this.#answer(id, null, [20, "no upstream available", null]);
+      this.#answer(id, null, [
+        20,
+        this.#subscribed ? "already subscribed" : "no upstream available",
+        null,
+      ]);
       return;
     }
     this.#lane = lane;
@@ -291,7 +298,26 @@ export class Miner {
       this.#en1.toString("hex"),
       this.#en2Size,
     ]);
+    this.#syncMask();
     this.sendWork(true);
+  }
+
+  /** The lane's upstream changed its version-rolling mask. */
+  laneMaskChanged(): void {
+    this.#syncMask();
+  }
+
+  /**
+   * The mask granted at configure time may have been the default (no upstream yet): narrow it
+   * to what the upstream really allows and tell the miner, or its rolled shares would be
+   * valid here and invalid upstream.
+   */
+  #syncMask(): void {
+    if (this.#requestedMask === null || this.#lane === null) return;
+    const mask = (this.#requestedMask & this.#lane.versionMask) >>> 0;
+    if (mask === this.#mask) return;
+    this.#mask = mask;
+    this.conn.notify("mining.set_version_mask", [u32Hex(mask)]);
   }
 
   #authorize(id: RpcId | null, p: unknown[]): void {
@@ -380,7 +406,11 @@ export class Miner {
     let version = job.work.version;
     if (p.length === 6) {
       const bits = parseU32Hex(p[5]);
-      const mask = this.#mask ?? (this.#multiVersion ? this.#lane.versionMask : 0);
+      // Never more than the upstream allows, whatever was granted earlier.
+      const mask =
+        ((this.#mask ?? (this.#multiVersion ? this.#lane.versionMask : 0)) &
+          this.#lane.versionMask) >>>
+        0;
       const v =
         bits === null
           ? null

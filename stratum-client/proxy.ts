@@ -199,7 +199,11 @@ export class StratumProxy implements MiningGate {
     this.#upstreams = upstreams;
     if (same && this.#lanes.length > 0) return;
     if (upstreams.length === 0) {
-      for (const l of this.#lanes.splice(0)) l.stop();
+      for (const l of this.#lanes.splice(0)) {
+        l.stop();
+        // Their work is gone: move the miners, so they come back to a new lane later.
+        for (const m of [...(l.miners as Set<unknown> as Set<Miner>)]) m.moveAway();
+      }
       return;
     }
     if (this.#lanes.length === 0) this.#addLane();
@@ -219,6 +223,9 @@ export class StratumProxy implements MiningGate {
         onJob: (l, job) => this.#fanOut(l, job),
         onReady: (l, moved) => this.#laneReady(l, moved),
         onDown: (l, reason) => this.accounting.upstreamDown(l.id, reason),
+        onVersionMask: (l) => {
+          for (const m of l.miners as Set<unknown> as Set<Miner>) m.laneMaskChanged();
+        },
         onRefused: (l, target, reason) => {
           this.accounting.reconnectRefused();
           this.#o.audit?.({ type: "stratum.reconnect_refused", lane: l.id, target, reason });

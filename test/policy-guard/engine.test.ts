@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { fixedClock } from "../../lib/clock.ts";
 import { verifyChainLog } from "../../lib/fs/chain-log.ts";
@@ -8,6 +8,7 @@ import { signDecommission, signOwnerRotation, signRevocation } from "../../polic
 import { useTmpDir } from "../support/tmp.ts";
 import {
   BITCOIND_IMAGE,
+  baseRules,
   bundleFor,
   consentFor,
   type Harness,
@@ -903,5 +904,50 @@ describe("serialization", () => {
     expect(h.engine.snapshot()).toMatchObject({ consent: { seq: 2 } });
     expect(h.engine.current().mining.reasons).toContain("consent.revoked");
     expect(h.services.last().allowed).toEqual({});
+  });
+});
+
+describe("gate inputs and failed writes (review findings)", () => {
+  it("a new consent with the same decision but another user, networks and limits reaches the mining gate", async () => {
+    const { w } = setup();
+    const { h } = await installed(w, 1, 1);
+    const before = h.mining.inputs.length;
+    expect(h.mining.last().allow).toBe(true);
+    const rules = baseRules({
+      upstreams: [{ url: UPSTREAM, user: "someone-else" }],
+      networks: ["10.9.9.0/24"],
+      max_watts: 3500,
+    });
+    expect(
+      await h.engine.submitBundle(bundleFor(keys, { seq: 2, rules }, { version: 2 }), "t"),
+    ).toEqual({
+      accepted: true,
+      reasons: [],
+    });
+    expect(h.mining.inputs.length).toBe(before + 1);
+    expect(h.mining.last()).toMatchObject({
+      allow: true,
+      upstreams: [{ url: UPSTREAM, user: "someone-else" }],
+      networks: ["10.9.9.0/24"],
+      maxWatts: 3500,
+    });
+  });
+
+  it("a revocation stops mining even when the state file cannot be written, and says so", async () => {
+    const { clock, w } = setup();
+    const { h } = await installed(w, 1, 1);
+    // The state file's path becomes a directory: every atomic rename onto it fails.
+    rmSync(w.stateFile);
+    mkdirSync(w.stateFile);
+    const revocation = signRevocation({
+      ownerKey: keys.owner,
+      worker: keys.worker,
+      iat: nowS(clock),
+      throughSeq: 1,
+    });
+    expect((await h.engine.submitRevocation(revocation, "push")).accepted).toBe(true);
+    expect(h.mining.last().allow).toBe(false);
+    expect(h.mining.last().reasons).toContain("consent.revoked");
+    expect(ofType(w, "state.write_failed").length).toBeGreaterThan(0);
   });
 });
