@@ -50,6 +50,8 @@ export interface ProxyOptions {
 
 const DEFAULT_MASK = 0x1fffe000;
 const VARDIFF_TICK_MS = 15_000;
+/** Miners sent a new job per event-loop turn (see #fanOut). */
+const FAN_OUT_BATCH = 1000;
 
 export class StratumProxy implements MiningGate {
   readonly name = "stratum-proxy";
@@ -62,6 +64,7 @@ export class StratumProxy implements MiningGate {
   readonly #perIp = new Map<string, number>();
   readonly #lanes: Lane[] = [];
   readonly #waiters = new Set<() => void>();
+  readonly #fanOutGeneration = new WeakMap<Lane, number>();
   readonly #host: MinerHost;
   #upstreams: readonly Upstream[] = [];
   #networks = new NetworkAllowlist([]);
@@ -266,15 +269,26 @@ export class StratumProxy implements MiningGate {
     });
   }
 
+  /**
+   * Sends a new job to every miner of the lane, FAN_OUT_BATCH miners per event-loop turn, so
+   * that submits arriving meanwhile are not held up behind thousands of socket writes. A newer
+   * job, or a deny, ends a fan-out still in progress (sendWork checks the denial itself).
+   */
   #fanOut(lane: Lane, job: LaneJob): void {
     if (this.#denial !== null) return;
+    const generation = (this.#fanOutGeneration.get(lane) ?? 0) + 1;
+    this.#fanOutGeneration.set(lane, generation);
     const t0 = process.hrtime.bigint();
-    let n = 0;
-    for (const m of lane.miners as Set<unknown> as Set<Miner>) {
-      m.sendWork(job.up.cleanJobs);
-      n++;
-    }
-    this.accounting.fanOut(n, Number(process.hrtime.bigint() - t0) / 1e9);
+    const miners = [...(lane.miners as Set<unknown> as Set<Miner>)];
+    let i = 0;
+    const step = () => {
+      if (this.#fanOutGeneration.get(lane) !== generation || this.#closed) return;
+      const end = Math.min(i + FAN_OUT_BATCH, miners.length);
+      for (; i < end; i++) miners[i]?.sendWork(job.up.cleanJobs);
+      if (i < miners.length) setImmediate(step);
+      else this.accounting.fanOut(miners.length, Number(process.hrtime.bigint() - t0) / 1e9);
+    };
+    step();
   }
 
   // ---- shares -----------------------------------------------------------------------------
