@@ -195,17 +195,7 @@ export class Lane {
   #job(up: UpstreamJob): void {
     // A job from another extranonce space (a session we have not adopted yet) is not ours.
     if (up.extranonce1 !== this.#extranonce1.toString("hex") && this.#alloc !== null) return;
-    const work = parseNotify([
-      up.jobId,
-      up.prevhash,
-      up.coinb1,
-      up.coinb2,
-      up.merkleBranch,
-      up.version,
-      up.nbits,
-      up.ntime,
-      up.cleanJobs,
-    ]);
+    const work = parseNotify(notifyArgs(up, up.cleanJobs));
     if (work === null || !(up.difficulty > 0)) {
       this.#log?.warn({ job: up.jobId }, "upstream job refused: malformed");
       return;
@@ -219,21 +209,8 @@ export class Lane {
       upstreamTarget: targetForDifficulty(up.difficulty),
       notifyLine: (clean) => {
         const i = clean ? 1 : 0;
-        lines[i] ??= `${JSON.stringify({
-          id: null,
-          method: "mining.notify",
-          params: [
-            up.jobId,
-            up.prevhash,
-            up.coinb1,
-            up.coinb2,
-            up.merkleBranch,
-            up.version,
-            up.nbits,
-            up.ntime,
-            clean,
-          ],
-        })}\n`;
+        lines[i] ??=
+          `${JSON.stringify({ id: null, method: "mining.notify", params: notifyArgs(up, clean) })}\n`;
         return lines[i];
       },
     };
@@ -245,4 +222,19 @@ export class Lane {
     this.#current = job;
     this.#hooks.onJob(this, job);
   }
+}
+
+/** The nine mining.notify params of an upstream job, with the given clean flag. */
+function notifyArgs(up: UpstreamJob, clean: boolean): unknown[] {
+  return [
+    up.jobId,
+    up.prevhash,
+    up.coinb1,
+    up.coinb2,
+    up.merkleBranch,
+    up.version,
+    up.nbits,
+    up.ntime,
+    clean,
+  ];
 }

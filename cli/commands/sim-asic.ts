@@ -6,6 +6,7 @@ import { isProfileName, PROFILE_NAMES } from "../../sim/asic/profiles.ts";
 import { parseHostPort } from "../../sim/pool/address.ts";
 import type { CliIo } from "../io.ts";
 import type { Run } from "../program.ts";
+import { untilSignal } from "../signals.ts";
 import { simCommand } from "./sim.ts";
 
 interface SimAsicOpts {
@@ -104,17 +105,8 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
               }
             : {}),
         });
-        // Handlers before the ready line: a signal sent as soon as it is read must not find
-        // the default disposition (which kills the process without a clean shutdown).
-        const stopped = new Promise<void>((resolve) => {
-          const stop = () => {
-            process.off("SIGTERM", stop);
-            process.off("SIGINT", stop);
-            resolve();
-          };
-          process.on("SIGTERM", stop);
-          process.on("SIGINT", stop);
-        });
+        // Handlers first: a signal right after the ready line must still shut down cleanly.
+        const stopped = untilSignal();
         io.stdout(`${JSON.stringify(cluster.ready())}\n`);
         // Only now: the ready line comes before any event line.
         cluster.startMining();

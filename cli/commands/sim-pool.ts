@@ -9,6 +9,7 @@ import { FAULT_SYNTAX, parseFault } from "../../sim/pool/faults.ts";
 import { globalsOf } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import type { Run } from "../program.ts";
+import { untilSignal } from "../signals.ts";
 import { simCommand } from "./sim.ts";
 
 interface SimPoolOpts {
@@ -102,15 +103,7 @@ export function registerSimPool(program: Command, io: CliIo, run: Run): void {
           onShare: (share) => io.stdout(`${JSON.stringify({ share })}\n`),
         });
         // Handlers first: a signal right after the ready line must still shut down cleanly.
-        const stopped = new Promise<NodeJS.Signals>((resolve) => {
-          const stop = (sig: NodeJS.Signals) => {
-            process.off("SIGTERM", stop);
-            process.off("SIGINT", stop);
-            resolve(sig);
-          };
-          process.on("SIGTERM", stop);
-          process.on("SIGINT", stop);
-        });
+        const stopped = untilSignal();
         io.stdout(`${JSON.stringify({ ready: true, ...pool.address })}\n`);
 
         const control = opts.controlStdin

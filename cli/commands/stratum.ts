@@ -7,6 +7,7 @@ import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { type Run, VERSION } from "../program.ts";
+import { untilSignal } from "../signals.ts";
 import { parseWorkerId } from "../time.ts";
 
 const HELP = `
@@ -79,15 +80,7 @@ export function registerStratum(program: Command, io: CliIo, run: Run): void {
             agentVersion: VERSION,
           });
           // Handlers first: a signal right after the ready line must still shut down cleanly.
-          const stopped = new Promise<void>((resolve) => {
-            const stop = () => {
-              process.off("SIGTERM", stop);
-              process.off("SIGINT", stop);
-              resolve();
-            };
-            process.on("SIGTERM", stop);
-            process.on("SIGINT", stop);
-          });
+          const stopped = untilSignal();
           io.stdout(
             `${JSON.stringify({
               ready: true,
