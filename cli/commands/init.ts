@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import { initMachineIdentity } from "../../agent/identity.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
@@ -20,7 +21,7 @@ export function registerInit(program: Command, io: CliIo, run: Run): void {
         const dedicated =
           opts.stateDir === undefined
             ? []
-            : [{ key: "paths.state_dir", value: opts.stateDir, flag: "--state-dir" }];
+            : [{ key: "paths.state_dir", value: resolve(opts.stateDir), flag: "--state-dir" }];
         const { config } = loadCliConfig(io, globals, dedicated);
         const id = initMachineIdentity(config.paths.state_dir, { force: opts.force });
         printResult(

@@ -16,6 +16,7 @@ interface SimAsicOpts {
   user: string;
   pass: string;
   apiListen: string;
+  listen?: string;
   apiAllow: string;
   fault?: string[];
   silenceTimeout: string;
@@ -52,6 +53,10 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
       "127.0.0.1:0",
     )
     .option(
+      "--listen <host:port>",
+      "the same as --api-listen (DOCUMENTS.md section 7: daemons take --listen)",
+    )
+    .option(
       "--api-allow <list>",
       "cgminer --api-allow list: W:addr[/bits] write, addr read-only, * any",
       "W:*",
@@ -72,8 +77,10 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
           throw fail("AGENTD_E_USAGE", `--pool: give 1 to 3 pool URLs, found ${pools.length}`);
         }
         for (const p of pools) parsePoolUrl(p);
-        const api = parseHostPort(opts.apiListen);
-        if (!api) throw usage("--api-listen", "HOST:PORT", opts.apiListen);
+        const listen = opts.listen ?? opts.apiListen;
+        const api = parseHostPort(listen);
+        if (!api)
+          throw usage(opts.listen === undefined ? "--api-listen" : "--listen", "HOST:PORT", listen);
         const faults: FaultSpec[] = (opts.fault ?? []).map(parseFault);
         const count = integer("--count", opts.count, 1);
         const { SimCluster } = await import("../../sim/asic/cluster.ts");

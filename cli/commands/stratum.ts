@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { isHostPort } from "../../lib/config/load.ts";
 import { readPublicKeyFile } from "../../lib/crypto/key-files.ts";
@@ -58,7 +58,7 @@ export function registerStratum(program: Command, io: CliIo, run: Run): void {
               : [{ key: "stratum.listen", value: opts.listen, flag: "--listen" }]),
             ...(opts.stateDir === undefined
               ? []
-              : [{ key: "paths.state_dir", value: opts.stateDir, flag: "--state-dir" }]),
+              : [{ key: "paths.state_dir", value: resolve(opts.stateDir), flag: "--state-dir" }]),
           ];
           const { config } = loadCliConfig(io, globalsOf(cmd), dedicated);
           // Loaded only for this verb: every other command starts without the proxy's code.

@@ -102,6 +102,15 @@ describe("agentd init", () => {
     expect(r.stderr).toContain("AGENTD_E_FILE_INSECURE_MODE");
   });
 
+  it("accepts a relative --state-dir, resolved against the working directory", () => {
+    const cwd = tmp();
+    const r = agentd(["init", "--state-dir", "st", "--json"], {}, cwd);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as { key_file: string };
+    expect(doc.key_file).toBe(join(cwd, "st", "machine.key.pem"));
+    expect(statSync(doc.key_file).mode & 0o777).toBe(0o600);
+  });
+
   it("takes the state dir from the config when no flag is given", () => {
     const state = join(tmp(), "from-env");
     const r = agentd(["init"], { AGENTD_PATHS__STATE_DIR: state });
@@ -225,5 +234,24 @@ describe("agentd config show", () => {
     expect(t.stdout).toContain('listen = "127.0.0.1:0"');
     expect(t.stdout).toContain('token = "[REDACTED]"');
     expect(t.stdout + t.stderr).not.toContain("very-secret-1234");
+  });
+});
+
+describe("daemons take --listen (DOCUMENTS.md section 7)", () => {
+  it("agentd sim asic validates --listen like --api-listen", () => {
+    const r = agentd([
+      "sim",
+      "asic",
+      "--count",
+      "1",
+      "--profile",
+      "s19",
+      "--pool",
+      "stratum+tcp://127.0.0.1:1",
+      "--listen",
+      "nope",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--listen");
   });
 });

@@ -14,8 +14,13 @@ export interface CliResult {
  * Runs the real `./bin/agentd` (the pinned Node, a real process) with a minimal environment:
  * no AGENTD_* variables leak in from the test runner's environment.
  */
-export function agentd(args: readonly string[], env: Record<string, string> = {}): CliResult {
+export function agentd(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): CliResult {
   const r = spawnSync(AGENTD_BIN, args, {
+    ...(cwd === undefined ? {} : { cwd }),
     encoding: "utf8",
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", ...env },
     timeout: 30_000,
