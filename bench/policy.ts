@@ -26,7 +26,6 @@
  *    timing). Baseline: node:crypto verify() of the same two signatures per bundle.
  */
 import { createHash, generateKeyPairSync, type KeyObject, verify } from "node:crypto";
-import { parseArgs } from "node:util";
 import { jwkThumbprint } from "../lib/crypto/ed25519.ts";
 import { type Decision, evaluate } from "../policy-guard/decision.ts";
 import type { Bundle } from "../policy-guard/documents.ts";
@@ -38,52 +37,24 @@ import {
   type VerifiedDocuments,
   verifyDocuments,
 } from "../policy-guard/verify.ts";
+import { benchArgs } from "./args.ts";
 import { type LatencySummary, machineInfo, round, summarizeNs, sumNs, table } from "./machine.ts";
 
 // ---- options --------------------------------------------------------------------------------
 
-const USAGE =
-  "usage: node bench/policy.ts [--evaluations N] [--warmup N] [--bundles N] [--cold N] [--seed N] [--json-only]";
-
-function usage(message: string): never {
-  process.stderr.write(`bench/policy: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        evaluations: { type: "string", default: "1000000" },
-        warmup: { type: "string", default: "50000" },
-        bundles: { type: "string", default: "4000" },
-        cold: { type: "string", default: "10000" },
-        seed: { type: "string", default: "1" },
-        "json-only": { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    return usage(err instanceof Error ? err.message : String(err));
-  }
-}
-const opts = options();
-
-function count(name: string, v: string, min: number): number {
-  const n = Number(v.replaceAll("_", ""));
-  if (v.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-    usage(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  }
-  return n;
-}
-
-const N = count("evaluations", opts.evaluations, 1);
-const WARMUP = count("warmup", opts.warmup, 0);
-const BUNDLES = count("bundles", opts.bundles, 1);
-const COLD = count("cold", opts.cold, 0);
-const SEED = count("seed", opts.seed, 0);
-const JSON_ONLY = opts["json-only"];
+const args = benchArgs("policy", {
+  evaluations: { default: 1_000_000, min: 1 },
+  warmup: { default: 50_000, min: 0 },
+  bundles: { default: 4000, min: 1 },
+  cold: { default: 10_000, min: 0 },
+  seed: { default: 1, min: 0 },
+});
+const N = args.counts.evaluations;
+const WARMUP = args.counts.warmup;
+const BUNDLES = args.counts.bundles;
+const COLD = args.counts.cold;
+const SEED = args.counts.seed;
+const JSON_ONLY = args.jsonOnly;
 
 const BLOCK = 4096;
 const BUNDLE_BLOCK = 256;

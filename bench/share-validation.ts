@@ -20,7 +20,6 @@
  * own extranonce1), a distinct extranonce2 per submit, random nonce, ntime and version bits.
  */
 import { hash } from "node:crypto";
-import { parseArgs } from "node:util";
 import { type Job, parseNotify, validateWork } from "../stratum-client/job.ts";
 import {
   buildCoinbase,
@@ -33,52 +32,24 @@ import {
   targetForDifficulty,
   u32Hex,
 } from "../stratum-client/work.ts";
+import { benchArgs } from "./args.ts";
 import { type LatencySummary, machineInfo, round, summarizeNs, sumNs, table } from "./machine.ts";
 
 // ---- options --------------------------------------------------------------------------------
 
-const USAGE =
-  "usage: node bench/share-validation.ts [--shares N] [--warmup N] [--jobs N] [--branch N] [--seed N] [--json-only]";
-
-function usage(message: string): never {
-  process.stderr.write(`bench/share-validation: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        shares: { type: "string", default: "100000" },
-        warmup: { type: "string", default: "5000" },
-        jobs: { type: "string", default: "8" },
-        branch: { type: "string", default: "12" },
-        seed: { type: "string", default: "1" },
-        "json-only": { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    return usage(err instanceof Error ? err.message : String(err));
-  }
-}
-const opts = options();
-
-function count(name: string, v: string, min: number, max: number): number {
-  const n = Number(v.replaceAll("_", ""));
-  if (v.trim() === "" || !Number.isSafeInteger(n) || n < min || n > max) {
-    usage(`--${name} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
-  }
-  return n;
-}
-
-const N = count("shares", opts.shares, 1, 100_000_000);
-const WARMUP = count("warmup", opts.warmup, 0, 100_000_000);
-const JOBS = count("jobs", opts.jobs, 1, 1000);
-const DEPTH = count("branch", opts.branch, 0, 32);
-const SEED = count("seed", opts.seed, 0, 2 ** 32 - 1);
-const JSON_ONLY = opts["json-only"];
+const args = benchArgs("share-validation", {
+  shares: { default: 100_000, min: 1, max: 100_000_000 },
+  warmup: { default: 5000, min: 0, max: 100_000_000 },
+  jobs: { default: 8, min: 1, max: 1000 },
+  branch: { default: 12, min: 0, max: 32 },
+  seed: { default: 1, min: 0, max: 2 ** 32 - 1 },
+});
+const N = args.counts.shares;
+const WARMUP = args.counts.warmup;
+const JOBS = args.counts.jobs;
+const DEPTH = args.counts.branch;
+const SEED = args.counts.seed;
+const JSON_ONLY = args.jsonOnly;
 
 const BLOCK = 2048;
 const SESSIONS = 256;
