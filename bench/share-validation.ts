@@ -33,7 +33,15 @@ import {
   u32Hex,
 } from "../stratum-client/work.ts";
 import { benchArgs } from "./args.ts";
-import { type LatencySummary, machineInfo, round, summarizeNs, sumNs, table } from "./machine.ts";
+import {
+  type LatencySummary,
+  machineInfo,
+  rng,
+  round,
+  summarizeNs,
+  sumNs,
+  table,
+} from "./machine.ts";
 
 // ---- options --------------------------------------------------------------------------------
 
@@ -66,17 +74,6 @@ const SHA256D_PER_SHARE = DEPTH + 2;
 const wallStart = process.hrtime.bigint();
 const machine = machineInfo();
 
-// Deterministic pseudo-random numbers (mulberry32): the same inputs for the same seed.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 const rnd = rng(SEED);
 const u32 = () => Math.floor(rnd() * 4_294_967_296);
 const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
