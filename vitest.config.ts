@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // One PostgreSQL for the whole run (the control-plane store and API tests use it).
+    globalSetup: ["./test/support/pg-global-setup.ts"],
     // Real processes, sockets and fsync: forks isolate them; two cores here.
     pool: "forks",
     maxWorkers: 2,

@@ -6,7 +6,8 @@
  *
  *   node bench/proxy-scale.ts [--miners N] [--rate R] [--seconds S] [--warmup S] [--jobs N]
  *                             [--source-ips N] [--pool-tx N] [--proxy-cpu-prof DIR]
- *                             [--proxy-node-options OPTS] [--json-only]
+ *                             [--proxy-node-options OPTS] [--proxy-entry built|source]
+ *                             [--json-only]
  *
  * Layout, three roles in three processes: this process (the load generator,
  * bench/proxy-scale/fleet.ts, and the orchestration), the proxy, and the upstream
@@ -28,6 +29,7 @@
  * (bench/proxy-scale/echo.ts: answers every submit true at once, writes one prebuilt notify
  * to every connection). Ratios proxy / baseline isolate the proxy's own cost.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -67,7 +69,7 @@ import {
 // ---- options --------------------------------------------------------------------------------
 
 const USAGE =
-  "usage: node bench/proxy-scale.ts [--miners N] [--rate R] [--seconds S] [--warmup S] [--jobs N] [--source-ips N] [--pool-tx N] [--proxy-cpu-prof DIR] [--proxy-node-options OPTS] [--json-only]";
+  "usage: node bench/proxy-scale.ts [--miners N] [--rate R] [--seconds S] [--warmup S] [--jobs N] [--source-ips N] [--pool-tx N] [--proxy-cpu-prof DIR] [--proxy-node-options OPTS] [--proxy-entry built|source] [--json-only]";
 
 function usage(message: string): never {
   process.stderr.write(`bench/proxy-scale: ${message}\n${USAGE}\n`);
@@ -87,6 +89,7 @@ function options() {
         "pool-tx": { type: "string", default: "0" },
         "proxy-cpu-prof": { type: "string" },
         "proxy-node-options": { type: "string" },
+        "proxy-entry": { type: "string", default: "built" },
         "json-only": { type: "boolean", default: false },
       },
       strict: true,
@@ -127,6 +130,9 @@ const PROXY_NODE_OPTIONS = [
   ...(opts["proxy-node-options"] === undefined ? [] : [opts["proxy-node-options"]]),
 ].join(" ");
 const JSON_ONLY = opts["json-only"];
+if (opts["proxy-entry"] !== "built" && opts["proxy-entry"] !== "source")
+  usage(`--proxy-entry must be built or source, got ${JSON.stringify(opts["proxy-entry"])}`);
+const PROXY_ENTRY: "built" | "source" = opts["proxy-entry"];
 
 /** 2^-34: DIFF1 · 2^34 exceeds 2^256, so both targets cap at 2^256 − 1 and every hash meets them. */
 const DIFFICULTY = 2 ** -34;
@@ -134,6 +140,27 @@ const FD_WANT = 65_536;
 const GOALS = { rss_mib: 128, cpu_cores: 1, fanout_ms: 50, forward_p99_ms: 2 } as const;
 const REPO = resolve(import.meta.dirname, "..");
 const AGENTD = join(REPO, "bin", "agentd");
+/**
+ * The proxy as packaging ships it (`npm run build`: plain JavaScript, no type stripping at
+ * start), on the pinned Node with bin/agentd's flags; `--proxy-entry source` runs
+ * `./bin/agentd` on the sources instead.
+ */
+const PROXY_COMMAND: readonly string[] =
+  PROXY_ENTRY === "source"
+    ? [AGENTD]
+    : [
+        process.execPath,
+        "--disable-warning=ExperimentalWarning",
+        "--max-semi-space-size=1",
+        join(REPO, "dist", "cli", "main.js"),
+      ];
+function buildDist(): void {
+  const r = spawnSync(process.execPath, [join(REPO, "scripts", "build.ts")], {
+    cwd: REPO,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  if (r.status !== 0) throw new Error(`npm run build failed (exit ${r.status ?? r.signal})`);
+}
 const ECHO = join(REPO, "bench", "proxy-scale", "echo.ts");
 const SOURCE = Array.from({ length: SOURCE_IPS }, (_, i) => `127.0.0.${i + 1}`);
 
@@ -323,10 +350,12 @@ async function runProxy() {
     if (line.startsWith('{"share"')) poolShares++;
   });
   const worker = signBundle(pool.ready.port as number);
+  const [proxyCommand = AGENTD, ...proxyArgs] = PROXY_COMMAND;
   const proxy = await startChild(
     "proxy",
-    AGENTD,
+    proxyCommand,
     [
+      ...proxyArgs,
       "stratum",
       "proxy",
       "--listen",
@@ -436,6 +465,7 @@ const FANOUT = "agentd_stratum_notify_fanout_seconds";
 let proxyRun: Awaited<ReturnType<typeof runProxy>>;
 let echoRun: Awaited<ReturnType<typeof runEcho>>;
 try {
+  if (PROXY_ENTRY === "built") buildDist();
   proxyRun = await runProxy();
   const sample = proxyRun.result.sample;
   if (sample === null) throw new Error("no miner got a job from the proxy: nothing to compare");
@@ -599,7 +629,9 @@ const report = {
       generator:
         "this process (bench/proxy-scale.ts + fleet.ts): every miner's socket, pacing, timing",
       proxy:
-        "./bin/agentd stratum proxy (local mode: policy guard on a signed bundle), own process",
+        PROXY_ENTRY === "built"
+          ? "agentd stratum proxy, built JavaScript (npm run build), bin/agentd's Node flags (local mode: policy guard on a signed bundle), own process"
+          : "./bin/agentd stratum proxy on the sources (local mode: policy guard on a signed bundle), own process",
       upstream: "./bin/agentd sim pool (bitcoinjs-lib validation of every forward), own process",
       baseline: "bench/proxy-scale/echo.ts, own process, same generator, run after the proxy",
     },

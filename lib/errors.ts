@@ -72,6 +72,23 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_LOG_SEQ_GAP: "denied",
   AGENTD_E_LOG_TORN_TAIL: "denied",
   AGENTD_E_LOG_HEAD_MISMATCH: "denied",
+
+  // wire protocol and reference control plane (docs/protocol.md)
+  AGENTD_E_SCHEMA: "denied",
+  AGENTD_E_HTTP: "failure",
+  AGENTD_E_CP_UNAUTHENTICATED: "denied",
+  AGENTD_E_CP_FORBIDDEN: "denied",
+  AGENTD_E_CP_NOT_FOUND: "failure",
+  AGENTD_E_CP_CONFLICT: "denied",
+  AGENTD_E_CP_REPLAY: "denied",
+  AGENTD_E_CP_PROOF_INVALID: "denied",
+  AGENTD_E_CP_TOKEN_INVALID: "denied",
+  AGENTD_E_CP_QUARANTINED: "denied",
+  AGENTD_E_CP_RATE_LIMITED: "failure",
+  AGENTD_E_CP_TOO_LARGE: "denied",
+  AGENTD_E_ENROLL_PIN_MISMATCH: "denied",
+  AGENTD_E_STORE: "failure",
+  AGENTD_E_STORE_SCHEMA_NEWER: "failure",
 } as const satisfies Record<string, ExitClass>);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

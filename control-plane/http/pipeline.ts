@@ -1,0 +1,146 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ErrorCode } from "../../lib/errors.ts";
+import { fail } from "../../lib/errors.ts";
+import type { Logger } from "../../lib/log/logger.ts";
+import { type AuthDeps, authenticate, type Caller, callerKey, callerLabel } from "./auth.ts";
+import { readJsonBody } from "./body.ts";
+import { errorResponse } from "./errors.ts";
+import { type HttpMetrics, UNMATCHED } from "./metrics.ts";
+import { parseQuery } from "./query.ts";
+import { enforce, ipKey, type RateLimiter } from "./rate-limit.ts";
+import { requestUrl } from "./request-url.ts";
+import { send, serialize } from "./respond.ts";
+import type { Route } from "./route.ts";
+import { decodeParams, type Router } from "./router.ts";
+
+/**
+ * One request, start to end: the order of the steps is the security contract of the API
+ * (route.ts). Every request gets a request id (`X-Request-Id`, never taken from the client),
+ * exactly one access-log line when its response closes, and one metrics observation labelled
+ * by route template. The log line names the caller by kind and key id or worker id; it never
+ * holds the Authorization or AgentD-Proof headers, the query or the body.
+ */
+
+export interface PipelineDeps {
+  readonly router: Router<Route>;
+  readonly auth: AuthDeps;
+  readonly ipLimiter: RateLimiter | undefined;
+  readonly callerLimiter: RateLimiter | undefined;
+  readonly bodyLimit: number;
+  readonly logger: Logger;
+  readonly metrics: HttpMetrics;
+  /** True once the server is closing: responses then end their connection. */
+  closing(): boolean;
+}
+
+const MAX_LOGGED_PATH = 256;
+
+export async function handleRequest(
+  deps: PipelineDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  signal: AbortSignal,
+): Promise<void> {
+  const requestId = randomUUID();
+  const started = process.hrtime.bigint();
+  const target = req.url ?? "";
+  const q = target.indexOf("?");
+  const rawPath = q === -1 ? target : target.slice(0, q);
+  const search = q === -1 ? "" : target.slice(q + 1);
+  const method = req.method ?? "";
+  const clientIp = req.socket.remoteAddress ?? "";
+  let routeLabel = UNMATCHED;
+  let caller: Caller | undefined;
+  let errorCode: ErrorCode | undefined;
+  let overrides: Readonly<Partial<Record<ErrorCode, number>>> = {};
+
+  res.once("close", () => {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    deps.metrics.request(routeLabel, method, res.statusCode, seconds);
+    deps.logger.info(
+      {
+        request_id: requestId,
+        method: method.slice(0, 16),
+        route: routeLabel,
+        path: rawPath.slice(0, MAX_LOGGED_PATH),
+        status: res.statusCode,
+        ms: Math.round(seconds * 1e6) / 1e3,
+        client_ip: clientIp,
+        caller: callerLabel(caller),
+        ...(errorCode === undefined ? {} : { code: errorCode }),
+        ...(res.writableFinished ? {} : { aborted: true }),
+      },
+      "http request",
+    );
+  });
+
+  // An early answer (401 while a body is still coming) must not let Node drain an unbounded
+  // body to keep the connection: such responses end the connection instead.
+  const connectionHeader = (): Record<string, string> =>
+    !req.complete || deps.closing() ? { connection: "close" } : {};
+
+  try {
+    enforce(deps.ipLimiter, ipKey(clientIp), "address");
+    const url = requestUrl(req);
+    const m = deps.router.match(method, rawPath);
+    if (m.kind === "not_found") throw fail("AGENTD_E_CP_NOT_FOUND", "no such endpoint");
+    if (m.kind === "method_not_allowed") {
+      throw fail("AGENTD_E_CP_NOT_FOUND", `method ${method.slice(0, 16)} not allowed here`, {
+        http_status: 405,
+        allow: m.allow.join(", "),
+      });
+    }
+    const route = m.route;
+    routeLabel = route.path;
+    overrides = route.errorStatus ?? {};
+
+    caller = await authenticate(req, route.auth, url.href, deps.auth);
+    const key = callerKey(caller);
+    if (key !== undefined) enforce(deps.callerLimiter, key, "caller");
+
+    const params = decodeParams(m.rawParams);
+    if (route.machineParam !== undefined && caller.kind === "machine") {
+      if (params[route.machineParam] !== caller.workerId) {
+        throw fail("AGENTD_E_CP_FORBIDDEN", "a machine may only act on its own worker");
+      }
+    }
+    await route.authorize?.({ caller, params, req });
+    const query = parseQuery(search, route.query);
+    const limit = route.body === undefined ? 0 : (route.body.limit ?? deps.bodyLimit);
+    // 100-continue is answered only now, once the caller is known and the size acceptable.
+    if (/100-continue/i.test(req.headers.expect ?? "")) {
+      const declared = Number(req.headers["content-length"] ?? 0);
+      if (declared <= limit) res.writeContinue();
+    }
+    const raw = await readJsonBody(req, {
+      limit,
+      ...(route.body?.optional === undefined ? {} : { optional: route.body.optional }),
+    });
+    const body = route.body?.validate === undefined ? raw : route.body.validate(raw);
+
+    const result = await route.handler({
+      caller,
+      params,
+      query,
+      body,
+      req,
+      res,
+      clientIp,
+      requestUrl: url.href,
+      requestId,
+      signal,
+    });
+    send(res, serialize(result), { "x-request-id": requestId, ...connectionHeader() });
+  } catch (e) {
+    const r = errorResponse(e, requestId, overrides);
+    errorCode = r.code;
+    if (r.status >= 500) {
+      deps.logger.error({ request_id: requestId, route: routeLabel, err: e }, "request failed");
+    }
+    send(res, serialize({ status: r.status, body: r.body, headers: r.headers }), {
+      "x-request-id": requestId,
+      ...connectionHeader(),
+    });
+  }
+}

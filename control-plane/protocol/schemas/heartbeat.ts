@@ -1,0 +1,107 @@
+import { SERVICE_KINDS, type ServiceKind } from "../../../policy-guard/documents.ts";
+import {
+  AGENT_VERSION,
+  closed,
+  frozen,
+  POSITIVE,
+  root,
+  SERVICE_STATUSES,
+  SHA256_HEX,
+  THUMBPRINT,
+  UNIX_TIME,
+} from "./common.ts";
+
+/** Heartbeat (`agentd-heartbeat+jwt`, signed by the machine key). */
+
+export const AGENT_STATES = [
+  "UNREGISTERED",
+  "REGISTERED",
+  "ATTESTED",
+  "POLICY_SYNCED",
+  "ELIGIBLE",
+  "ASSIGNED",
+  "MINING",
+  "PAUSED",
+  "REVOKED",
+  "QUARANTINED",
+  "TERMINATED",
+] as const;
+export type AgentState = (typeof AGENT_STATES)[number];
+
+export type ServiceStatus = (typeof SERVICE_STATUSES)[number];
+
+export interface HeartbeatTelemetry {
+  readonly asics: number;
+  readonly hashrate_hs: number;
+  readonly shares_accepted: number;
+  readonly shares_rejected: number;
+  /** Seconds since the agent process started. */
+  readonly uptime_s: number;
+}
+
+export interface HeartbeatPayload {
+  readonly v: 1;
+  readonly worker: string;
+  /** Strictly increasing per worker, from 1; persisted by the agent. */
+  readonly counter: number;
+  readonly iat: number;
+  readonly state: AgentState;
+  readonly policy: { readonly version: number | null; readonly consent_sha256: string | null };
+  readonly decision: { readonly mining: boolean; readonly reasons: readonly string[] };
+  readonly telemetry: HeartbeatTelemetry;
+  readonly services: Readonly<Partial<Record<ServiceKind, ServiceStatus>>>;
+  readonly agent: { readonly version: string; readonly binary_sha256: string };
+  /** Hash of the last record of the agent's audit log, or null before the first. */
+  readonly audit_head: string | null;
+}
+
+/** A policy-guard reason code (policy-guard/reasons.ts), e.g. `publication.expired`. */
+const REASON_CODE = {
+  type: "string",
+  minLength: 1,
+  maxLength: 64,
+  pattern: "^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)*$",
+};
+
+const COUNT = { type: "integer", minimum: 0, maximum: 9007199254740991 };
+
+export const heartbeatSchema = frozen(
+  root("heartbeat", "Heartbeat payload (agentd-heartbeat+jwt)", {
+    ...closed({
+      v: { const: 1 },
+      worker: THUMBPRINT,
+      counter: POSITIVE,
+      iat: UNIX_TIME,
+      state: { enum: [...AGENT_STATES] },
+      policy: closed({
+        version: { type: ["integer", "null"], minimum: 1, maximum: 9007199254740991 },
+        consent_sha256: { ...SHA256_HEX, type: ["string", "null"] },
+      }),
+      decision: closed({
+        mining: { type: "boolean" },
+        reasons: { type: "array", maxItems: 32, uniqueItems: true, items: REASON_CODE },
+      }),
+      telemetry: closed({
+        asics: { type: "integer", minimum: 0, maximum: 1_000_000 },
+        // 1e21 H/s is far beyond the whole Bitcoin network: a bound, not a guess.
+        hashrate_hs: { type: "number", minimum: 0, maximum: 1e21 },
+        shares_accepted: COUNT,
+        shares_rejected: COUNT,
+        uptime_s: { type: "integer", minimum: 0, maximum: 3_153_600_000 },
+      }),
+      services: closed(
+        Object.fromEntries(SERVICE_KINDS.map((k) => [k, { enum: [...SERVICE_STATUSES] }])),
+        [],
+      ),
+      agent: closed({ version: AGENT_VERSION, binary_sha256: SHA256_HEX }),
+      audit_head: { ...SHA256_HEX, type: ["string", "null"] },
+    }),
+  }),
+);
+
+/**
+ * What the control plane noticed about an accepted heartbeat (docs/protocol.md defines each;
+ * documents/heartbeat.ts computes them).
+ */
+export const ANOMALY_FLAGS = ["counter_gap", "clock_skew", "telemetry_inconsistent"] as const;
+export type AnomalyFlag = (typeof ANOMALY_FLAGS)[number];

@@ -1,0 +1,175 @@
+import { fail } from "../../../../lib/errors.ts";
+import { conflict } from "../../errors.ts";
+import type {
+  Consent,
+  Publication,
+  PublishInput,
+  Revocation,
+  RevocationInput,
+  StreamEvent,
+} from "../../store.ts";
+import { all, type Op, type OpContext, one, run } from "../op.ts";
+import {
+  CONSENT_COLUMNS,
+  PUBLICATION_COLUMNS,
+  REVOCATION_COLUMNS,
+  type Row,
+  toConsent,
+  toPublication,
+  toRevocation,
+} from "../rows.ts";
+import { allocateOp, raiseCounterOp } from "./allocate.ts";
+import { appendStreamEventOp } from "./stream.ts";
+import { lockWorker } from "./workers.ts";
+
+/** Under the worker's row lock the seq check and the insert cannot interleave with another. */
+export function* acceptConsentOp(ctx: OpContext, c: Consent): Op<Consent> {
+  const w = yield* lockWorker(ctx, c.worker_id);
+  if (String(w.owner_id) !== c.owner_id) {
+    throw fail("AGENTD_E_CP_FORBIDDEN", "the worker belongs to another owner", {
+      worker: c.worker_id,
+    });
+  }
+  if (w.consent_seq !== null && c.seq <= Number(w.consent_seq)) {
+    throw conflict(`consent seq ${c.seq} is not above the stored ${w.consent_seq}`, {
+      seq: c.seq,
+      stored: Number(w.consent_seq),
+    });
+  }
+  const inserted = yield* all<Row>(
+    `INSERT INTO consents (${CONSENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT DO NOTHING RETURNING identity`,
+    [c.identity, c.worker_id, c.owner_id, c.seq, c.jws, c.exp, c.accepted_at],
+  );
+  if (inserted.length === 0) throw conflict("this consent is stored already");
+  yield* run("UPDATE workers SET consent_seq = ? WHERE worker_id = ?", [c.seq, c.worker_id]);
+  return c;
+}
+
+export function* getConsentOp(identity: string): Op<Consent | null> {
+  const r = yield* one<Row>(`SELECT ${CONSENT_COLUMNS} FROM consents WHERE identity = ?`, [
+    identity,
+  ]);
+  return r === undefined ? null : toConsent(r);
+}
+
+export function* latestConsentOp(workerId: string): Op<Consent | null> {
+  const r = yield* one<Row>(
+    `SELECT ${CONSENT_COLUMNS} FROM consents WHERE worker_id = ? ORDER BY seq DESC LIMIT 1`,
+    [workerId],
+  );
+  return r === undefined ? null : toConsent(r);
+}
+
+export interface Published {
+  publication: Publication;
+  event: StreamEvent;
+}
+
+export function* storePublicationOp(ctx: OpContext, p: Publication): Op<Published> {
+  yield* lockWorker(ctx, p.worker_id);
+  const inserted = yield* all<Row>(
+    `INSERT INTO publications (${PUBLICATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT DO NOTHING RETURNING version`,
+    [p.worker_id, p.version, p.consent_identity, p.jws, p.iat, p.exp, p.stop ? 1 : 0],
+  );
+  if (inserted.length === 0) {
+    throw conflict(`version ${p.version} is published already`, { version: p.version });
+  }
+  // The latest pointer only moves up (two versions allocated, stored in the other order).
+  yield* run(
+    `UPDATE workers SET pub_version = ?, pub_exp = ?
+     WHERE worker_id = ? AND (pub_version IS NULL OR pub_version < ?)`,
+    [p.version, p.exp, p.worker_id, p.version],
+  );
+  yield* raiseCounterOp("last_version", p.worker_id, p.version);
+  const event = yield* appendStreamEventOp({
+    worker_id: p.worker_id,
+    kind: "publication",
+    ref: String(p.version),
+    at: ctx.nowSeconds(),
+  });
+  return { publication: p, event };
+}
+
+export function* publishOp(
+  ctx: OpContext,
+  input: PublishInput,
+  build: (version: number) => string,
+): Op<Published> {
+  const version = yield* allocateOp("last_version", input.worker_id, input.now_ms);
+  return yield* storePublicationOp(ctx, {
+    worker_id: input.worker_id,
+    version,
+    consent_identity: input.consent_identity,
+    jws: build(version),
+    iat: input.iat,
+    exp: input.exp,
+    stop: input.stop,
+  });
+}
+
+export function* latestPublicationOp(workerId: string): Op<Publication | null> {
+  const r = yield* one<Row>(
+    `SELECT ${prefixed("p", PUBLICATION_COLUMNS)} FROM workers w
+     JOIN publications p ON p.worker_id = w.worker_id AND p.version = w.pub_version
+     WHERE w.worker_id = ?`,
+    [workerId],
+  );
+  return r === undefined ? null : toPublication(r);
+}
+
+/** Decommissioned workers are left out: nothing is re-issued to them. */
+export function* publicationsExpiringOp(before: number, limit: number): Op<Publication[]> {
+  const rows = yield* all<Row>(
+    `SELECT ${prefixed("p", PUBLICATION_COLUMNS)} FROM workers w
+     JOIN publications p ON p.worker_id = w.worker_id AND p.version = w.pub_version
+     WHERE w.pub_exp < ? AND w.decommissioned_at IS NULL
+     ORDER BY w.pub_exp, w.worker_id LIMIT ?`,
+    [before, Math.min(Math.max(Math.trunc(limit), 1), 10_000)],
+  );
+  return rows.map(toPublication);
+}
+
+export interface Revoked {
+  revocation: Revocation;
+  event: StreamEvent;
+}
+
+export function* storeRevocationOp(ctx: OpContext, r: RevocationInput): Op<Revoked> {
+  yield* lockWorker(ctx, r.worker_id);
+  const inserted = yield* all<Row>(
+    `INSERT INTO revocations (worker_id, kind, through_seq, jws, at) VALUES (?, ?, ?, ?, ?)
+     RETURNING id`,
+    [r.worker_id, r.kind, r.through_seq, r.jws, r.at],
+  );
+  const id = Number(inserted[0]?.id);
+  if (r.kind === "decommission") {
+    yield* run(
+      "UPDATE workers SET decommissioned_at = COALESCE(decommissioned_at, ?) WHERE worker_id = ?",
+      [r.at, r.worker_id],
+    );
+  }
+  const event = yield* appendStreamEventOp({
+    worker_id: r.worker_id,
+    kind: r.kind,
+    ref: String(id),
+    at: ctx.nowSeconds(),
+  });
+  return { revocation: { ...r, id }, event };
+}
+
+export function* listRevocationsOp(workerId: string): Op<Revocation[]> {
+  const rows = yield* all<Row>(
+    `SELECT ${REVOCATION_COLUMNS} FROM revocations WHERE worker_id = ? ORDER BY id`,
+    [workerId],
+  );
+  return rows.map(toRevocation);
+}
+
+function prefixed(alias: string, columns: string): string {
+  return columns
+    .split(",")
+    .map((c) => `${alias}.${c.trim()}`)
+    .join(", ");
+}

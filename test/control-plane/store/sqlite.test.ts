@@ -1,0 +1,4 @@
+import { sqliteBackend } from "./harness.ts";
+import { storeSuite } from "./suite.ts";
+
+storeSuite(sqliteBackend());

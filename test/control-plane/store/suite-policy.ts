@@ -1,0 +1,178 @@
+import { describe, expect, it } from "vitest";
+import type { Consent } from "../../../control-plane/store/store.ts";
+import { expectCode, hex, OWNER, type StoreFixture, seed, T0, WORKER } from "./harness.ts";
+
+const consent = (seq: number): Consent => ({
+  identity: hex(String(seq % 10)),
+  worker_id: WORKER,
+  owner_id: OWNER,
+  seq,
+  jws: `consent-${seq}`,
+  exp: T0 + 86400,
+  accepted_at: T0 + seq,
+});
+
+export function policySuite(f: StoreFixture): void {
+  describe("consents", () => {
+    it("accepts strictly increasing seqs per worker", async () => {
+      const s = f.store();
+      await seed(s);
+      expect(await s.latestConsent(WORKER)).toBeNull();
+      await s.acceptConsent(consent(1));
+      await s.acceptConsent(consent(3));
+      await expectCode(s.acceptConsent(consent(3)), "AGENTD_E_CP_CONFLICT");
+      await expectCode(
+        s.acceptConsent({ ...consent(2), identity: hex("z") }),
+        "AGENTD_E_CP_CONFLICT",
+      );
+      expect(await s.latestConsent(WORKER)).toEqual(consent(3));
+      expect(await s.getConsent(hex("1"))).toEqual(consent(1));
+      expect(await s.getConsent(hex("9"))).toBeNull();
+      expect((await s.getWorker(WORKER))?.consent_seq).toBe(3);
+    });
+
+    it("refuses another owner's consent, an unknown worker and a stored identity", async () => {
+      const s = f.store();
+      await seed(s);
+      await expectCode(s.acceptConsent({ ...consent(1), owner_id: "x" }), "AGENTD_E_CP_FORBIDDEN");
+      await expectCode(s.acceptConsent({ ...consent(1), worker_id: "x" }), "AGENTD_E_CP_NOT_FOUND");
+      await s.acceptConsent(consent(1));
+      await expectCode(
+        s.acceptConsent({ ...consent(2), identity: hex("1") }),
+        "AGENTD_E_CP_CONFLICT",
+      );
+      expect((await s.getWorker(WORKER))?.consent_seq).toBe(1);
+    });
+  });
+
+  describe("publications", () => {
+    const input = (now_ms: number) => ({
+      worker_id: WORKER,
+      consent_identity: hex("1"),
+      iat: T0,
+      exp: T0 + 3600,
+      stop: false,
+      now_ms,
+    });
+
+    it("versions are max(last + 1, now_ms): time-based and never down", async () => {
+      const s = f.store();
+      await seed(s);
+      const built: number[] = [];
+      const build = (v: number) => {
+        built.push(v);
+        return `pub-${v}`;
+      };
+      const versions: number[] = [];
+      for (const now of [1000, 1000, 5000, 10]) {
+        versions.push((await s.publish(input(now), build)).publication.version);
+      }
+      expect(versions).toEqual([1000, 1001, 5000, 5001]);
+      expect(built).toEqual(versions);
+      expect(await s.allocateVersion(WORKER, 20)).toBe(5002);
+      const latest = await s.latestPublication(WORKER);
+      expect(latest).toEqual({
+        worker_id: WORKER,
+        version: 5001,
+        consent_identity: hex("1"),
+        jws: "pub-5001",
+        iat: T0,
+        exp: T0 + 3600,
+        stop: false,
+      });
+      expect((await s.getWorker(WORKER))?.publication_version).toBe(5001);
+    });
+
+    it("publish appends a publication stream event in the same transaction", async () => {
+      const s = f.store();
+      await seed(s);
+      const { event } = await s.publish(input(7000), (v) => `pub-${v}`);
+      expect(event).toEqual({ worker_id: WORKER, id: 1, kind: "publication", ref: "7000", at: T0 });
+      expect(await s.streamEventsSince(WORKER, 0)).toEqual([event]);
+    });
+
+    it("storePublication: the latest pointer only moves up; a stored version is a conflict", async () => {
+      const s = f.store();
+      await seed(s);
+      const v1 = await s.allocateVersion(WORKER, 100);
+      const v2 = await s.allocateVersion(WORKER, 100);
+      expect([v1, v2]).toEqual([100, 101]);
+      const pub = (version: number, stop = false) => ({
+        worker_id: WORKER,
+        version,
+        consent_identity: null,
+        jws: `p${version}`,
+        iat: T0,
+        exp: T0 + 10,
+        stop,
+      });
+      await s.storePublication(pub(v2, true));
+      await s.storePublication(pub(v1));
+      expect(await s.latestPublication(WORKER)).toEqual(pub(v2, true));
+      await expectCode(s.storePublication(pub(v1)), "AGENTD_E_CP_CONFLICT");
+      await expectCode(s.storePublication({ ...pub(5), worker_id: "x" }), "AGENTD_E_CP_NOT_FOUND");
+      await expectCode(s.publish({ ...input(1), worker_id: "x" }, String), "AGENTD_E_CP_NOT_FOUND");
+      // A version stored without allocation still raises the allocator.
+      await s.storePublication(pub(900));
+      expect(await s.allocateVersion(WORKER, 0)).toBe(901);
+    });
+
+    it("lists the latest publications expiring before a time, skipping decommissioned workers", async () => {
+      const s = f.store();
+      await seed(s, ["a", "b", "c", "d"]);
+      const exp = { a: 50, b: 10, c: 500, d: 20 } as const;
+      for (const [w, e] of Object.entries(exp)) {
+        await s.publish({ ...input(1), worker_id: w, exp: T0 + e }, (v) => `${w}${v}`);
+      }
+      // A newer publication for "b" moves it out of the queue.
+      await s.publish({ ...input(2), worker_id: "b", exp: T0 + 1000 }, (v) => `b${v}`);
+      await s.storeRevocation({
+        worker_id: "d",
+        kind: "decommission",
+        through_seq: null,
+        jws: "x",
+        at: T0,
+      });
+      const due = await s.listPublicationsExpiringBefore(T0 + 100);
+      expect(due.map((p) => [p.worker_id, p.exp])).toEqual([["a", T0 + 50]]);
+      expect(
+        (await s.listPublicationsExpiringBefore(T0 + 10_000, 2)).map((p) => p.worker_id),
+      ).toEqual(["a", "c"]);
+    });
+  });
+
+  describe("revocations and decommissions", () => {
+    it("stores them, appends their stream events and marks a decommission", async () => {
+      const s = f.store();
+      await seed(s);
+      const r1 = await s.storeRevocation({
+        worker_id: WORKER,
+        kind: "revocation",
+        through_seq: 3,
+        jws: "rev",
+        at: T0 + 1,
+      });
+      const r2 = await s.storeRevocation({
+        worker_id: WORKER,
+        kind: "decommission",
+        through_seq: null,
+        jws: "dec",
+        at: T0 + 2,
+      });
+      expect(r2.revocation.id).toBeGreaterThan(r1.revocation.id);
+      expect(r1.event).toMatchObject({ id: 1, kind: "revocation", ref: String(r1.revocation.id) });
+      expect(r2.event).toMatchObject({
+        id: 2,
+        kind: "decommission",
+        ref: String(r2.revocation.id),
+      });
+      expect(await s.listRevocations(WORKER)).toEqual([r1.revocation, r2.revocation]);
+      expect(await s.listRevocations("other")).toEqual([]);
+      expect((await s.getWorker(WORKER))?.decommissioned_at).toBe(T0 + 2);
+      await expectCode(
+        s.storeRevocation({ ...r1.revocation, worker_id: "nope" }),
+        "AGENTD_E_CP_NOT_FOUND",
+      );
+    });
+  });
+}
