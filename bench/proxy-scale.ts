@@ -122,7 +122,11 @@ const WARMUP = num("warmup", opts.warmup, 0, 600, false);
 const JOBS = num("jobs", opts.jobs, 1, 1000);
 const SOURCE_IPS = num("source-ips", opts["source-ips"], 1, 250);
 const POOL_TX = num("pool-tx", opts["pool-tx"], 0, 1000);
-/** NODE_OPTIONS for the proxy alone (diagnostics: --cpu-prof, --heapsnapshot-signal, heap sizes). */
+/**
+ * Node options for the proxy alone (diagnostics: --cpu-prof, --heapsnapshot-signal, heap
+ * sizes): on the command line for the built entry (so V8 flags that NODE_OPTIONS refuses work
+ * too), in NODE_OPTIONS for `--proxy-entry source`.
+ */
 const PROXY_NODE_OPTIONS = [
   ...(opts["proxy-cpu-prof"] === undefined
     ? []
@@ -152,6 +156,7 @@ const PROXY_COMMAND: readonly string[] =
         process.execPath,
         "--disable-warning=ExperimentalWarning",
         "--max-semi-space-size=1",
+        ...(PROXY_NODE_OPTIONS === "" ? [] : PROXY_NODE_OPTIONS.split(" ")),
         join(REPO, "dist", "cli", "main.js"),
       ];
 function buildDist(): void {
@@ -374,7 +379,9 @@ async function runProxy() {
       "warn",
       ...PROXY_SET.flatMap((s) => ["--set", s]),
     ],
-    PROXY_NODE_OPTIONS === "" ? childEnv : { ...childEnv, NODE_OPTIONS: PROXY_NODE_OPTIONS },
+    PROXY_NODE_OPTIONS === "" || PROXY_ENTRY === "built"
+      ? childEnv
+      : { ...childEnv, NODE_OPTIONS: PROXY_NODE_OPTIONS },
   );
   children.push(proxy);
   const decision = proxy.ready.decision as { mining?: { allow?: boolean } } | undefined;

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { registerConfig } from "./commands/config.ts";
 import { registerConsent } from "./commands/consent.ts";
+import { registerCp } from "./commands/cp.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerLog } from "./commands/log.ts";
 import { registerOwner } from "./commands/owner.ts";
@@ -62,6 +63,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   registerSimPool(program, io, run);
   registerSimAsic(program, io, run);
   registerStratum(program, io, run);
+  registerCp(program, io, run);
   // Every subcommand reports usage errors like the root does and never exits by itself.
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput(program.configureOutput());

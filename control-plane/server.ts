@@ -77,7 +77,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   const wsRoutes = groups.flatMap((g) => g.wsRoutes ?? []);
   server = createApiServer({
     routes: groups.flatMap((g) => g.routes),
-    tls: { key: keys.serverKeyPem, cert: keys.serverCertPem },
+    // The CA goes after the leaf: an enrolling agent knows only the CA's hash and finds the CA
+    // in the chain (protocol/tls.ts verifyBootstrapPeer).
+    tls: { key: keys.serverKeyPem, cert: certificateChain(keys) },
     findApiKey: apiKeyFinder(ctx),
     authenticateMachine: machineAuthenticator(ctx),
     clock: o.clock,
@@ -116,4 +118,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
       return closing;
     },
   };
+}
+
+function certificateChain(keys: ControlPlaneKeys): string {
+  if (keys.serverCertPem.includes(keys.caCertPem.trim())) return keys.serverCertPem;
+  return `${keys.serverCertPem.trimEnd()}\n${keys.caCertPem}`;
 }

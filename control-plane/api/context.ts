@@ -6,6 +6,7 @@ import type { Route } from "../http/route.ts";
 import type { StreamHub } from "../http/stream-hub.ts";
 import type { WsRoute } from "../http/ws.ts";
 import type { ControlPlaneKeys } from "../keys/load.ts";
+import { DEFAULT_COMMAND_TTL_S } from "../protocol/schemas/command.ts";
 import type { Store } from "../store/store.ts";
 
 /**
@@ -31,7 +32,7 @@ export interface ApiSettings {
   readonly binaryAllowlist: readonly string[] | null;
   /** Longest `Prefer: wait=N` honoured on the policy endpoint (default 60). */
   readonly longPollMaxS: number;
-  /** Default command lifetime when the operator gives none (default 3600). */
+  /** Default command lifetime when the operator gives none (DEFAULT_COMMAND_TTL_S, 600). */
   readonly commandTtlS: number;
 }
 
@@ -58,7 +59,7 @@ export const DEFAULT_SETTINGS = Object.freeze({
   maxSkewS: 60,
   binaryAllowlist: null,
   longPollMaxS: 60,
-  commandTtlS: 3600,
+  commandTtlS: DEFAULT_COMMAND_TTL_S,
 } as const satisfies Omit<ApiSettings, "publicUrl">);
 
 /** One endpoint group: its HTTP routes and, if any, its WebSocket routes. */

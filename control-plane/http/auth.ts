@@ -14,7 +14,10 @@ import { fail, isAgentdError } from "../../lib/errors.ts";
  *   are checked by the injected `authenticateMachine` (token, proof signature, htm/htu, iat,
  *   jti, ath), which throws AGENTD_E_CP_* errors. Signature and JSON errors it lets through are
  *   turned into AGENTD_E_CP_PROOF_INVALID so they stay 401.
- * - `public` routes (health, key set, challenge, attest) and `token` routes (register: the
+ * - `AgentD-Proof: <proof JWS>` alone, on a route declared `machineProofOnly` (attest: the
+ *   machine has no access token yet): the route's own authenticator recognises the signer by
+ *   the proof's `kid` and checks the proof without `ath`. Its errors are treated as above.
+ * - `public` routes (health, key set, challenge) and `token` routes (register: the
  *   enrollment token is in the body and the handler checks it) ignore any credentials.
  *
  * Missing or unknown credentials are 401 AGENTD_E_CP_UNAUTHENTICATED; a valid caller whose kind
@@ -60,6 +63,24 @@ export type AuthenticateMachine = (
   input: MachineAuthInput,
 ) => Promise<{ readonly worker_id: string }> | { readonly worker_id: string };
 
+export interface MachineProofInput {
+  readonly proof: string;
+  /** The request method, upper case. */
+  readonly method: string;
+  /** The absolute https URL the client used, query included (normalised by `new URL`). */
+  readonly url: string;
+}
+
+/** A route's authenticator for machines that present a proof and no access token. */
+export type AuthenticateMachineProof = (
+  input: MachineProofInput,
+) => Promise<{ readonly worker_id: string }> | { readonly worker_id: string };
+
+export interface AuthOptions {
+  /** The route's `machineProofOnly` (route.ts); honoured only when `machine` is allowed. */
+  readonly machineProofOnly?: AuthenticateMachineProof | undefined;
+}
+
 export interface AuthDeps {
   readonly findApiKey: FindApiKey;
   readonly authenticateMachine: AuthenticateMachine;
@@ -88,11 +109,18 @@ export async function authenticate(
   allowed: readonly CallerKind[],
   requestUrl: string,
   deps: AuthDeps,
+  options: AuthOptions = {},
 ): Promise<Caller> {
   if (allowed.includes("public")) return { kind: "public" };
   if (allowed.includes("token")) return { kind: "token" };
+  const proofOnly = allowed.includes("machine") ? options.machineProofOnly : undefined;
   const authorization = singleHeader(req, "authorization");
-  if (authorization === undefined) throw unauthenticated("credentials are required");
+  if (authorization === undefined) {
+    if (proofOnly !== undefined && singleHeader(req, "agentd-proof") !== undefined) {
+      return proofOnlyCaller(req, requestUrl, proofOnly);
+    }
+    throw unauthenticated("credentials are required");
+  }
   const m = /^([A-Za-z]+) +(\S+)$/.exec(authorization);
   if (m === null || authorization.length > MAX_CREDENTIAL_LENGTH) {
     throw unauthenticated("the Authorization header is malformed");
@@ -101,8 +129,12 @@ export async function authenticate(
   const credential = m[2] as string;
   let caller: Caller;
   if (scheme === "bearer") caller = await apiKeyCaller(credential, deps);
-  else if (scheme === "agentd") caller = await machineCaller(req, credential, requestUrl, deps);
-  else throw unauthenticated("unsupported authorization scheme");
+  else if (scheme === "agentd") {
+    if (proofOnly !== undefined) {
+      throw unauthenticated("this endpoint takes the AgentD-Proof alone, without an access token");
+    }
+    caller = await machineCaller(req, credential, requestUrl, deps);
+  } else throw unauthenticated("unsupported authorization scheme");
   if (!allowed.includes(caller.kind)) {
     throw fail("AGENTD_E_CP_FORBIDDEN", `a ${caller.kind} may not call this endpoint`, {
       caller: caller.kind,
@@ -141,14 +173,30 @@ async function machineCaller(
   if (proof === undefined || proof === "" || proof.length > MAX_CREDENTIAL_LENGTH) {
     throw fail("AGENTD_E_CP_PROOF_INVALID", "a machine request needs one AgentD-Proof header");
   }
+  return machineResult(() =>
+    deps.authenticateMachine({ accessToken, proof, method: req.method ?? "", url }),
+  );
+}
+
+async function proofOnlyCaller(
+  req: IncomingMessage,
+  url: string,
+  authenticateProof: AuthenticateMachineProof,
+): Promise<Caller> {
+  const proof = singleHeader(req, "agentd-proof");
+  if (proof === undefined || proof === "" || proof.length > MAX_CREDENTIAL_LENGTH) {
+    throw fail("AGENTD_E_CP_PROOF_INVALID", "a machine request needs one AgentD-Proof header");
+  }
+  return machineResult(() => authenticateProof({ proof, method: req.method ?? "", url }));
+}
+
+/** A machine authenticator's answer as a caller; its signature and JSON errors stay 401. */
+async function machineResult(
+  run: () => Promise<{ readonly worker_id: string }> | { readonly worker_id: string },
+): Promise<Caller> {
   let result: { readonly worker_id: string };
   try {
-    result = await deps.authenticateMachine({
-      accessToken,
-      proof,
-      method: req.method ?? "",
-      url,
-    });
+    result = await run();
   } catch (e) {
     if (isAgentdError(e) && /^AGENTD_E_(JWS|JSON)_|^AGENTD_E_SCHEMA$/.test(e.code)) {
       throw fail("AGENTD_E_CP_PROOF_INVALID", "the request proof is invalid", {}, e);
@@ -156,7 +204,7 @@ async function machineCaller(
     throw e;
   }
   if (typeof result?.worker_id !== "string" || result.worker_id === "") {
-    throw fail("AGENTD_E_INTERNAL", "authenticateMachine returned no worker id");
+    throw fail("AGENTD_E_INTERNAL", "the machine authenticator returned no worker id");
   }
   return { kind: "machine", workerId: result.worker_id };
 }

@@ -95,7 +95,9 @@ export async function handleRequest(
     routeLabel = route.path;
     overrides = route.errorStatus ?? {};
 
-    caller = await authenticate(req, route.auth, url.href, deps.auth);
+    caller = await authenticate(req, route.auth, url.href, deps.auth, {
+      machineProofOnly: route.machineProofOnly,
+    });
     const key = callerKey(caller);
     if (key !== undefined) enforce(deps.callerLimiter, key, "caller");
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorCode } from "../../lib/errors.ts";
-import type { Caller, CallerKind } from "./auth.ts";
+import type { AuthenticateMachineProof, Caller, CallerKind } from "./auth.ts";
 import type { Method } from "./router.ts";
 
 /**
@@ -66,6 +66,15 @@ export interface Route<B = unknown> {
    * parameter (else 403). Other callers are checked by the handler (ownership needs the store).
    */
   readonly machineParam?: string;
+  /**
+   * On a route whose `auth` lists `machine`: a machine authenticates by its `AgentD-Proof`
+   * alone, with no `Authorization` header and no `ath` (`POST /v1/auth/agent/attest`, the call
+   * that obtains the access token). The route supplies how the proof's signer is recognised
+   * (its `kid` among the registered machine keys, the proof verified, its `jti` recorded),
+   * since without a token only the endpoint knows whose key to ask for. `Authorization: AgentD`
+   * is refused on such a route: a token there would be one the proof is not bound to.
+   */
+  readonly machineProofOnly?: AuthenticateMachineProof;
   /** Resource-level authorisation before the body is read; throws AGENTD_E_CP_FORBIDDEN etc. */
   authorize?(ctx: AuthorizeContext): Promise<void>;
   /** Query keys accepted (each at most once); any other key is 400. Default: none. */

@@ -34,6 +34,14 @@ export const CONFIG_SCHEMA = {
       doc: "PEM CA certificate of the control plane, pinned at enrollment.",
     }),
   },
+  // A top-level key, so that its variable is exactly AGENTD_CP_API_KEY (the name the
+  // `agentd cp` verbs document); the agent itself never reads it.
+  cp_api_key: text({
+    default: "",
+    optional: true,
+    secret: true,
+    doc: "API key (`agentd_<role>_…`) that the `agentd cp` admin verbs send to a running control plane; `--api-key` overrides it. Secret: redacted everywhere.",
+  }),
   heartbeat: {
     interval_s: int({
       default: 30,

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterEach } from "vitest";
 import type { ApiContext, ApiGroup, ApiSettings } from "../../../control-plane/api/context.ts";
 import { initControlPlaneKeys } from "../../../control-plane/keys/init.ts";
+import { loadControlPlaneKeys } from "../../../control-plane/keys/load.ts";
 import { createProof } from "../../../control-plane/protocol/proof.ts";
 import type { HttpMethod } from "../../../control-plane/protocol/schemas/proof.ts";
 import { type RunningControlPlane, startControlPlane } from "../../../control-plane/server.ts";
@@ -72,6 +73,9 @@ export interface TestCp {
   readonly url: string;
   readonly caPem: string;
   readonly dir: string;
+  /** The store's URL and the key directory: give them to a second instance to share them. */
+  readonly databaseUrl: string;
+  readonly keysDir: string;
   /** A Bearer API key with role admin. */
   readonly adminKey: string;
   call(method: HttpMethod, path: string, options?: CallOptions): Promise<Reply>;
@@ -84,6 +88,13 @@ export interface StartOptions {
   readonly groups: (ctx: ApiContext) => readonly ApiGroup[];
   readonly backend?: "sqlite" | "postgres";
   readonly settings?: Partial<Omit<ApiSettings, "publicUrl">>;
+  /**
+   * Another instance's `databaseUrl`: this one serves the same database (several `agentd cp
+   * serve` on one PostgreSQL). Not dropped or removed by this instance.
+   */
+  readonly databaseUrl?: string;
+  /** Another instance's `keysDir`: the same keys and CA (loaded, not created). */
+  readonly keysDir?: string;
 }
 
 const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
@@ -97,14 +108,19 @@ export function useTestCp(): (options: StartOptions) => Promise<TestCp> {
   return async (options) => {
     const dir = mkdtempSync(join(tmpdir(), "agentd-cp-test-"));
     const clock = fixedClock(T0_MS);
-    const keys = initControlPlaneKeys(join(dir, "keys"), {
-      hosts: ["127.0.0.1"],
-      now: Math.floor(T0_MS / 1000) - 60,
-    });
+    const keysDir = options.keysDir ?? join(dir, "keys");
+    const keys =
+      options.keysDir === undefined
+        ? initControlPlaneKeys(keysDir, {
+            hosts: ["127.0.0.1"],
+            now: Math.floor(T0_MS / 1000) - 60,
+          })
+        : loadControlPlaneKeys(keysDir);
     const url =
-      options.backend === "postgres"
+      options.databaseUrl ??
+      (options.backend === "postgres"
         ? await createTestDatabase("api")
-        : `sqlite:${join(dir, "cp.db")}`;
+        : `sqlite:${join(dir, "cp.db")}`);
     const store = openStore(url, { clock });
     await store.migrate();
     const cp = await startControlPlane({
@@ -125,7 +141,7 @@ export function useTestCp(): (options: StartOptions) => Promise<TestCp> {
     const apiKey = async (role: Role, ownerId?: string): Promise<string> => {
       const key = `agentd_${role}_${encodeBase64url(randomBytes(32))}`;
       await store.createApiKey({
-        id: encodeBase64url(randomBytes(9)),
+        id: encodeBase64url(randomBytes(16)),
         role,
         owner_id: ownerId ?? null,
         key_sha256: sha256(key),
@@ -219,6 +235,8 @@ export function useTestCp(): (options: StartOptions) => Promise<TestCp> {
       url: cp.url,
       caPem: keys.caCertPem,
       dir,
+      databaseUrl: url,
+      keysDir,
       adminKey,
       call,
       apiKey,

@@ -1,0 +1,76 @@
+import { unixSeconds } from "../../lib/clock.ts";
+import { fail, isAgentdError } from "../../lib/errors.ts";
+import { defineRoute } from "../http/route.ts";
+import { rotateKeys } from "../keys/rotate.ts";
+import { KEY_USES } from "../protocol/keyset.ts";
+import type { KeysResponse } from "../protocol/schemas/api-admin.ts";
+import { validate } from "../protocol/validate.ts";
+import type { ApiContext, ApiGroup } from "./context.ts";
+import { actorOf } from "./owners.ts";
+
+/**
+ * The control plane's key set (docs/protocol.md section 2, "Key set"): `GET /v1/keys` serves
+ * the root-signed set in force; `POST /v1/admin/keys/rotate` gives every use a new key in a set
+ * with seq + 1 signed by the same root, so an agent holding the old set accepts the new one
+ * (protocol/keyset.ts `acceptKeySetUpdate`) and nothing signed by another key.
+ *
+ * Rotation order: the key directory first (rotate.ts: its key set file is the commit point),
+ * then the keys this process signs with, then the store's record with the audit event. The
+ * files are the source of truth for signing; the store keeps the history of sets served.
+ */
+
+export function keysGroup(ctx: ApiContext): ApiGroup {
+  const current = defineRoute({
+    method: "GET",
+    path: "/v1/keys",
+    auth: ["public"],
+    async handler() {
+      const body: KeysResponse = { keyset: ctx.keys().keysetJws };
+      return { status: 200, body };
+    },
+  });
+
+  const rotate = defineRoute({
+    method: "POST",
+    path: "/v1/admin/keys/rotate",
+    auth: ["admin"],
+    // `{}` and no body at all both mean the default (keep the previous keys, verify-only).
+    body: { optional: true, validate: (v) => validate("keys-rotate-request", v ?? {}) },
+    async handler(c) {
+      const before = ctx.keys();
+      const now = unixSeconds(ctx.clock);
+      const keepPrevious = c.body.keep_previous ?? true;
+      let next: ReturnType<typeof rotateKeys>;
+      try {
+        next = rotateKeys(before.dir, now, { keepPrevious });
+      } catch (err) {
+        // The directory's lock: another rotation (another process on the same directory).
+        if (isAgentdError(err) && err.code === "AGENTD_E_FILE_EXISTS") {
+          throw fail("AGENTD_E_CP_CONFLICT", "another key rotation is running", {}, err);
+        }
+        throw err;
+      }
+      ctx.setKeys(next);
+      await ctx.store.storeKeySet(
+        { seq: next.keyset.seq, jws: next.keysetJws, stored_at: now },
+        {
+          audit: {
+            actor: actorOf(c.caller),
+            type: "keys.rotated",
+            object: "keyset",
+            data: {
+              seq: next.keyset.seq,
+              previous_seq: before.keyset.seq,
+              keep_previous: keepPrevious,
+              keys: Object.fromEntries(KEY_USES.map((u) => [u, next.signing[u].kid])),
+            },
+          },
+        },
+      );
+      const body: KeysResponse = { keyset: next.keysetJws };
+      return { status: 200, body };
+    },
+  });
+
+  return { routes: [current, rotate] };
+}

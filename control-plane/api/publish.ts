@@ -1,0 +1,226 @@
+import { unixSeconds } from "../../lib/clock.ts";
+import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
+import { fail, isAgentdError } from "../../lib/errors.ts";
+import {
+  type ConsentPayload,
+  DEFAULT_MAX_PUBLICATION_TTL_S,
+  parseConsentPayload,
+} from "../../policy-guard/documents.ts";
+import { signPublication } from "../../policy-guard/sign.ts";
+import type { Consent, Publication } from "../store/store.ts";
+import type { ApiContext } from "./context.ts";
+
+/**
+ * Publishing: the control plane countersigns the worker's latest accepted owner consent with
+ * a `publication` key (DOCUMENTS.md section 4), under a version the store allocates
+ * (max(last + 1, now_ms): it never goes down, even after a restore), audits it in the same
+ * transaction, and wakes the policy long-polls. Every path that publishes goes through here:
+ * a new consent, the re-issue timer, a revocation, a quarantine, an emergency stop.
+ *
+ * Lifetime: `exp - iat` ≤ the consent's `max_publication_ttl_s` (the agent refuses more) and
+ * ≤ the control plane's `publicationTtlS`, and never past the consent's own `exp` (a
+ * publication cannot stretch the owner's consent).
+ *
+ * A publication always names a consent (`consent_sha256` is required), so with no consent,
+ * or only an expired one, there is nothing to publish — and nothing to stop either: an agent
+ * without a valid consent does not mine (fail-closed). `publishForWorker` then throws
+ * AGENTD_E_CP_NOT_FOUND (`reason: "no_consent"`) or AGENTD_E_CP_CONFLICT
+ * (`reason: "consent_expired"`); `stopWorker` returns null instead, for callers that stop
+ * many workers at once.
+ *
+ * How a stop ends. The control plane can stop, never start: a publication is `stop: true`
+ * when the caller asks for it, when the worker is quarantined or decommissioned, when the
+ * consent is covered by a stored revocation, or when a stop is *in force*: the latest
+ * publication is a stop and the consent was accepted no later than that stop was issued.
+ * So re-issues keep a stop (an emergency stop, a lifted quarantine alike) until the owner
+ * posts a consent after it: only a new owner decision resumes mining. A consent accepted in
+ * the same second as the stop does not lift it (fail-closed on the tie).
+ *
+ * A stop decided on old state must not be lost to a publication racing with it (a re-issue or
+ * a consent read before the stop): after publishing a requested stop, the latest publication
+ * and consent are read again, and the stop is published again while the latest publication
+ * does not carry it for the latest consent and no consent newer than the stop has arrived.
+ * (A re-issue that reads before the stop and commits after the re-check can still win; a
+ * compare-and-set on the latest version in `Store.publish` would close that, see the report.)
+ */
+
+/** Why a publication stops mining. */
+export type StopCause = "requested" | "in_force" | "quarantined" | "revoked" | "decommissioned";
+
+export interface PublicationPlan {
+  readonly workerId: string;
+  /** The consent it countersigns: the worker's latest accepted one. */
+  readonly consent: Consent;
+  readonly iat: number;
+  readonly exp: number;
+  readonly stop: boolean;
+  readonly causes: readonly StopCause[];
+}
+
+export interface PublishOptions {
+  readonly stop: boolean;
+  /** Audit actor: `apikey:<id>`, `worker:<id>` or `system`. */
+  readonly actor: string;
+  /** Why it is published (`consent`, `reissue`, `revocation`, `quarantine`, …), audited. */
+  readonly reason: string;
+}
+
+/** How often a requested stop is published again when a racing publication overwrote it. */
+const STOP_RECHECKS = 3;
+
+/** The payload of a stored consent (verified when it was accepted). */
+export function storedConsentPayload(consent: Consent): ConsentPayload {
+  const { payload } = decodeJwsUnverified(consent.jws);
+  return parseConsentPayload(payload as Record<string, unknown>);
+}
+
+/** What would be published for the worker now. Throws when there is nothing to publish. */
+export async function planPublication(
+  ctx: ApiContext,
+  workerId: string,
+  options: { readonly stop: boolean },
+): Promise<PublicationPlan> {
+  const [worker, consent, latest, revocations] = await Promise.all([
+    ctx.store.getWorker(workerId),
+    ctx.store.latestConsent(workerId),
+    ctx.store.latestPublication(workerId),
+    ctx.store.listRevocations(workerId),
+  ]);
+  if (worker === null) throw fail("AGENTD_E_CP_NOT_FOUND", "no such worker", { worker: workerId });
+  if (consent === null) {
+    throw fail("AGENTD_E_CP_NOT_FOUND", "the worker has no consent to publish", {
+      worker: workerId,
+      reason: "no_consent",
+    });
+  }
+  const rules = storedConsentPayload(consent).rules;
+  const now = unixSeconds(ctx.clock);
+  const ttl = Math.min(
+    ctx.settings.publicationTtlS,
+    rules.max_publication_ttl_s ?? DEFAULT_MAX_PUBLICATION_TTL_S,
+  );
+  const exp = Math.min(now + ttl, consent.exp);
+  if (exp <= now) {
+    throw fail("AGENTD_E_CP_CONFLICT", "the worker's consent has expired: nothing to publish", {
+      worker: workerId,
+      reason: "consent_expired",
+    });
+  }
+  const causes: StopCause[] = [];
+  if (options.stop) causes.push("requested");
+  if (latest?.stop === true && consent.accepted_at <= latest.iat) causes.push("in_force");
+  if (worker.quarantine !== null) causes.push("quarantined");
+  if (worker.decommissioned_at !== null) causes.push("decommissioned");
+  const revoked = revocations.some(
+    (r) => r.kind === "revocation" && r.through_seq !== null && r.through_seq >= consent.seq,
+  );
+  if (revoked) causes.push("revoked");
+  return { workerId, consent, iat: now, exp, stop: causes.length > 0, causes };
+}
+
+/** Signs, stores (one transaction, audited) and announces a planned publication. */
+export async function commitPublication(
+  ctx: ApiContext,
+  plan: PublicationPlan,
+  options: { readonly actor: string; readonly reason: string },
+): Promise<Publication> {
+  const key = ctx.keys().signing.publication.privateKey;
+  const { publication } = await ctx.store.publish(
+    {
+      worker_id: plan.workerId,
+      consent_identity: plan.consent.identity,
+      iat: plan.iat,
+      exp: plan.exp,
+      stop: plan.stop,
+      now_ms: Math.floor(ctx.clock.now()),
+    },
+    (version) =>
+      signPublication({
+        cpKey: key,
+        consent: plan.consent.jws,
+        worker: plan.workerId,
+        version,
+        iat: plan.iat,
+        ttlS: plan.exp - plan.iat,
+        stop: plan.stop,
+      }),
+    {
+      audit: ({ publication: p }) => ({
+        actor: options.actor,
+        type: "publication.issued",
+        object: `worker:${plan.workerId}`,
+        data: {
+          version: p.version,
+          consent: plan.consent.identity,
+          seq: plan.consent.seq,
+          iat: p.iat,
+          exp: p.exp,
+          stop: p.stop,
+          causes: [...plan.causes],
+          reason: options.reason,
+        },
+      }),
+    },
+  );
+  ctx.policyNotifier.notify(plan.workerId);
+  return publication;
+}
+
+/**
+ * Publishes the worker's latest consent now (see the module comment for the lifetime, the
+ * stop rules and what happens without a consent).
+ */
+export async function publishForWorker(
+  ctx: ApiContext,
+  workerId: string,
+  options: { readonly stop: boolean; readonly actor: string; readonly reason: string },
+): Promise<Publication> {
+  let published = await commitPublication(ctx, await planPublication(ctx, workerId, options), {
+    actor: options.actor,
+    reason: options.reason,
+  });
+  if (!options.stop) return published;
+  for (let i = 0; i < STOP_RECHECKS; i++) {
+    const [latest, consent] = await Promise.all([
+      ctx.store.latestPublication(workerId),
+      ctx.store.latestConsent(workerId),
+    ]);
+    if (latest === null || consent === null) break;
+    if (latest.stop && latest.consent_identity === consent.identity) break;
+    // A consent accepted after this stop is the owner's decision to resume: it wins.
+    if (consent.accepted_at > published.iat) break;
+    published = await commitPublication(ctx, await planPublication(ctx, workerId, { stop: true }), {
+      actor: options.actor,
+      reason: options.reason,
+    });
+  }
+  return published;
+}
+
+/** Whether an error from publishForWorker only says that there was nothing to publish. */
+export function isNothingToPublish(err: unknown): boolean {
+  if (!isAgentdError(err)) return false;
+  const reason = err.context.reason;
+  return (
+    (err.code === "AGENTD_E_CP_NOT_FOUND" && reason === "no_consent") ||
+    (err.code === "AGENTD_E_CP_CONFLICT" && reason === "consent_expired")
+  );
+}
+
+/**
+ * Publishes `stop: true`, or returns null when the worker has no valid consent (an agent
+ * without one does not mine, so there is nothing to stop). For quarantine, revocation and
+ * emergency stops.
+ */
+export async function stopWorker(
+  ctx: ApiContext,
+  workerId: string,
+  options: { readonly actor: string; readonly reason: string },
+): Promise<Publication | null> {
+  try {
+    return await publishForWorker(ctx, workerId, { ...options, stop: true });
+  } catch (err) {
+    if (isNothingToPublish(err)) return null;
+    throw err;
+  }
+}
