@@ -6,36 +6,40 @@
  * --json-only).
  *
  *   node bench/cp-heartbeats.ts [--agents N] [--concurrency C] [--seconds S] [--warmup S]
- *                               [--backends sqlite,postgres] [--json-only]
+ *                               [--backends sqlite,postgres] [--presign-rate R] [--json-only]
  *
  * The control plane runs as `agentd cp serve` in its own process on a directory made by
  * `agentd cp init`; the agents (workers and access tokens) are provisioned in its database
- * before it starts. Every request carries a fresh heartbeat JWS and a fresh proof of
- * possession, each signed with the agent's own key; an answer 200 means verified and
- * committed (SQLite synchronous=FULL, PostgreSQL's default fsync). After the run the database
- * is opened again and the sum of the workers' stored counters must equal the heartbeats
- * answered 200: nothing is counted that was not stored.
+ * before it starts (bench/cp/provision.ts). Every request carries a fresh heartbeat JWS
+ * signed with the agent's own key, which is also its proof of possession (docs/protocol.md
+ * section 3); an answer 200 means verified and committed (SQLite synchronous=FULL,
+ * PostgreSQL's default fsync). After the run the database is opened again and the
+ * heartbeats it holds must number those answered 200: nothing is counted that was not stored.
+ *
+ * Heartbeats are signed before each measured window, R per second of it (default 7000; 0:
+ * all signed live), because the generator shares the two cores with the server
+ * (bench/cp/load.ts presign); `signed_live` counts those signed during the run when the
+ * presigned ones ran out. `client_cores` is the generator's own CPU. BENCH_NODE_OPTIONS is
+ * passed to the server as NODE_OPTIONS (for example `--cpu-prof --cpu-prof-dir=DIR`).
  *
  * Baseline, same run, same generator, same TLS certificate and request sizes: an HTTPS server
- * that parses each body as JSON and answers 200 (bench/cp-heartbeats/baseline.ts): the
+ * that parses each body as JSON and answers 200 (bench/cp/heartbeat-baseline.ts): the
  * transport alone. The ratio control plane / baseline is its own cost.
  */
-import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { openStore } from "../control-plane/store/open.ts";
-import { encodeBase64url } from "../lib/crypto/base64url.ts";
-import { generateEd25519KeyPair, jwkThumbprint, publicJwk } from "../lib/crypto/ed25519.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
-import { type LoadResult, runLoad, type SimAgent } from "./cp-heartbeats/load.ts";
+import { type LoadResult, presign, runLoad } from "./cp/load.ts";
+import { provision, type SimAgent } from "./cp/provision.ts";
 import { machineInfo, round, summarizeNs, table } from "./machine.ts";
 import { cpuSecondsOf, memoryOf } from "./proxy-scale/proc.ts";
 import { type Child, startChild } from "./proxy-scale/procs.ts";
 
 const USAGE =
-  "usage: node bench/cp-heartbeats.ts [--agents N] [--concurrency C] [--seconds S] [--warmup S] [--backends sqlite,postgres] [--json-only]";
+  "usage: node bench/cp-heartbeats.ts [--agents N] [--concurrency C] [--seconds S] [--warmup S] [--backends sqlite,postgres] [--presign-rate R] [--json-only]";
 function usage(message: string): never {
   process.stderr.write(`bench/cp-heartbeats: ${message}\n${USAGE}\n`);
   process.exit(2);
@@ -45,6 +49,7 @@ try {
   values = parseArgs({
     options: {
       agents: { type: "string", default: "2000" },
+      "presign-rate": { type: "string", default: "7000" },
       concurrency: { type: "string", default: "64" },
       seconds: { type: "string", default: "10" },
       warmup: { type: "string", default: "2" },
@@ -65,8 +70,10 @@ function int(name: string, min: number, max: number): number {
 }
 const AGENTS = int("agents", 1, 100_000);
 const CONCURRENCY = int("concurrency", 1, 4096);
-const SECONDS = int("seconds", 1, 3600);
-const WARMUP = int("warmup", 0, 600);
+// Presigned heartbeats must still be within the server's 60 s skew when they are sent.
+const SECONDS = int("seconds", 1, 30);
+const WARMUP = int("warmup", 0, 10);
+const PRESIGN_RATE = int("presign-rate", 0, 100_000);
 const BACKENDS = String(values.backends).split(",");
 for (const b of BACKENDS) if (b !== "sqlite" && b !== "postgres") usage(`unknown backend ${b}`);
 const JSON_ONLY = values["json-only"] === true;
@@ -74,11 +81,14 @@ const GOAL_PER_S = 5000;
 
 const REPO = resolve(import.meta.dirname, "..");
 const AGENTD = join(REPO, "bin", "agentd");
-const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" };
+const env = {
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: process.env.HOME ?? "/root",
+  ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
+};
 const work = mkdtempSync(join(tmpdir(), "agentd-bench-cp-"));
 const children: Child[] = [];
 const machine = machineInfo();
-const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
 
 async function runCommand(args: string[]): Promise<Record<string, unknown>> {
   const c = await startChild(args.join(" "), AGENTD, args, env, 60_000);
@@ -86,53 +96,24 @@ async function runCommand(args: string[]): Promise<Record<string, unknown>> {
   return c.ready;
 }
 
-async function provision(url: string): Promise<SimAgent[]> {
+/** How many heartbeats the database holds for these agents, read back page by page. */
+async function storedHeartbeats(url: string, agents: readonly SimAgent[]): Promise<number> {
   const store = openStore(url);
-  await store.migrate();
-  const now = Math.floor(Date.now() / 1000);
-  const owner = generateEd25519KeyPair();
-  const ownerId = jwkThumbprint(owner.publicKey);
-  await store.createOwner({ id: ownerId, jwk: { ...publicJwk(owner.publicKey) }, created_at: now });
-  const agents: SimAgent[] = [];
-  for (let i = 0; i < AGENTS; i += 100) {
-    const batch = Array.from({ length: Math.min(100, AGENTS - i) }, () => {
-      const k = generateEd25519KeyPair();
-      return {
-        workerId: jwkThumbprint(k.publicKey),
-        privateKey: k.privateKey,
-        publicKey: k.publicKey,
-        accessToken: encodeBase64url(randomBytes(32)),
-        counter: 0,
-      };
-    });
-    await Promise.all(
-      batch.map(async (a) => {
-        await store.registerWorker({
-          worker_id: a.workerId,
-          owner_id: ownerId,
-          jwk: { ...publicJwk(a.publicKey) },
-          facts: {},
-          registered_at: now,
-        });
-        await store.createAccessToken({
-          token_sha256: sha256(a.accessToken),
-          worker_id: a.workerId,
-          expires_at: now + 86_400,
-        });
-      }),
-    );
-    for (const a of batch) agents.push(a);
+  let n = 0;
+  for (const a of agents) {
+    let before: number | undefined;
+    for (;;) {
+      const page = await store.listHeartbeats(a.workerId, {
+        limit: 1000,
+        ...(before === undefined ? {} : { before_counter: before }),
+      });
+      n += page.length;
+      if (page.length < 1000) break;
+      before = page[page.length - 1]?.counter;
+    }
   }
   await store.close();
-  return agents;
-}
-
-async function storedCounters(url: string, agents: readonly SimAgent[]): Promise<number> {
-  const store = openStore(url);
-  let sum = 0;
-  for (const a of agents) sum += (await store.getWorker(a.workerId))?.last_counter ?? 0;
-  await store.close();
-  return sum;
+  return n;
 }
 
 interface Run {
@@ -163,6 +144,8 @@ function summary(r: Run) {
     seconds: round(r.load.seconds),
     latency_ms: { p50: round(lat.p50_us / 1000), p99: round(lat.p99_us / 1000) },
     server_cores: r.cpuCores,
+    client_cores: round(r.load.clientCores),
+    signed_live: r.load.signedLive,
     server_rss_mib: r.rssMib,
   };
 }
@@ -180,7 +163,7 @@ try {
       url = databaseUrl(pg.url, "bench_cp");
     } else url = `sqlite:${join(work, "cp.db")}`;
     await runCommand(["cp", "init", "--dir", dir, "--database", url]);
-    const agents = await provision(url);
+    const { agents } = await provision(url, { agents: AGENTS });
     const cp = await startChild(
       "cp serve",
       AGENTD,
@@ -195,6 +178,9 @@ try {
         url,
         "--log-level",
         "warn",
+        // Every simulated agent connects from 127.0.0.1: one address, thousands of machines.
+        "--rate-ip",
+        "0",
       ],
       env,
       60_000,
@@ -203,30 +189,33 @@ try {
     const base = `https://127.0.0.1:${cp.ready.port as number}`;
     const keysDir = existsSync(join(dir, "keys", "ca.crt.pem")) ? join(dir, "keys") : dir;
     const caPem = readFileSync(join(keysDir, "ca.crt.pem"), "utf8");
-    const load = (seconds: number) =>
-      runLoad({ url: base, caPem, agents, concurrency: CONCURRENCY, seconds });
-    const warm = WARMUP > 0 ? (await load(WARMUP)).ok : 0;
-    const run = await measure(cp, () => load(SECONDS));
+    const signed = (seconds: number) =>
+      presign(agents, Math.ceil((PRESIGN_RATE * seconds) / agents.length));
+    const load = (seconds: number, presigned: ReturnType<typeof presign>) =>
+      runLoad({ url: base, caPem, agents, concurrency: CONCURRENCY, seconds, presigned });
+    const warm = WARMUP > 0 ? (await load(WARMUP, signed(WARMUP))).ok : 0;
+    const presigned = signed(SECONDS);
+    const run = await measure(cp, () => load(SECONDS, presigned));
     await cp.stop();
-    const stored = await storedCounters(url, agents);
+    const stored = await storedHeartbeats(url, agents);
     const answered200 = warm + run.load.ok;
     // A request whose connection failed may or may not have been committed; none else may.
     const lost = run.load.errors;
     if (stored < answered200 || stored > answered200 + lost) {
       throw new Error(
-        `${backend}: ${answered200} heartbeats answered 200 (${lost} transport errors) but the stored counters sum to ${stored}`,
+        `${backend}: ${answered200} heartbeats answered 200 (${lost} transport errors) but the database holds ${stored}`,
       );
     }
     results[backend] = {
       ...summary(run),
-      durability_check: { answered_200_incl_warmup: answered200, stored_counter_sum: stored },
+      durability_check: { answered_200_incl_warmup: answered200, stored_heartbeats: stored },
     };
     if (baseline === undefined) {
       const b = await startChild(
         "baseline",
         process.execPath,
         [
-          join(REPO, "bench", "cp-heartbeats", "baseline.ts"),
+          join(REPO, "bench", "cp", "heartbeat-baseline.ts"),
           "--key",
           join(keysDir, "server.key.pem"),
           "--cert",
@@ -284,12 +273,23 @@ if (!JSON_ONLY) {
     ["baseline (HTTPS + JSON only)", baseline] as const,
   ].map(([k, v]) => {
     const s = v as ReturnType<typeof summary>;
-    return [k, s.per_s, s.latency_ms.p50, s.latency_ms.p99, s.server_cores, s.server_rss_mib];
+    return [
+      k,
+      s.per_s,
+      s.latency_ms.p50,
+      s.latency_ms.p99,
+      s.server_cores,
+      s.client_cores,
+      s.server_rss_mib,
+    ];
   });
   process.stdout.write(
     `\nmachine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, load ${machine.loadavg_1m}\n` +
       `${AGENTS} agents with distinct keys, ${CONCURRENCY} in flight, ${SECONDS} s\n\n` +
-      table(["server", "heartbeats/s", "p50 ms", "p99 ms", "server cores", "RSS MiB"], rows) +
+      table(
+        ["server", "heartbeats/s", "p50 ms", "p99 ms", "server cores", "client cores", "RSS MiB"],
+        rows,
+      ) +
       "\n" +
       Object.entries(goals)
         .map(([k, g]) => `goal ${k}: ${g.goal}: ${g.met ? "met" : "NOT met"} (${g.value}/s)`)

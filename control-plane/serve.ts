@@ -65,6 +65,31 @@ export function readServeConfig(dir: string): { readonly database: string } {
   return { database: obj.database };
 }
 
+/**
+ * Rate limits unless told otherwise (docs/protocol.md, "Limits"). Per caller (an API key, a
+ * machine): 20 requests a second, 100 at once — an agent makes one every few seconds, an
+ * operator's tool a few a second. Per client address: 1,000 a second, 2,000 at once — a farm
+ * of a thousand machines behind one NAT stays far below it; a flood from one address does
+ * not. Both answer 429 AGENTD_E_CP_RATE_LIMITED with Retry-After.
+ */
+export const DEFAULT_RATE_LIMITS = Object.freeze({
+  perIp: Object.freeze({ ratePerSecond: 1000, burst: 2000 }),
+  perCaller: Object.freeze({ ratePerSecond: 20, burst: 100 }),
+});
+
+export function rateLimitsOf(given: ServeOptions["rateLimits"]): {
+  perIp?: RateLimitConfig;
+  perCaller?: RateLimitConfig;
+} {
+  const perIp = given?.perIp === undefined ? DEFAULT_RATE_LIMITS.perIp : given.perIp;
+  const perCaller =
+    given?.perCaller === undefined ? DEFAULT_RATE_LIMITS.perCaller : given.perCaller;
+  return {
+    ...(perIp === null ? {} : { perIp }),
+    ...(perCaller === null ? {} : { perCaller }),
+  };
+}
+
 export interface ServeOptions {
   readonly dir: string;
   readonly listen: { readonly host: string; readonly port: number };
@@ -75,7 +100,14 @@ export interface ServeOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly settings?: Partial<Omit<ApiSettings, "publicUrl">>;
-  readonly rateLimits?: { readonly perIp?: RateLimitConfig; readonly perCaller?: RateLimitConfig };
+  /**
+   * Default DEFAULT_RATE_LIMITS; a member given as null is switched off (a benchmark whose
+   * agents all come from 127.0.0.1, say).
+   */
+  readonly rateLimits?: {
+    readonly perIp?: RateLimitConfig | null;
+    readonly perCaller?: RateLimitConfig | null;
+  };
   /** Default allGroups (control-plane/api/index.ts). */
   readonly groups?: (ctx: ApiContext) => readonly ApiGroup[];
 }
@@ -111,7 +143,7 @@ export async function serveControlPlane(o: ServeOptions): Promise<ServingControl
       groups: o.groups ?? allGroups,
       ...(o.publicUrl === undefined ? {} : { publicUrl: o.publicUrl }),
       ...(o.settings === undefined ? {} : { settings: o.settings }),
-      ...(o.rateLimits === undefined ? {} : { rateLimits: o.rateLimits }),
+      rateLimits: rateLimitsOf(o.rateLimits),
     });
   } catch (err) {
     await store.close().catch(() => {});

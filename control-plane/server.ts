@@ -7,6 +7,7 @@ import {
   type ApiSettings,
   DEFAULT_SETTINGS,
 } from "./api/context.ts";
+import { PublicKeyCache } from "./api/key-cache.ts";
 import { apiKeyFinder, machineAuthenticator } from "./api/machine-auth.ts";
 import { createHttpMetrics } from "./http/metrics.ts";
 import { KeyedNotifier } from "./http/notifier.ts";
@@ -71,6 +72,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     metrics,
     policyNotifier: new KeyedNotifier(),
     hub: new StreamHub(),
+    publicKeys: new PublicKeyCache(),
     settings,
   };
   const groups = o.groups(ctx);

@@ -28,6 +28,25 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host, port: Number(value.slice(i + 1)) };
 }
 
+/** `RATE` or `RATE:BURST` (burst defaults to twice the rate); `0` switches the limit off. */
+export function parseRate(
+  flag: string,
+  value: string,
+): { ratePerSecond: number; burst: number } | null {
+  const m = /^(\d+(?:\.\d+)?)(?::(\d+))?$/.exec(value);
+  if (m === null) {
+    throw fail(
+      "AGENTD_E_USAGE",
+      `${flag}: expected RATE or RATE:BURST, found ${JSON.stringify(value)}`,
+    );
+  }
+  const rate = Number(m[1]);
+  if (rate === 0) return null;
+  const burst = m[2] === undefined ? Math.max(1, Math.ceil(2 * rate)) : Number(m[2]);
+  if (burst < 1) throw fail("AGENTD_E_USAGE", `${flag}: the burst must be at least 1`);
+  return { ratePerSecond: rate, burst };
+}
+
 export function registerCpServe(cp: Command, io: CliIo, run: Run): void {
   cp.command("serve")
     .description("run the control plane (HTTPS API, push streams)")
@@ -36,13 +55,34 @@ export function registerCpServe(cp: Command, io: CliIo, run: Run): void {
     .requiredOption("--listen <host:port>", "where to listen (port 0: any free port)")
     .option("--database <url>", "sqlite:FILE or postgres://… (default: the one of agentd cp init)")
     .option("--public-url <url>", "the https origin agents use (default https://HOST:PORT)")
+    .option(
+      "--rate-ip <rate[:burst]>",
+      "requests per second per client address, 0: no limit (default 1000:2000)",
+    )
+    .option(
+      "--rate-caller <rate[:burst]>",
+      "requests per second per API key or machine, 0: no limit (default 20:100)",
+    )
     .action(
       (
-        opts: { dir: string; listen: string; database?: string; publicUrl?: string },
+        opts: {
+          dir: string;
+          listen: string;
+          database?: string;
+          publicUrl?: string;
+          rateIp?: string;
+          rateCaller?: string;
+        },
         cmd: Command,
       ) =>
         run(false, async () => {
           const listen = parseListen(opts.listen);
+          const rateLimits = {
+            ...(opts.rateIp === undefined ? {} : { perIp: parseRate("--rate-ip", opts.rateIp) }),
+            ...(opts.rateCaller === undefined
+              ? {}
+              : { perCaller: parseRate("--rate-caller", opts.rateCaller) }),
+          };
           const { config } = loadCliConfig(io, globalsOf(cmd));
           const logger = createLogger({ level: config.log.level as LogLevel });
           // Loaded here: every other agentd command starts without the control plane's code.
@@ -55,6 +95,7 @@ export function registerCpServe(cp: Command, io: CliIo, run: Run): void {
             ...(opts.publicUrl === undefined ? {} : { publicUrl: originOf(opts.publicUrl) }),
             clock: io.clock,
             logger,
+            rateLimits,
           });
           // Handlers first: a signal right after the ready line must still shut down cleanly.
           const stopped = untilSignal();

@@ -1,7 +1,6 @@
 import { type KeyObject, randomBytes } from "node:crypto";
 import { unixSeconds } from "../../lib/clock.ts";
 import { encodeBase64url } from "../../lib/crypto/base64url.ts";
-import { publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import type { AuthenticateMachineProof } from "../http/auth.ts";
@@ -99,7 +98,7 @@ export function proofOnlyAuthenticator(ctx: ApiContext): AuthenticateMachineProo
       proof,
       method,
       url,
-      key: publicKeyFromJwk(worker.jwk),
+      key: ctx.publicKeys.get(worker.jwk),
       workerId: worker.worker_id,
     });
     return { worker_id: worker.worker_id };
@@ -193,7 +192,7 @@ export function attestGroup(ctx: ApiContext): ApiGroup {
       const object = actor;
       const worker = await machineWorker(ctx, workerId);
 
-      const key = publicKeyFromJwk(worker.jwk);
+      const key = ctx.publicKeys.get(worker.jwk);
       let facts: HostFacts;
       let nonce: string;
       try {

@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { type Clock, unixSeconds } from "../../lib/clock.ts";
-import { publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import type { ConsentPayload } from "../../policy-guard/documents.ts";
 import type { Caller } from "../http/auth.ts";
@@ -202,7 +201,7 @@ function commandResult(ctx: ApiContext): Route<CommandResultRequest> {
       if (command === null) throw fail("AGENTD_E_CP_NOT_FOUND", "no such command");
       const w = await servableWorker(ctx.store, command.worker_id);
       const verified = verifyCommandResult(body.result, {
-        key: publicKeyFromJwk(w.jwk),
+        key: ctx.publicKeys.get(w.jwk),
         clock: ctx.clock,
         cmdId,
         worker: w.worker_id,

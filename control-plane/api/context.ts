@@ -8,6 +8,7 @@ import type { WsRoute } from "../http/ws.ts";
 import type { ControlPlaneKeys } from "../keys/load.ts";
 import { DEFAULT_COMMAND_TTL_S } from "../protocol/schemas/command.ts";
 import type { Store } from "../store/store.ts";
+import type { PublicKeyCache } from "./key-cache.ts";
 
 /**
  * What every endpoint group of the control plane receives (control-plane/server.ts builds it
@@ -48,6 +49,8 @@ export interface ApiContext {
   readonly policyNotifier: KeyedNotifier;
   /** Open push streams by worker id (control-plane/api/stream.ts feeds it from the store). */
   readonly hub: StreamHub;
+  /** Workers' and owners' public keys, built once per JWK (key-cache.ts). */
+  readonly publicKeys: PublicKeyCache;
   readonly settings: ApiSettings;
 }
 

@@ -1,11 +1,12 @@
+import type { IncomingMessage } from "node:http";
 import { unixSeconds } from "../../lib/clock.ts";
-import { publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import type { Metric } from "../../lib/metrics/registry.ts";
+import { statusForCode } from "../http/errors.ts";
 import { defineRoute } from "../http/route.ts";
 import type { VerifiedDocument } from "../protocol/documents/common.ts";
-import { heartbeatAnomalies, verifyHeartbeat } from "../protocol/documents/heartbeat.ts";
+import { heartbeatAnomalies, verifyHeartbeatAsync } from "../protocol/documents/heartbeat.ts";
 import {
   type HeartbeatRequest,
   type HeartbeatResponse,
@@ -14,7 +15,9 @@ import {
 import type { HeartbeatPayload } from "../protocol/schemas/heartbeat.ts";
 import { matches, validate } from "../protocol/validate.ts";
 import type { Heartbeat, Worker } from "../store/store.ts";
+import { BoundedMap } from "./bounded-map.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
+import { machineTokenAuthenticator } from "./machine-auth.ts";
 import { actorOf, auditingRefusals, authorizedWorker, authorizeWorker } from "./policies.ts";
 
 /**
@@ -42,25 +45,70 @@ function storedPayload(h: Heartbeat | undefined): HeartbeatPayload | null {
   }
 }
 
-function verify(ctx: ApiContext, worker: Worker, token: string): VerifiedHeartbeat {
-  return verifyHeartbeat(token, {
-    key: publicKeyFromJwk(worker.jwk),
-    clock: ctx.clock,
-    worker: worker.worker_id,
-    maxSkewS: ctx.settings.maxSkewS,
-  });
+/** Sent without an AgentD-Proof: the heartbeat itself is what authenticates the request. */
+function proofless(req: IncomingMessage): boolean {
+  return req.headers["agentd-proof"] === undefined;
+}
+
+async function verify(
+  ctx: ApiContext,
+  worker: Worker,
+  token: string,
+  isProof: boolean,
+): Promise<VerifiedHeartbeat> {
+  try {
+    // On the thread pool: the event loop goes on parsing and storing other heartbeats.
+    return await verifyHeartbeatAsync(token, {
+      key: ctx.publicKeys.get(worker.jwk),
+      clock: ctx.clock,
+      worker: worker.worker_id,
+      maxSkewS: ctx.settings.maxSkewS,
+    });
+  } catch (err) {
+    // Without a separate proof, a heartbeat that does not verify leaves the caller
+    // unauthenticated: 401, whatever the flaw (signature, worker, freshness).
+    if (isProof && isAgentdError(err) && statusForCode(err.code) < 500) {
+      throw fail(
+        "AGENTD_E_CP_PROOF_INVALID",
+        `the heartbeat, sent as the request's proof, is invalid (${err.code}): ${err.message}`,
+        { reason: err.code },
+        err,
+      );
+    }
+    throw err;
+  }
+}
+
+/**
+ * The last accepted heartbeat of each worker, as this instance saw it: the anomaly flags
+ * compare against it. Used only while it is the one the store holds (its counter is the
+ * worker row's `last_counter`, read for this request); otherwise — another instance took the
+ * last one, or it was evicted — the store is asked. Saves a read and a JWS parse per heartbeat.
+ */
+type LastHeartbeats = BoundedMap<string, HeartbeatPayload>;
+
+async function previousPayload(
+  ctx: ApiContext,
+  last: LastHeartbeats,
+  worker: Worker,
+): Promise<HeartbeatPayload | null> {
+  const known = last.get(worker.worker_id);
+  if (known !== undefined && known.counter === worker.last_counter) return known;
+  if (worker.last_counter === 0) return null;
+  const [previous] = await ctx.store.listHeartbeats(worker.worker_id, { limit: 1 });
+  return storedPayload(previous);
 }
 
 async function record(
   ctx: ApiContext,
+  last: LastHeartbeats,
   worker: Worker,
   doc: VerifiedHeartbeat,
 ): Promise<HeartbeatResponse> {
   const hb = doc.payload;
   const workerId = worker.worker_id;
   const now = unixSeconds(ctx.clock);
-  const [previous] = await ctx.store.listHeartbeats(workerId, { limit: 1 });
-  const flags = heartbeatAnomalies(hb, storedPayload(previous), now);
+  const flags = heartbeatAnomalies(hb, await previousPayload(ctx, last, worker), now);
   const object = `worker:${workerId}`;
   const actor = `worker:${workerId}`;
   const [result, pending] = await Promise.all([
@@ -105,6 +153,7 @@ async function record(
     );
   }
   if (result.status === "unknown_worker") throw fail("AGENTD_E_CP_NOT_FOUND", "no such worker");
+  last.set(workerId, hb);
   return {
     accepted: true,
     counter: hb.counter,
@@ -123,6 +172,7 @@ export function heartbeatGroup(ctx: ApiContext): ApiGroup {
     ["outcome"],
   );
   const count = (outcome: Outcome) => heartbeats.inc({ outcome });
+  const last: LastHeartbeats = new BoundedMap(100_000);
   return {
     routes: [
       defineRoute<HeartbeatRequest>({
@@ -130,6 +180,8 @@ export function heartbeatGroup(ctx: ApiContext): ApiGroup {
         path: "/v1/workers/{id}/heartbeat",
         auth: ["machine"],
         machineParam: "id",
+        // The heartbeat is its own proof of possession (docs/protocol.md, "Heartbeats").
+        machineSignedBody: machineTokenAuthenticator(ctx),
         async authorize(a) {
           await authorizeWorker(ctx, a, { allowQuarantined: true });
         },
@@ -147,7 +199,7 @@ export function heartbeatGroup(ctx: ApiContext): ApiGroup {
                 type: "heartbeat.refused",
                 object: () => `worker:${worker.worker_id}`,
               },
-              async () => verify(ctx, worker, body.heartbeat),
+              async () => verify(ctx, worker, body.heartbeat, proofless(req)),
             );
           } catch (err) {
             count("refused");
@@ -155,7 +207,7 @@ export function heartbeatGroup(ctx: ApiContext): ApiGroup {
           }
           let reply: HeartbeatResponse;
           try {
-            reply = await record(ctx, worker, doc);
+            reply = await record(ctx, last, worker, doc);
           } catch (err) {
             if (isAgentdError(err) && err.code === "AGENTD_E_CP_REPLAY") count("replay");
             throw err;

@@ -1,9 +1,15 @@
 import { createHash } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import { unixSeconds } from "../../lib/clock.ts";
-import { publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { fail } from "../../lib/errors.ts";
-import type { ApiKeyRecord, AuthenticateMachine, FindApiKey } from "../http/auth.ts";
+import type {
+  ApiKeyRecord,
+  AuthenticateMachine,
+  AuthenticateMachineToken,
+  FindApiKey,
+} from "../http/auth.ts";
 import { JTI_RETENTION_S, verifyProof } from "../protocol/proof.ts";
+import type { Worker } from "../store/store.ts";
 import type { ApiContext } from "./context.ts";
 
 /**
@@ -32,15 +38,51 @@ export function sha256Hex(text: string): string {
   return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
+/** The worker row read while authenticating each request: authorizeWorker reuses it. */
+const readForRequest = new WeakMap<IncomingMessage, Worker>();
+
+/**
+ * The worker row this request's authentication read, if it is `workerId`'s: read an instant
+ * ago in the same request, so reading it again would only cost a query per machine call.
+ */
+export function workerReadAtAuthentication(
+  req: IncomingMessage,
+  workerId: string,
+): Worker | undefined {
+  const w = readForRequest.get(req);
+  return w?.worker_id === workerId ? w : undefined;
+}
+
+async function workerOfToken(
+  ctx: ApiContext,
+  accessToken: string,
+  req: IncomingMessage,
+): Promise<Worker> {
+  const found = await ctx.store.findAccessTokenWorker(
+    sha256Hex(accessToken),
+    unixSeconds(ctx.clock),
+  );
+  if (found === null) {
+    throw fail("AGENTD_E_CP_UNAUTHENTICATED", "unknown or expired access token");
+  }
+  readForRequest.set(req, found.worker);
+  return found.worker;
+}
+
+/**
+ * `machineSignedBody` (http/route.ts) for routes whose body the machine key signs (heartbeat):
+ * the access token names the worker; the handler verifies the body under that worker's key.
+ */
+export function machineTokenAuthenticator(ctx: ApiContext): AuthenticateMachineToken {
+  return async (accessToken, req) => ({
+    worker_id: (await workerOfToken(ctx, accessToken, req)).worker_id,
+  });
+}
+
 export function machineAuthenticator(ctx: ApiContext): AuthenticateMachine {
-  return async ({ accessToken, proof, method, url }) => {
+  return async ({ req, accessToken, proof, method, url }) => {
     const now = unixSeconds(ctx.clock);
-    const token = await ctx.store.findAccessToken(sha256Hex(accessToken), now);
-    if (token === null) {
-      throw fail("AGENTD_E_CP_UNAUTHENTICATED", "unknown or expired access token");
-    }
-    const worker = await ctx.store.getWorker(token.worker_id);
-    if (worker === null) throw fail("AGENTD_E_CP_UNAUTHENTICATED", "unknown worker");
+    const worker = await workerOfToken(ctx, accessToken, req);
     const refuse = async (err: unknown): Promise<never> => {
       await ctx.store.appendAudit({
         actor: `worker:${worker.worker_id}`,
@@ -60,7 +102,7 @@ export function machineAuthenticator(ctx: ApiContext): AuthenticateMachine {
         method,
         url,
         accessToken,
-        key: publicKeyFromJwk(worker.jwk),
+        key: ctx.publicKeys.get(worker.jwk),
         clock: ctx.clock,
         maxSkewS: ctx.settings.maxSkewS,
       });

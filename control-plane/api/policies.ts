@@ -1,6 +1,5 @@
 import type { IncomingMessage } from "node:http";
 import { unixSeconds } from "../../lib/clock.ts";
-import { publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { checkValidityTimes, decodeJwsUnverified, verifyJws } from "../../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import { DOC_TYP, parseConsentPayload } from "../../policy-guard/documents.ts";
@@ -18,6 +17,7 @@ import type {
 import { validate } from "../protocol/validate.ts";
 import type { Worker } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
+import { workerReadAtAuthentication } from "./machine-auth.ts";
 import { publishForWorker } from "./publish.ts";
 
 /**
@@ -66,7 +66,9 @@ export async function authorizeWorker(
   param = "id",
 ): Promise<Worker> {
   const id = a.params[param] ?? "";
-  const worker = await ctx.store.getWorker(id);
+  const worker =
+    (a.caller.kind === "machine" ? workerReadAtAuthentication(a.req, id) : undefined) ??
+    (await ctx.store.getWorker(id));
   if (worker === null) throw fail("AGENTD_E_CP_NOT_FOUND", "no such worker");
   const { caller } = a;
   if (caller.kind === "owner" && worker.owner_id !== caller.ownerId) {
@@ -182,7 +184,7 @@ async function acceptConsent(
       throw fail("AGENTD_E_CP_FORBIDDEN", "this worker is decommissioned");
     }
   }
-  const ownerKey = publicKeyFromJwk(owner.jwk);
+  const ownerKey = ctx.publicKeys.get(owner.jwk);
   const verified = verifyJws(body.consent, {
     typ: DOC_TYP.consent,
     resolveKey: (kid) => (kid === owner.id ? ownerKey : undefined),

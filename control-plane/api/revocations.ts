@@ -1,5 +1,4 @@
 import { unixSeconds } from "../../lib/clock.ts";
-import { publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { checkValidityTimes, documentIdentity, verifyJws } from "../../lib/crypto/jws.ts";
 import { fail } from "../../lib/errors.ts";
 import {
@@ -46,7 +45,7 @@ async function verifyOwnerDocument(
 ): Promise<OwnerDocument> {
   const owner = await ctx.store.getOwner(worker.owner_id);
   if (owner === null) throw fail("AGENTD_E_CP_FORBIDDEN", "the worker's owner is not registered");
-  const ownerKey = publicKeyFromJwk(owner.jwk);
+  const ownerKey = ctx.publicKeys.get(owner.jwk);
   const verified = verifyJws(jws, {
     typ: [DOC_TYP.revocation, DOC_TYP.decommission],
     resolveKey: (kid) => (kid === owner.id ? ownerKey : undefined),

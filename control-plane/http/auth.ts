@@ -14,6 +14,10 @@ import { fail, isAgentdError } from "../../lib/errors.ts";
  *   are checked by the injected `authenticateMachine` (token, proof signature, htm/htu, iat,
  *   jti, ath), which throws AGENTD_E_CP_* errors. Signature and JSON errors it lets through are
  *   turned into AGENTD_E_CP_PROOF_INVALID so they stay 401.
+ * - `Authorization: AgentD <access token>` without a proof, on a route declared
+ *   `machineSignedBody` (heartbeat): the body is a document signed by the machine key, fresh
+ *   and single-use, which the handler verifies (a bad signature there is 401 too); the token
+ *   alone only says which worker's key must have signed it. A proof that is sent is checked.
  * - `AgentD-Proof: <proof JWS>` alone, on a route declared `machineProofOnly` (attest: the
  *   machine has no access token yet): the route's own authenticator recognises the signer by
  *   the proof's `kid` and checks the proof without `ath`. Its errors are treated as above.
@@ -51,6 +55,8 @@ export type FindApiKey = (
 ) => Promise<ApiKeyRecord | undefined> | ApiKeyRecord | undefined;
 
 export interface MachineAuthInput {
+  /** The request (an authenticator may remember what it read for it). */
+  readonly req: IncomingMessage;
   readonly accessToken: string;
   readonly proof: string;
   /** The request method, upper case. */
@@ -71,6 +77,12 @@ export interface MachineProofInput {
   readonly url: string;
 }
 
+/** A route's authenticator for machines whose signed body is their proof (an access token alone). */
+export type AuthenticateMachineToken = (
+  accessToken: string,
+  req: IncomingMessage,
+) => Promise<{ readonly worker_id: string }> | { readonly worker_id: string };
+
 /** A route's authenticator for machines that present a proof and no access token. */
 export type AuthenticateMachineProof = (
   input: MachineProofInput,
@@ -79,6 +91,8 @@ export type AuthenticateMachineProof = (
 export interface AuthOptions {
   /** The route's `machineProofOnly` (route.ts); honoured only when `machine` is allowed. */
   readonly machineProofOnly?: AuthenticateMachineProof | undefined;
+  /** The route's `machineSignedBody` (route.ts); honoured only when `machine` is allowed. */
+  readonly machineSignedBody?: AuthenticateMachineToken | undefined;
 }
 
 export interface AuthDeps {
@@ -133,7 +147,8 @@ export async function authenticate(
     if (proofOnly !== undefined) {
       throw unauthenticated("this endpoint takes the AgentD-Proof alone, without an access token");
     }
-    caller = await machineCaller(req, credential, requestUrl, deps);
+    const signedBody = allowed.includes("machine") ? options.machineSignedBody : undefined;
+    caller = await machineCaller(req, credential, requestUrl, deps, signedBody);
   } else throw unauthenticated("unsupported authorization scheme");
   if (!allowed.includes(caller.kind)) {
     throw fail("AGENTD_E_CP_FORBIDDEN", `a ${caller.kind} may not call this endpoint`, {
@@ -167,14 +182,18 @@ async function machineCaller(
   accessToken: string,
   url: string,
   deps: AuthDeps,
+  signedBody: AuthenticateMachineToken | undefined,
 ): Promise<Caller> {
   if (!TOKEN68.test(accessToken)) throw unauthenticated("the access token is malformed");
   const proof = singleHeader(req, "agentd-proof");
+  if (proof === undefined && signedBody !== undefined) {
+    return machineResult(() => signedBody(accessToken, req));
+  }
   if (proof === undefined || proof === "" || proof.length > MAX_CREDENTIAL_LENGTH) {
     throw fail("AGENTD_E_CP_PROOF_INVALID", "a machine request needs one AgentD-Proof header");
   }
   return machineResult(() =>
-    deps.authenticateMachine({ accessToken, proof, method: req.method ?? "", url }),
+    deps.authenticateMachine({ req, accessToken, proof, method: req.method ?? "", url }),
   );
 }
 

@@ -97,6 +97,7 @@ export async function handleRequest(
 
     caller = await authenticate(req, route.auth, url.href, deps.auth, {
       machineProofOnly: route.machineProofOnly,
+      machineSignedBody: route.machineSignedBody,
     });
     const key = callerKey(caller);
     if (key !== undefined) enforce(deps.callerLimiter, key, "caller");

@@ -1,6 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorCode } from "../../lib/errors.ts";
-import type { AuthenticateMachineProof, Caller, CallerKind } from "./auth.ts";
+import type {
+  AuthenticateMachineProof,
+  AuthenticateMachineToken,
+  Caller,
+  CallerKind,
+} from "./auth.ts";
 import type { Method } from "./router.ts";
 
 /**
@@ -75,6 +80,16 @@ export interface Route<B = unknown> {
    * is refused on such a route: a token there would be one the proof is not bound to.
    */
   readonly machineProofOnly?: AuthenticateMachineProof;
+  /**
+   * On a route whose `auth` lists `machine`: the body is itself a document signed by the
+   * machine key, bound to the worker, fresh and single-use (a heartbeat: `iat` within the skew,
+   * a counter above every stored one), which the handler verifies and must answer 401
+   * AGENTD_E_CP_PROOF_INVALID when its signature fails. The `AgentD-Proof` may then be left
+   * out, and the machine is recognised by its access token alone (this function); a proof that
+   * is sent is checked as anywhere else. Why: a second signature over the same request proves
+   * nothing more, and verifying it doubles the cost of the most frequent call.
+   */
+  readonly machineSignedBody?: AuthenticateMachineToken;
   /** Resource-level authorisation before the body is read; throws AGENTD_E_CP_FORBIDDEN etc. */
   authorize?(ctx: AuthorizeContext): Promise<void>;
   /** Query keys accepted (each at most once); any other key is 400. Default: none. */

@@ -23,7 +23,9 @@ import type { HttpMethod } from "./schemas/proof.ts";
  *
  * Every call after attestation carries `Authorization: AgentD <access token>` and a fresh
  * proof signed by the machine key for exactly that method and URL (a new `jti` each time,
- * also when a request is retried), so the access token alone is worth nothing. The access
+ * also when a request is retried), so the access token alone is worth nothing. The heartbeat
+ * is the exception: the signed heartbeat (fresh `iat`, a counter never used before) is itself
+ * the proof, so it is sent with the token alone. The access
  * token lives in this object: `attest` sets it, and the stream's reconnections pick up the
  * current one. Documents the machine signs (attestation, heartbeat, command result) are
  * signed here with the injected clock; documents it receives are returned schema-checked
@@ -108,8 +110,20 @@ export function createMachineClient(o: MachineClientOptions): MachineClient {
         query: { worker: workerId },
       })
     ).body;
-  const sendHeartbeat = (jws: string) =>
-    post<HeartbeatResponse>(`${worker}/heartbeat`, { heartbeat: jws });
+  // No AgentD-Proof: the signed heartbeat is the request's proof (docs/protocol.md,
+  // "Heartbeats"), which halves the signatures of the most frequent call.
+  const sendHeartbeat = async (jws: string) =>
+    (
+      await call<"heartbeat-response">(t, "POST", `${worker}/heartbeat`, {
+        body: { heartbeat: jws },
+        headers: () => {
+          if (session === null) {
+            throw fail("AGENTD_E_CP_UNAUTHENTICATED", "no access token yet: attest first");
+          }
+          return { authorization: `${AUTHORIZATION_SCHEME} ${session.accessToken}` };
+        },
+      })
+    ).body;
   const sendCommandResult = (cmdId: string, jws: string) =>
     post<CommandResultResponse>(`/v1/commands/${cmdId}/result`, { result: jws });
 

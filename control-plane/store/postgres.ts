@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { type Clock, systemClock } from "../../lib/clock.ts";
@@ -5,7 +6,7 @@ import { fail, isAgentdError } from "../../lib/errors.ts";
 import { storeError } from "./errors.ts";
 import { PgListener, STREAM_CHANNEL } from "./postgres-listen.ts";
 import type { Driver } from "./sql/driver.ts";
-import type { Op, SqlRequest } from "./sql/op.ts";
+import type { Op, Param, SqlRequest } from "./sql/op.ts";
 import { SqlStore } from "./sql/sql-store.ts";
 import type { Store, StreamSubscription, Unsubscribe } from "./store.ts";
 
@@ -39,6 +40,8 @@ export function openPostgresStore(url: string, options: PostgresStoreOptions = {
 const INT8_OID = 20;
 const RETRYABLE = new Set(["40001", "40P01"]);
 const MAX_ATTEMPTS = 5;
+/** Statements with at most this many parameters are prepared per connection (#query). */
+const MAX_NAMED_PARAMS = 16;
 
 function parseInt8(text: string): number {
   const n = Number(text);
@@ -64,7 +67,7 @@ class PgDriver implements Driver {
   readonly dialect = "postgres" as const;
   readonly #pool: pg.Pool;
   readonly #listener: PgListener;
-  readonly #sql = new Map<string, string>();
+  readonly #sql = new Map<string, { readonly text: string; readonly name?: string }>();
 
   constructor(url: string, poolSize: number) {
     const types = typeOverrides();
@@ -75,6 +78,10 @@ class PgDriver implements Driver {
   }
 
   async transact<T>(op: () => Op<T>, mode: "read" | "write"): Promise<T> {
+    if (mode === "read") {
+      const single = await this.#singleStatementRead(op);
+      if (single.done) return single.value;
+    }
     for (let attempt = 1; ; attempt++) {
       let client: pg.PoolClient;
       try {
@@ -113,16 +120,39 @@ class PgDriver implements Driver {
     }
   }
 
-  async #execute(client: pg.PoolClient, req: SqlRequest): Promise<unknown> {
+  /**
+   * Most reads are one SELECT, which sees one snapshot by itself: run it without
+   * BEGIN/COMMIT (one round trip instead of three). If the operation asks for a second
+   * statement, its first result may come from another snapshot than the second would, so it
+   * is abandoned (`done: false`) and run again from the start in a transaction; an operation
+   * is a pure function of its results, so running it again is safe.
+   */
+  async #singleStatementRead<T>(
+    op: () => Op<T>,
+  ): Promise<{ readonly done: true; readonly value: T } | { readonly done: false }> {
+    const gen = op();
+    const first = gen.next();
+    if (first.done) return { done: true, value: first.value };
+    // Only a SELECT: outside BEGIN READ ONLY nothing else would stop a write.
+    if (first.value.kind !== "all" || !/^\s*SELECT\b/i.test(first.value.sql)) {
+      return { done: false };
+    }
+    let result: unknown;
+    try {
+      result = await this.#execute(this.#pool, first.value);
+    } catch (e) {
+      throw isAgentdError(e) ? e : storeError("postgres", e);
+    }
+    const second = gen.next(result);
+    return second.done ? { done: true, value: second.value } : { done: false };
+  }
+
+  async #execute(client: pg.PoolClient | pg.Pool, req: SqlRequest): Promise<unknown> {
     switch (req.kind) {
       case "all":
-        return (await client.query({ text: this.#numbered(req.sql), values: [...req.params] }))
-          .rows;
+        return (await client.query(this.#query(req.sql, req.params))).rows;
       case "run":
-        return (
-          (await client.query({ text: this.#numbered(req.sql), values: [...req.params] }))
-            .rowCount ?? 0
-        );
+        return (await client.query(this.#query(req.sql, req.params))).rowCount ?? 0;
       case "exec":
         await client.query(req.sql);
         return undefined;
@@ -135,14 +165,25 @@ class PgDriver implements Driver {
     }
   }
 
-  #numbered(sql: string): string {
-    let text = this.#sql.get(sql);
-    if (text === undefined) {
-      text = numbered(sql);
+  /**
+   * The query config: statements with few parameters (the per-request ones) are named, so
+   * each connection parses and plans them once (a prepared statement); multi-row batches,
+   * whose text changes with their size, are not, so connections do not collect one per size.
+   */
+  #query(sql: string, params: readonly Param[]): pg.QueryConfig {
+    let prepared = this.#sql.get(sql);
+    if (prepared === undefined) {
+      const text = numbered(sql);
+      prepared = {
+        text,
+        ...(params.length <= MAX_NAMED_PARAMS
+          ? { name: `s${createHash("sha256").update(text).digest("hex").slice(0, 24)}` }
+          : {}),
+      };
       if (this.#sql.size >= 1024) this.#sql.clear();
-      this.#sql.set(sql, text);
+      this.#sql.set(sql, prepared);
     }
-    return text;
+    return { ...prepared, values: [...params] };
   }
 
   subscribe(subscription: StreamSubscription): Promise<Unsubscribe> {

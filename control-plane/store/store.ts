@@ -518,6 +518,14 @@ export interface Store {
   createAccessToken(token: AccessToken, options?: WriteOptions<AccessToken>): Promise<AccessToken>;
   /** The token if it exists and now < expires_at, else null. */
   findAccessToken(token_sha256: string, now: number): Promise<AccessToken | null>;
+  /**
+   * findAccessToken and the worker it was issued to, in one query: what authenticates every
+   * machine call (one round trip instead of two). Null if either is missing.
+   */
+  findAccessTokenWorker(
+    token_sha256: string,
+    now: number,
+  ): Promise<{ readonly token: AccessToken; readonly worker: Worker } | null>;
   /** Deletes every access token of a worker (quarantine, key rotation); returns how many. */
   deleteAccessTokens(worker_id: string, options?: WriteOptions<number>): Promise<number>;
   /**

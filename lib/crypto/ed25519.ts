@@ -230,3 +230,19 @@ export function verifyEd25519(
   if (signature.length !== 64) return false;
   return verify(null, data, publicKey, signature);
 }
+
+/** verifyEd25519 on libuv's thread pool: the same answers, off the event-loop thread. */
+export function verifyEd25519Async(
+  publicKey: KeyObject,
+  data: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  assertEd25519(publicKey, "public");
+  if (signature.length !== 64) return Promise.resolve(false);
+  return new Promise((resolve, reject) => {
+    verify(null, data, publicKey, signature, (err, ok) => {
+      if (err === null) resolve(ok);
+      else reject(err);
+    });
+  });
+}

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { type Clock, unixSeconds } from "../../../lib/clock.ts";
 import { jwkThumbprint } from "../../../lib/crypto/ed25519.ts";
-import { checkValidityTimes, signJws, verifyJws } from "../../../lib/crypto/jws.ts";
+import { checkValidityTimes, signJws, verifyJws, verifyJwsAsync } from "../../../lib/crypto/jws.ts";
 import { fail } from "../../../lib/errors.ts";
 import type { SchemaName, SchemaTypes } from "../schemas/index.ts";
 import { validate } from "../validate.ts";
@@ -53,6 +53,22 @@ export function verifyDocument<N extends SchemaName>(
   key: VerifyKey,
 ): VerifiedDocument<SchemaTypes[N]> {
   const v = verifyJws(token, { typ, resolveKey: resolverOf(key) });
+  return {
+    payload: validate(schema, v.payload),
+    identity: v.identity,
+    kid: v.header.kid,
+    jws: token,
+  };
+}
+
+/** verifyDocument with the signature checked off the event-loop thread (verifyJwsAsync). */
+export async function verifyDocumentAsync<N extends SchemaName>(
+  token: string,
+  schema: N,
+  typ: string,
+  key: VerifyKey,
+): Promise<VerifiedDocument<SchemaTypes[N]>> {
+  const v = await verifyJwsAsync(token, { typ, resolveKey: resolverOf(key) });
   return {
     payload: validate(schema, v.payload),
     identity: v.identity,

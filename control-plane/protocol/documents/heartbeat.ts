@@ -10,6 +10,7 @@ import {
   type VerifiedDocument,
   type VerifyKey,
   verifyDocument,
+  verifyDocumentAsync,
 } from "./common.ts";
 
 /**
@@ -46,17 +47,33 @@ export function signHeartbeat(a: {
  * within `maxSkewS` (default 60) of now in either direction: a heartbeat speaks about the
  * present, so an old one is refused as well as one from the future.
  */
+export interface VerifyHeartbeatOptions {
+  readonly key: VerifyKey;
+  readonly clock: Clock;
+  /** The worker it must be about (the `{id}` of the request path). */
+  readonly worker?: string;
+  readonly maxSkewS?: number;
+}
+
 export function verifyHeartbeat(
   token: string,
-  o: {
-    readonly key: VerifyKey;
-    readonly clock: Clock;
-    /** The worker it must be about (the `{id}` of the request path). */
-    readonly worker?: string;
-    readonly maxSkewS?: number;
-  },
+  o: VerifyHeartbeatOptions,
 ): VerifiedDocument<HeartbeatPayload> {
-  const doc = verifyDocument(token, "heartbeat", HEARTBEAT_TYP, o.key);
+  return checkHeartbeat(verifyDocument(token, "heartbeat", HEARTBEAT_TYP, o.key), o);
+}
+
+/** verifyHeartbeat with the signature checked on the thread pool (the control plane's path). */
+export async function verifyHeartbeatAsync(
+  token: string,
+  o: VerifyHeartbeatOptions,
+): Promise<VerifiedDocument<HeartbeatPayload>> {
+  return checkHeartbeat(await verifyDocumentAsync(token, "heartbeat", HEARTBEAT_TYP, o.key), o);
+}
+
+function checkHeartbeat(
+  doc: VerifiedDocument<HeartbeatPayload>,
+  o: VerifyHeartbeatOptions,
+): VerifiedDocument<HeartbeatPayload> {
   if (doc.payload.worker !== doc.kid) {
     mismatch("worker", "heartbeat worker is not the thumbprint of the key that signed it");
   }

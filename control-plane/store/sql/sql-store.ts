@@ -63,7 +63,7 @@ import * as policy from "./ops/policy.ts";
 import { appendStreamEventOp, STREAM_PAGE_MAX, streamEventsSinceOp } from "./ops/stream.ts";
 import * as workers from "./ops/workers.ts";
 
-/** How often useJti also purges expired entries (1 call in N). */
+/** How often a batch of useJti also purges expired entries (1 batch in N). */
 const JTI_PURGE_EVERY = 256;
 
 function auditInputs<R>(option: AuditOption<R> | undefined, result: R): readonly AuditInput[] {
@@ -84,6 +84,13 @@ function* audited<R>(ctx: OpContext, op: Op<R>, option: AuditOption<R> | undefin
   return result;
 }
 
+interface QueuedJti {
+  readonly jti: string;
+  readonly workerId: string;
+  readonly expiresAt: number;
+  readonly now: number;
+}
+
 interface QueuedHeartbeat {
   readonly heartbeat: HeartbeatInput;
   readonly audit: AuditOption<HeartbeatResult> | undefined;
@@ -95,7 +102,8 @@ export class SqlStore implements Store {
   readonly #driver: Driver;
   readonly #ctx: OpContext;
   readonly #heartbeats: GroupCommit<QueuedHeartbeat, HeartbeatResult>;
-  #jtiCalls = 0;
+  readonly #jtis: GroupCommit<QueuedJti, boolean>;
+  #jtiBatches = 0;
   #closed = false;
 
   constructor(driver: Driver, clock: Clock, batch: BatchSettings) {
@@ -107,6 +115,13 @@ export class SqlStore implements Store {
     };
     this.#heartbeats = new GroupCommit(
       (items) => this.#commitHeartbeats(items),
+      batch.maxBatch,
+      batch.maxInFlight,
+    );
+    // Every machine request inserts its proof's jti: one transaction (one fsync) each would
+    // make the cache, not the signature checks, the limit on requests per second.
+    this.#jtis = new GroupCommit(
+      (items) => this.#commitJtis(items),
       batch.maxBatch,
       batch.maxInFlight,
     );
@@ -134,7 +149,7 @@ export class SqlStore implements Store {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#heartbeats.drain();
+    await Promise.all([this.#heartbeats.drain(), this.#jtis.drain()]);
     this.#closed = true;
     await this.#driver.close();
   }
@@ -236,14 +251,26 @@ export class SqlStore implements Store {
     return this.#read(() => auth.findAccessTokenOp(tokenSha256, now));
   }
 
+  findAccessTokenWorker(
+    tokenSha256: string,
+    now: number,
+  ): Promise<{ readonly token: AccessToken; readonly worker: Worker } | null> {
+    return this.#read(() => auth.findAccessTokenWorkerOp(tokenSha256, now));
+  }
+
   deleteAccessTokens(workerId: string, options?: WriteOptions<number>): Promise<number> {
     return this.#write(() => auth.deleteAccessTokensOp(workerId), options);
   }
 
   useJti(jti: string, workerId: string, expiresAt: number, now: number): Promise<boolean> {
-    this.#jtiCalls = (this.#jtiCalls + 1) % JTI_PURGE_EVERY;
-    const purgeBefore = this.#jtiCalls === 0 ? now : null;
-    return this.#write(() => auth.useJtiOp(jti, workerId, expiresAt, purgeBefore), undefined);
+    if (this.#closed) return Promise.reject(fail("AGENTD_E_STORE", "the store is closed"));
+    return this.#jtis.submit({ jti, workerId, expiresAt, now });
+  }
+
+  #commitJtis(items: QueuedJti[]): Promise<boolean[]> {
+    this.#jtiBatches = (this.#jtiBatches + 1) % JTI_PURGE_EVERY;
+    const purgeBefore = this.#jtiBatches === 0 ? (items[0]?.now ?? null) : null;
+    return this.#write(() => auth.useJtisOp(items, purgeBefore), undefined);
   }
 
   purgeExpired(now: number): Promise<PurgeCounts> {

@@ -59,6 +59,8 @@ export interface CallOptions {
   readonly apiKey?: string;
   /** Machine authentication: access token + a fresh proof for this method and URL. */
   readonly machine?: TestMachine;
+  /** With `machine`: false sends the access token without a proof (the heartbeat's way). */
+  readonly proof?: boolean;
   /** A JSON body (serialised), or a raw string/Buffer. */
   readonly body?: unknown;
   readonly raw?: string | Buffer;
@@ -162,13 +164,15 @@ export function useTestCp(): (options: StartOptions) => Promise<TestCp> {
       if (o.apiKey !== undefined) headers.authorization = `Bearer ${o.apiKey}`;
       if (o.machine !== undefined) {
         headers.authorization = `AgentD ${o.machine.accessToken}`;
-        headers["agentd-proof"] = createProof({
-          privateKey: o.machine.privateKey,
-          method,
-          url: `${cp.url}${path}`,
-          accessToken: o.machine.accessToken,
-          clock,
-        });
+        if (o.proof !== false) {
+          headers["agentd-proof"] = createProof({
+            privateKey: o.machine.privateKey,
+            method,
+            url: `${cp.url}${path}`,
+            accessToken: o.machine.accessToken,
+            clock,
+          });
+        }
       }
       return new Promise((resolve, reject) => {
         const req = request(

@@ -6,6 +6,7 @@ import {
   type HeartbeatBody,
   signHeartbeat,
 } from "../../../control-plane/protocol/documents/heartbeat.ts";
+import { createProof } from "../../../control-plane/protocol/proof.ts";
 import { validate } from "../../../control-plane/protocol/validate.ts";
 import { fixedClock } from "../../../lib/clock.ts";
 import { encodeBase64url } from "../../../lib/crypto/base64url.ts";
@@ -191,6 +192,71 @@ describe.each(["sqlite", "postgres"] as const)("heartbeats (%s)", (backend) => {
     expect(metric(t, "refused")).toBe(4);
     // the good one still goes through afterwards
     expect((await send(t, m, good)).status).toBe(200);
+  });
+
+  it("takes the heartbeat as its own proof: token alone accepted, any flaw then 401", async () => {
+    const t = await cp();
+    const o = await t.owner();
+    const m = await t.machine(o);
+    const other = await t.machine(o);
+    const bare = (hb: string, as = m, worker = as.workerId) =>
+      t.call("POST", `/v1/workers/${worker}/heartbeat`, {
+        machine: as,
+        proof: false,
+        body: { heartbeat: hb },
+      });
+    const ok = await bare(heartbeat(t, m, body(1)));
+    expect([ok.status, ok.json.counter]).toEqual([200, 1]);
+    // flaws that are 400 with a proof are 401 without one: the caller is not authenticated
+    const good = heartbeat(t, m, body(2));
+    const [h, , s] = good.split(".");
+    const payload = { ...(decodeJwsUnverified(good).payload as object), counter: 99 };
+    const forged = `${h}.${encodeBase64url(Buffer.from(JSON.stringify(payload)))}.${s}`;
+    const cases = [
+      [forged, m, "AGENTD_E_JWS_SIGNATURE"],
+      [heartbeat(t, m, body(2), 61), m, "AGENTD_E_JWS_NOT_YET_VALID"],
+      // a captured heartbeat presented with another machine's token
+      [heartbeat(t, m, body(2)), other, "AGENTD_E_JWS_UNKNOWN_KEY"],
+    ] as const;
+    for (const [hb, as, reason] of cases) {
+      const r = await bare(hb, as);
+      expect([r.status, r.json.error.code]).toEqual([401, "AGENTD_E_CP_PROOF_INVALID"]);
+      expect(r.json.error.message).toContain(reason);
+    }
+    const refused = await t.store.listAudit({ type: "heartbeat.refused" });
+    expect(refused.map((e) => [e.data.code, e.data.reason])).toEqual(
+      cases.map(([, , reason]) => ["AGENTD_E_CP_PROOF_INVALID", reason]),
+    );
+    // a replay of a verified heartbeat is still a replay; a stolen token with no heartbeat
+    // signed by the machine gets nothing stored
+    expect((await bare(heartbeat(t, m, body(1)))).status).toBe(409);
+    expect((await t.store.listHeartbeats(m.workerId)).map((x) => x.counter)).toEqual([1]);
+    expect(await t.store.listHeartbeats(other.workerId)).toEqual([]);
+    // an unknown token is refused before the body is looked at
+    const unknown = await t.call("POST", `/v1/workers/${m.workerId}/heartbeat`, {
+      headers: { authorization: `AgentD agentd_at_${"A".repeat(43)}` },
+      raw: "not json",
+    });
+    expect([unknown.status, unknown.json.error.code]).toEqual([401, "AGENTD_E_CP_UNAUTHENTICATED"]);
+    // a proof that is sent is checked: one made for another URL is refused
+    const wrongProof = await t.call("POST", `/v1/workers/${m.workerId}/heartbeat`, {
+      headers: {
+        authorization: `AgentD ${m.accessToken}`,
+        "agentd-proof": createProof({
+          privateKey: m.privateKey,
+          method: "POST",
+          url: `${t.url}/v1/workers/${m.workerId}/policy`,
+          accessToken: m.accessToken,
+          clock: t.clock,
+        }),
+      },
+      body: { heartbeat: heartbeat(t, m, body(3)) },
+    });
+    expect([wrongProof.status, wrongProof.json.error.code]).toEqual([
+      401,
+      "AGENTD_E_CP_PROOF_INVALID",
+    ]);
+    expect((await t.store.listHeartbeats(m.workerId)).map((x) => x.counter)).toEqual([1]);
   });
 
   it("flags counter gaps, clock skew and inconsistent telemetry; stores and audits them", async () => {

@@ -522,7 +522,10 @@ describe("authentication and roles", () => {
       headers: machineHeaders("w1"),
     });
     expect(own.status).toBe(200);
-    expect(s.machine.calls.at(-1)).toEqual({
+    // `req` too: the request itself, for what the authenticator reads to be reused.
+    expect(s.machine.calls.at(-1)?.req.url).toBe("/v1/workers/w1/policy");
+    expect({ ...s.machine.calls.at(-1), req: undefined }).toEqual({
+      req: undefined,
       accessToken: "tok-w1",
       proof: "proof-ok",
       method: "GET",

@@ -150,6 +150,30 @@ export function workersSuite(f: StoreFixture): void {
       expect(await s.findAccessToken(hex("u"), T0)).toBeNull();
     });
 
+    it("an access token and its worker are found in one call, under the same rules", async () => {
+      const s = f.store();
+      await seed(s);
+      const t = { token_sha256: hex("t"), worker_id: WORKER, expires_at: T0 + 300 };
+      await s.createAccessToken(t);
+      const found = await s.findAccessTokenWorker(hex("t"), T0 + 299);
+      expect(found?.token).toEqual(t);
+      expect(found?.worker).toEqual(await s.getWorker(WORKER));
+      expect(await s.findAccessTokenWorker(hex("t"), T0 + 300)).toBeNull();
+      expect(await s.findAccessTokenWorker(hex("x"), T0)).toBeNull();
+    });
+
+    it("jtis submitted together commit together, each answered as if alone", async () => {
+      const s = f.store();
+      await seed(s);
+      expect(await s.useJti("old", WORKER, T0 + 120, T0)).toBe(true);
+      // Submitted in one turn of the event loop: one group commit, duplicates inside it.
+      const answers = await Promise.all(
+        ["a", "b", "a", "old", "c", "b"].map((j) => s.useJti(j, WORKER, T0 + 120, T0)),
+      );
+      expect(answers).toEqual([true, true, false, false, true, false]);
+      expect(await s.useJti("c", WORKER, T0 + 120, T0)).toBe(false);
+    });
+
     it("a request-proof jti is accepted once; expired entries are purged", async () => {
       const s = f.store();
       await seed(s);

@@ -11,6 +11,7 @@ import {
   signJws,
   type VerifyJwsOptions,
   verifyJws,
+  verifyJwsAsync,
 } from "../../../lib/crypto/jws.ts";
 import { AgentdError } from "../../../lib/errors.ts";
 
@@ -309,5 +310,60 @@ describe("checkValidityTimes", () => {
     expect(code({ nbf: now + 100, exp: now - 100 })).toBe("AGENTD_E_JWS_NOT_YET_VALID");
     expect(code({ exp: now + 0.5 })).toBe("AGENTD_E_JWS_PAYLOAD");
     expect(code({ iat: Number.NaN })).toBe("AGENTD_E_JWS_PAYLOAD");
+  });
+});
+
+describe("verifyJwsAsync", () => {
+  const good = signJws({ typ: TYP, payload: { v: 1 }, privateKey: A.privateKey });
+  const [h, p, s] = good.split(".") as [string, string, string];
+  // One token per check, each reaching a different refusal (and one that passes).
+  const tokens: Record<string, string> = {
+    good,
+    "bad signature": `${h}.${b64(JSON.stringify({ v: 2 }))}.${s}`,
+    "other signer": signJws({ typ: TYP, payload: { v: 1 }, privateKey: B.privateKey }),
+    "wrong typ": craft(header({ typ: "agentd-heartbeat+jwt" }), "{}"),
+    "alg none": craft(header({ alg: "none" }), "{}"),
+    "duplicate member": craft(header(), '{"a":1,"a":2}'),
+    "short signature": `${h}.${p}.${s.slice(0, 40)}`,
+    "two parts": `${h}.${p}`,
+  };
+
+  it.each(Object.keys(tokens))("answers %s exactly as verifyJws does", async (name) => {
+    const token = tokens[name] as string;
+    let sync: unknown;
+    try {
+      sync = verifyJws(token, pinned);
+    } catch (err) {
+      sync = (err as AgentdError).code;
+    }
+    let async: unknown;
+    try {
+      async = await verifyJwsAsync(token, pinned);
+    } catch (err) {
+      async = (err as AgentdError).code;
+    }
+    expect(async).toEqual(sync);
+    if (name === "good") expect((async as { payload: unknown }).payload).toEqual({ v: 1 });
+    else expect(String(async)).toMatch(/^AGENTD_E_/);
+  });
+
+  it("verifies many signatures concurrently, each with its own answer", async () => {
+    const tokensAndAnswers = Array.from({ length: 64 }, (_, i) => {
+      const t = signJws({ typ: TYP, payload: { i }, privateKey: A.privateKey });
+      if (i % 3 !== 0) return [t, true] as const;
+      // One signature character changed (a middle one: the last carries padding bits).
+      const at = t.length - 10;
+      const c = t[at] === "A" ? "B" : "A";
+      return [`${t.slice(0, at)}${c}${t.slice(at + 1)}`, false] as const;
+    });
+    const answers = await Promise.all(
+      tokensAndAnswers.map(([t]) =>
+        verifyJwsAsync(t, pinned).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
+    expect(answers).toEqual(tokensAndAnswers.map(([, ok]) => ok));
   });
 });

@@ -4,9 +4,10 @@ import type {
   AttestationChallenge,
   ConsumeChallengeResult,
   PurgeCounts,
+  Worker,
 } from "../../store.ts";
 import { all, type Op, one, run } from "../op.ts";
-import type { Row } from "../rows.ts";
+import { type Row, toWorker, WORKER_COLUMNS } from "../rows.ts";
 import { singleUseRefusal } from "./identity.ts";
 
 export function* createChallengeOp(c: AttestationChallenge): Op<AttestationChallenge> {
@@ -64,24 +65,60 @@ export function* findAccessTokenOp(tokenSha256: string, now: number): Op<AccessT
       };
 }
 
+export function* findAccessTokenWorkerOp(
+  tokenSha256: string,
+  now: number,
+): Op<{ token: AccessToken; worker: Worker } | null> {
+  const columns = WORKER_COLUMNS.split(", ")
+    .map((c) => `w.${c}`)
+    .join(", ");
+  const r = yield* one<Row>(
+    `SELECT t.token_sha256, t.expires_at AS token_expires_at, ${columns}
+     FROM access_tokens t JOIN workers w ON w.worker_id = t.worker_id
+     WHERE t.token_sha256 = ? AND t.expires_at > ?`,
+    [tokenSha256, now],
+  );
+  if (r === undefined) return null;
+  const worker = toWorker(r);
+  return {
+    token: {
+      token_sha256: String(r.token_sha256),
+      worker_id: worker.worker_id,
+      expires_at: Number(r.token_expires_at),
+    },
+    worker,
+  };
+}
+
 export function* deleteAccessTokensOp(workerId: string): Op<number> {
   return yield* run("DELETE FROM access_tokens WHERE worker_id = ?", [workerId]);
 }
 
 /** The unique insert is the whole check: exactly one of any number of concurrent uses wins. */
-export function* useJtiOp(
-  jti: string,
-  workerId: string,
-  expiresAt: number,
+/** Rows per multi-row insert: 3 parameters each, far below either database's limit. */
+const JTI_CHUNK = 500;
+
+/**
+ * useJtiOp for many at once (the group commit of request proofs): multi-row inserts, one
+ * round trip per 500. A jti given twice in one call is first for its first occurrence only.
+ */
+export function* useJtisOp(
+  items: readonly { readonly jti: string; readonly workerId: string; readonly expiresAt: number }[],
   purgeBefore: number | null,
-): Op<boolean> {
+): Op<boolean[]> {
   if (purgeBefore !== null)
     yield* run("DELETE FROM proof_jtis WHERE expires_at <= ?", [purgeBefore]);
-  const inserted = yield* all<Row>(
-    "INSERT INTO proof_jtis (jti, worker_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING jti",
-    [jti, workerId, expiresAt],
-  );
-  return inserted.length === 1;
+  const inserted = new Set<string>();
+  for (let i = 0; i < items.length; i += JTI_CHUNK) {
+    const part = items.slice(i, i + JTI_CHUNK);
+    const rows = yield* all<Row>(
+      `INSERT INTO proof_jtis (jti, worker_id, expires_at)
+       VALUES ${part.map(() => "(?, ?, ?)").join(", ")} ON CONFLICT DO NOTHING RETURNING jti`,
+      part.flatMap((j) => [j.jti, j.workerId, j.expiresAt]),
+    );
+    for (const r of rows) inserted.add(String(r.jti));
+  }
+  return items.map((j) => inserted.delete(j.jti));
 }
 
 export function* purgeExpiredOp(now: number): Op<PurgeCounts> {

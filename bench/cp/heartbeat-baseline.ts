@@ -4,7 +4,7 @@
  * with a small JSON object — the transport and HTTP cost alone, with no authentication,
  * signature check or database. Prints the ready line first, like the daemons.
  *
- *   node bench/cp-heartbeats/baseline.ts --key F --cert F
+ *   node bench/cp/heartbeat-baseline.ts --key F --cert F
  */
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
@@ -15,7 +15,7 @@ const { values } = parseArgs({
   strict: true,
 });
 if (values.key === undefined || values.cert === undefined) {
-  process.stderr.write("usage: node bench/cp-heartbeats/baseline.ts --key F --cert F\n");
+  process.stderr.write("usage: node bench/cp/heartbeat-baseline.ts --key F --cert F\n");
   process.exit(2);
 }
 const server = createServer(
