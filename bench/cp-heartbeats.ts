@@ -35,7 +35,7 @@ import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres
 import { type LoadResult, presign, runLoad } from "./cp/load.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
 import { machineInfo, round, summarizeNs, table } from "./machine.ts";
-import { cpuSecondsOf, memoryOf } from "./proxy-scale/proc.ts";
+import { cpuSecondsOf, cpuSecondsOfCommand, memoryOf } from "./proxy-scale/proc.ts";
 import { type Child, startChild } from "./proxy-scale/procs.ts";
 
 const USAGE =
@@ -119,16 +119,26 @@ async function storedHeartbeats(url: string, agents: readonly SimAgent[]): Promi
 interface Run {
   readonly load: LoadResult;
   readonly cpuCores: number;
+  /** PostgreSQL's own processes; null for SQLite (inside the server process). */
+  readonly databaseCores: number | null;
   readonly rssMib: number;
 }
 
-async function measure(child: Child, go: () => Promise<LoadResult>): Promise<Run> {
+/** `database`: also the CPU of the PostgreSQL server's processes over the window. */
+async function measure(
+  child: Child,
+  go: () => Promise<LoadResult>,
+  database = false,
+): Promise<Run> {
   const cpu0 = cpuSecondsOf(child.pid);
+  const db0 = database ? cpuSecondsOfCommand("postgres") : 0;
   const load = await go();
   const cpu = cpuSecondsOf(child.pid) - cpu0;
+  const db = database ? cpuSecondsOfCommand("postgres") - db0 : null;
   return {
     load,
     cpuCores: round(cpu / load.seconds),
+    databaseCores: db === null ? null : round(db / load.seconds),
     rssMib: round(memoryOf(child.pid).rss_kib / 1024, 1),
   };
 }
@@ -144,6 +154,7 @@ function summary(r: Run) {
     seconds: round(r.load.seconds),
     latency_ms: { p50: round(lat.p50_us / 1000), p99: round(lat.p99_us / 1000) },
     server_cores: r.cpuCores,
+    database_cores: r.databaseCores,
     client_cores: round(r.load.clientCores),
     signed_live: r.load.signedLive,
     server_rss_mib: r.rssMib,
@@ -195,7 +206,7 @@ try {
       runLoad({ url: base, caPem, agents, concurrency: CONCURRENCY, seconds, presigned });
     const warm = WARMUP > 0 ? (await load(WARMUP, signed(WARMUP))).ok : 0;
     const presigned = signed(SECONDS);
-    const run = await measure(cp, () => load(SECONDS, presigned));
+    const run = await measure(cp, () => load(SECONDS, presigned), backend === "postgres");
     await cp.stop();
     const stored = await storedHeartbeats(url, agents);
     const answered200 = warm + run.load.ok;
@@ -279,6 +290,7 @@ if (!JSON_ONLY) {
       s.latency_ms.p50,
       s.latency_ms.p99,
       s.server_cores,
+      s.database_cores ?? "-",
       s.client_cores,
       s.server_rss_mib,
     ];
@@ -287,7 +299,16 @@ if (!JSON_ONLY) {
     `\nmachine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, load ${machine.loadavg_1m}\n` +
       `${AGENTS} agents with distinct keys, ${CONCURRENCY} in flight, ${SECONDS} s\n\n` +
       table(
-        ["server", "heartbeats/s", "p50 ms", "p99 ms", "server cores", "client cores", "RSS MiB"],
+        [
+          "server",
+          "heartbeats/s",
+          "p50 ms",
+          "p99 ms",
+          "server cores",
+          "database cores",
+          "client cores",
+          "RSS MiB",
+        ],
         rows,
       ) +
       "\n" +

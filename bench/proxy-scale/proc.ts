@@ -5,7 +5,7 @@
  * no setrlimit. Children spawned afterwards inherit the raised limit.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 export interface Memory {
   readonly rss_kib: number;
@@ -41,6 +41,26 @@ export function cpuSecondsOf(pid: number): number {
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // rest[0] is field 3 (state), so utime (field 14) and stime (field 15) are 11 and 12.
   return (Number(rest[11]) + Number(rest[12])) / clockTicks();
+}
+
+/**
+ * User + system CPU seconds used so far by every process whose command name is `comm` (for
+ * example the PostgreSQL server and its backends, "postgres"). A process that ends between
+ * two readings takes its CPU with it: read around windows in which they all live.
+ */
+export function cpuSecondsOfCommand(comm: string): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      if (name === comm) total += cpuSecondsOf(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
 }
 
 export interface FdLimit {

@@ -35,6 +35,8 @@ export interface ApiSettings {
   readonly longPollMaxS: number;
   /** Default command lifetime when the operator gives none (DEFAULT_COMMAND_TTL_S, 600). */
   readonly commandTtlS: number;
+  /** How long heartbeats are kept (default 7 days); each worker's latest is always kept. */
+  readonly heartbeatRetentionS: number;
 }
 
 export interface ApiContext {
@@ -63,6 +65,7 @@ export const DEFAULT_SETTINGS = Object.freeze({
   binaryAllowlist: null,
   longPollMaxS: 60,
   commandTtlS: DEFAULT_COMMAND_TTL_S,
+  heartbeatRetentionS: 7 * 86_400,
 } as const satisfies Omit<ApiSettings, "publicUrl">);
 
 /** One endpoint group: its HTTP routes and, if any, its WebSocket routes. */

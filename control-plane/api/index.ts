@@ -8,6 +8,7 @@ import { enrollmentGroup } from "./enrollment.ts";
 import { healthGroup } from "./health.ts";
 import { heartbeatGroup } from "./heartbeat.ts";
 import { keysGroup } from "./keys.ts";
+import { maintenanceGroup } from "./maintenance.ts";
 import { ownersGroup } from "./owners.ts";
 import { policiesGroup } from "./policies.ts";
 import { republisherGroup } from "./republisher.ts";
@@ -37,5 +38,6 @@ export function allGroups(ctx: ApiContext): readonly ApiGroup[] {
     adminGroup(ctx),
     auditGroup(ctx),
     republisherGroup(ctx),
+    maintenanceGroup(ctx),
   ];
 }

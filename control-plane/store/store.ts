@@ -605,6 +605,11 @@ export interface Store {
     heartbeat: HeartbeatInput,
     options?: WriteOptions<HeartbeatResult>,
   ): Promise<HeartbeatResult>;
+  /**
+   * Deletes up to `limit` (default 10,000) heartbeats received before `before`, never a
+   * worker's latest accepted one; how many were deleted (retention: api/maintenance.ts).
+   */
+  pruneHeartbeats(before: number, limit?: number): Promise<number>;
   /** Newest first; `before_counter` pages back. */
   listHeartbeats(
     worker_id: string,

@@ -357,6 +357,10 @@ export class SqlStore implements Store {
     });
   }
 
+  pruneHeartbeats(before: number, limit = 10_000): Promise<number> {
+    return this.#write(() => heartbeats.pruneHeartbeatsOp(before, limit), undefined);
+  }
+
   listHeartbeats(
     workerId: string,
     query: { readonly before_counter?: number; readonly limit?: number } = {},

@@ -45,6 +45,24 @@ export function heartbeatsSuite(f: StoreFixture): void {
       ]);
     });
 
+    it("prunes old heartbeats page by page, never a worker's latest", async () => {
+      const s = f.store();
+      await seed(s, [WORKER, "w2"]);
+      // WORKER: counters 1..6 received at T0+2..T0+7; w2: one old heartbeat, its latest.
+      await s.recordHeartbeats([1, 2, 3, 4, 5, 6].map((c) => hb(c)));
+      await s.recordHeartbeats([hb(1, "w2")]);
+      // Received before T0+6: counters 1..4 of WORKER, and w2's only (kept: its latest).
+      expect(await s.pruneHeartbeats(T0 + 6, 3)).toBe(3);
+      expect(await s.pruneHeartbeats(T0 + 6, 3)).toBe(1);
+      expect(await s.pruneHeartbeats(T0 + 6, 3)).toBe(0);
+      expect((await s.listHeartbeats(WORKER)).map((h) => h.counter)).toEqual([6, 5]);
+      expect((await s.listHeartbeats("w2")).map((h) => h.counter)).toEqual([1]);
+      // Far in the future: everything old, still each worker's latest stays.
+      expect(await s.pruneHeartbeats(T0 + 1_000_000)).toBe(1);
+      expect((await s.listHeartbeats(WORKER)).map((h) => h.counter)).toEqual([6]);
+      expect((await s.listHeartbeats("w2")).map((h) => h.counter)).toEqual([1]);
+    });
+
     it("an empty batch is a no-op; batches larger than one statement work", async () => {
       const s = f.store();
       const ids = Array.from({ length: 700 }, (_, i) => `w${String(i).padStart(4, "0")}`);

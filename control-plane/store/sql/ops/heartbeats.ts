@@ -152,3 +152,19 @@ export function* listHeartbeatsOp(
 export function* purgeHeartbeatsOp(before: number): Op<number> {
   return yield* run("DELETE FROM heartbeats WHERE received_at < ?", [before]);
 }
+
+/**
+ * Deletes up to `limit` heartbeats received before `before`, never a worker's latest
+ * accepted one (its counter is the worker's `last_counter`: the anomaly flags of the next
+ * heartbeat compare against it). Returns how many were deleted; call again while it is
+ * `limit`, so no one transaction grows unbounded.
+ */
+export function* pruneHeartbeatsOp(before: number, limit: number): Op<number> {
+  return yield* run(
+    `DELETE FROM heartbeats WHERE (worker_id, counter) IN (
+       SELECT h.worker_id, h.counter FROM heartbeats h JOIN workers w ON w.worker_id = h.worker_id
+       WHERE h.received_at < ? AND h.counter < w.last_counter
+       LIMIT ?)`,
+    [before, Math.max(1, Math.trunc(limit))],
+  );
+}
