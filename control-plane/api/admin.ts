@@ -34,7 +34,63 @@ const STOP_CONCURRENCY = 8;
 const WORKER_PAGE = 1000;
 
 export function adminGroup(ctx: ApiContext): ApiGroup {
-  return { routes: [quarantine(ctx), createStop(ctx), approveStop(ctx)] };
+  let resuming: Promise<unknown> | undefined;
+  return {
+    routes: [quarantine(ctx), createStop(ctx), approveStop(ctx)],
+    // In the background: a slow resume must not hold up the server's start.
+    async start() {
+      resuming = resumeEmergencyStops(ctx).catch((err: unknown) =>
+        ctx.logger.error({ err }, "resuming emergency stops failed"),
+      );
+    },
+    async stop() {
+      await resuming;
+    },
+  };
+}
+
+/**
+ * An approved emergency stop is executed to the end even across a crash: one marked executed
+ * (`emergency_stop.executed` in the audit log) without its `emergency_stop.completed` was cut
+ * off while publishing its stops — by a crash, a restart, a lost database connection — so
+ * every instance, when it starts, publishes them again for the whole scope (stopping a
+ * stopped worker again changes nothing but a version) and then records the completion
+ * (`resumed: true`). Returns the ids resumed.
+ */
+export async function resumeEmergencyStops(ctx: ApiContext): Promise<string[]> {
+  const resumed: string[] = [];
+  let after = 0;
+  for (;;) {
+    const executed = await ctx.store.listAudit({
+      type: "emergency_stop.executed",
+      after_seq: after,
+      limit: 1000,
+    });
+    for (const e of executed) {
+      const done = await ctx.store.listAudit({
+        type: "emergency_stop.completed",
+        object: e.object,
+        limit: 1,
+      });
+      if (done.length > 0) continue;
+      const id = e.object.replace(/^emergency_stop:/, "");
+      const stop = await ctx.store.getEmergencyStop(id);
+      if (stop === null || stop.executed_at === null) continue;
+      const counts = await executeStop(ctx, stop, "system");
+      await ctx.store.appendAudit({
+        actor: "system",
+        type: "emergency_stop.completed",
+        object: e.object,
+        data: { ...counts, resumed: true },
+      });
+      ctx.logger.warn({ stop: id, ...counts }, "resumed an emergency stop cut off before it ended");
+      resumed.push(id);
+    }
+    const last = executed.at(-1);
+    if (last === undefined || executed.length < 1000) break;
+    after = last.seq;
+  }
+  return resumed;
 }
 
 function apiKeyId(caller: Caller): string {

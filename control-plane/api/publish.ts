@@ -36,12 +36,12 @@ import type { ApiContext } from "./context.ts";
  * posts a consent after it: only a new owner decision resumes mining. A consent accepted in
  * the same second as the stop does not lift it (fail-closed on the tie).
  *
- * A stop decided on old state must not be lost to a publication racing with it (a re-issue or
- * a consent read before the stop): after publishing a requested stop, the latest publication
- * and consent are read again, and the stop is published again while the latest publication
- * does not carry it for the latest consent and no consent newer than the stop has arrived.
- * (A re-issue that reads before the stop and commits after the re-check can still win; a
- * compare-and-set on the latest version in `Store.publish` would close that, see the report.)
+ * A stop must not be lost to a publication racing with it (a re-issue, or a consent's
+ * publication, planned from state read before the stop): every commit is a compare-and-set
+ * on the worker's latest version (`Store.publish` with `expect_version`), so a plan made
+ * before another publication committed is refused (AGENTD_E_CP_CONFLICT, reason
+ * `stale_plan`) and `publishForWorker` plans again from the new state — which now holds the
+ * stop in force. The re-issue timer counts a stale plan as skipped: someone else published.
  */
 
 /** Why a publication stops mining. */
@@ -55,6 +55,8 @@ export interface PublicationPlan {
   readonly exp: number;
   readonly stop: boolean;
   readonly causes: readonly StopCause[];
+  /** The latest publication's version the plan was made from (null: none); see commit. */
+  readonly basedOn: number | null;
 }
 
 export interface PublishOptions {
@@ -65,8 +67,8 @@ export interface PublishOptions {
   readonly reason: string;
 }
 
-/** How often a requested stop is published again when a racing publication overwrote it. */
-const STOP_RECHECKS = 3;
+/** Plans made again when a racing publication made the previous one stale. */
+const MAX_PLAN_ATTEMPTS = 5;
 
 /** The payload of a stored consent (verified when it was accepted). */
 export function storedConsentPayload(consent: Consent): ConsentPayload {
@@ -115,7 +117,15 @@ export async function planPublication(
     (r) => r.kind === "revocation" && r.through_seq !== null && r.through_seq >= consent.seq,
   );
   if (revoked) causes.push("revoked");
-  return { workerId, consent, iat: now, exp, stop: causes.length > 0, causes };
+  return {
+    workerId,
+    consent,
+    iat: now,
+    exp,
+    stop: causes.length > 0,
+    causes,
+    basedOn: latest?.version ?? null,
+  };
 }
 
 /** Signs, stores (one transaction, audited) and announces a planned publication. */
@@ -133,6 +143,9 @@ export async function commitPublication(
       exp: plan.exp,
       stop: plan.stop,
       now_ms: Math.floor(ctx.clock.now()),
+      // Only over the publication the plan saw: a stop (or anything else) published since
+      // then would otherwise be overwritten by a plan that did not know of it.
+      expect_version: plan.basedOn,
     },
     (version) =>
       signPublication({
@@ -175,26 +188,24 @@ export async function publishForWorker(
   workerId: string,
   options: { readonly stop: boolean; readonly actor: string; readonly reason: string },
 ): Promise<Publication> {
-  let published = await commitPublication(ctx, await planPublication(ctx, workerId, options), {
-    actor: options.actor,
-    reason: options.reason,
-  });
-  if (!options.stop) return published;
-  for (let i = 0; i < STOP_RECHECKS; i++) {
-    const [latest, consent] = await Promise.all([
-      ctx.store.latestPublication(workerId),
-      ctx.store.latestConsent(workerId),
-    ]);
-    if (latest === null || consent === null) break;
-    if (latest.stop && latest.consent_identity === consent.identity) break;
-    // A consent accepted after this stop is the owner's decision to resume: it wins.
-    if (consent.accepted_at > published.iat) break;
-    published = await commitPublication(ctx, await planPublication(ctx, workerId, { stop: true }), {
-      actor: options.actor,
-      reason: options.reason,
-    });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await commitPublication(ctx, await planPublication(ctx, workerId, options), {
+        actor: options.actor,
+        reason: options.reason,
+      });
+    } catch (err) {
+      // Another publication came between plan and commit: plan again from the new state.
+      if (!isStalePlan(err) || attempt >= MAX_PLAN_ATTEMPTS) throw err;
+    }
   }
-  return published;
+}
+
+/** Whether a commit was refused because a publication came after its plan was made. */
+export function isStalePlan(err: unknown): boolean {
+  return (
+    isAgentdError(err) && err.code === "AGENTD_E_CP_CONFLICT" && err.context.reason === "stale_plan"
+  );
 }
 
 /** Whether an error from publishForWorker only says that there was nothing to publish. */

@@ -4,7 +4,7 @@ import type { Metric } from "../../lib/metrics/registry.ts";
 import { realTimers, type Timers } from "../http/long-poll.ts";
 import type { Publication } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
-import { commitPublication, isNothingToPublish, planPublication } from "./publish.ts";
+import { commitPublication, isNothingToPublish, isStalePlan, planPublication } from "./publish.ts";
 
 /**
  * Re-issues publications before they expire (docs/protocol.md, "Publications and versions"):
@@ -22,15 +22,15 @@ import { commitPublication, isNothingToPublish, planPublication } from "./publis
  * Nothing is re-issued when it cannot live longer than the current one (the consent ends
  * first) or when there is no valid consent; decommissioned workers are not listed by the
  * store at all. Those publications stay at the head of the store's queue (soonest `exp`
- * first, no cursor), so more of them than one page would hide the due ones: the page is the
- * store's largest until the store can leave them out or page past them.
+ * first), so a tick pages past them with a cursor (exp, worker id) instead of reading the
+ * head again.
  */
 
 export interface RepublisherOptions {
   readonly timers?: Timers;
   /** Overrides the tick interval (milliseconds). */
   readonly intervalMs?: number;
-  /** Candidates read per query (default 10000, the store's largest page). */
+  /** Candidates read per query (default 1000). */
   readonly batch?: number;
   /** In [0, 1): the first tick's delay as a fraction of the interval. */
   readonly random?: () => number;
@@ -51,8 +51,8 @@ export interface Republisher extends ApiGroup {
   readonly intervalMs: number;
 }
 
-/** At most this many queries per tick, so one tick cannot run unbounded. */
-const MAX_PAGES = 20;
+/** At most this many pages per tick (a million publications at the default page). */
+const MAX_PAGES = 1000;
 
 /** Whether a third or less of `p`'s lifetime remains at `now`. */
 export function isDue(p: Pick<Publication, "iat" | "exp">, now: number): boolean {
@@ -66,9 +66,7 @@ export function republishInterval(publicationTtlS: number): number {
 export function createRepublisher(ctx: ApiContext, o: RepublisherOptions = {}): Republisher {
   const timers = o.timers ?? realTimers;
   const intervalMs = o.intervalMs ?? republishInterval(ctx.settings.publicationTtlS);
-  // Large: publications that cannot be re-issued (their consent ends with them) stay at the
-  // head of the store's soonest-first queue and would otherwise hide the due ones behind them.
-  const batch = o.batch ?? 10_000;
+  const batch = o.batch ?? 1000;
   const random = o.random ?? Math.random;
   const reissuedTotal: Metric = ctx.metrics.counter(
     "agentd_cp_publications_reissued_total",
@@ -91,7 +89,8 @@ export function createRepublisher(ctx: ApiContext, o: RepublisherOptions = {}): 
       reissuedTotal.inc();
       return "reissued";
     } catch (err) {
-      if (isNothingToPublish(err)) return "skipped";
+      // Nothing to publish, or published by someone else since the plan: not due any more.
+      if (isNothingToPublish(err) || isStalePlan(err)) return "skipped";
       ctx.logger.warn(
         { worker: candidate.worker_id, code: isAgentdError(err) ? err.code : undefined, err },
         "re-issuing a publication failed",
@@ -102,20 +101,21 @@ export function createRepublisher(ctx: ApiContext, o: RepublisherOptions = {}): 
 
   async function tick(): Promise<TickResult> {
     const counts = { reissued: 0, skipped: 0, failed: 0 };
+    const now = unixSeconds(ctx.clock);
     // Publications live at most publicationTtlS, so none expiring later can be due yet.
+    const horizon = now + Math.ceil(ctx.settings.publicationTtlS / 3) + 1;
+    let after: { exp: number; worker_id: string } | undefined;
     for (let page = 0; page < MAX_PAGES; page++) {
-      const now = unixSeconds(ctx.clock);
-      const horizon = now + Math.ceil(ctx.settings.publicationTtlS / 3) + 1;
-      const candidates = await ctx.store.listPublicationsExpiringBefore(horizon, batch);
-      let reissued = 0;
+      const candidates = await ctx.store.listPublicationsExpiringBefore(horizon, batch, after);
       for (const c of candidates) {
         if (!isDue(c, now)) continue;
-        const outcome = await reissue(c, now);
-        counts[outcome]++;
-        if (outcome === "reissued") reissued++;
+        counts[await reissue(c, now)]++;
       }
-      // A full page whose entries all moved on may hide more behind it; otherwise done.
-      if (candidates.length < batch || reissued === 0) break;
+      const last = candidates.at(-1);
+      if (last === undefined || candidates.length < batch) break;
+      // Onwards from the last one seen: entries that cannot be re-issued (their consent ends
+      // with them) stay at the head of the queue and must not hide the due ones behind them.
+      after = { exp: last.exp, worker_id: last.worker_id };
     }
     return counts;
   }

@@ -88,8 +88,8 @@ async function revoke(
   const actor = actorOf(caller);
   const doc = await verifyOwnerDocument(ctx, worker, body.document);
   const stored = await ctx.store.listRevocations(worker.worker_id);
-  // Checked before the insert, not by a unique constraint: two racing copies of one document
-  // would both be stored, which changes nothing (the same revocation applied twice).
+  // A quick answer for the common case; the store checks again under the worker's lock, so
+  // two racing copies cannot both be stored.
   if (stored.some((r) => identityOf(r.jws) === doc.identity)) {
     throw fail("AGENTD_E_CP_CONFLICT", "this document is stored already", { reason: "duplicate" });
   }

@@ -283,6 +283,12 @@ export interface PublishInput {
   readonly stop: boolean;
   /** The clock in milliseconds: the version floor. */
   readonly now_ms: number;
+  /**
+   * Compare-and-set: publish only if the worker's latest publication is still this version
+   * (null: none yet), else CONFLICT with reason `stale_plan`, nothing stored. A plan made
+   * from the worker's state (stop or not) is then never committed over a newer publication.
+   */
+  readonly expect_version?: number | null;
 }
 
 export type RevocationKind = "revocation" | "decommission";
@@ -571,15 +577,22 @@ export interface Store {
   ): Promise<{ publication: Publication; event: StreamEvent }>;
   latestPublication(worker_id: string): Promise<Publication | null>;
   /**
-   * Latest publications with exp < before (the re-issue queue), soonest first; decommissioned
-   * workers are left out. limit default 1000, at most 10000.
+   * Latest publications with exp < before (the re-issue queue), soonest first (then by worker
+   * id); decommissioned workers are left out. limit default 1000, at most 10000. `after`: the
+   * last one of the previous page (its exp and worker id), to page past entries that cannot
+   * be re-issued.
    */
-  listPublicationsExpiringBefore(before: number, limit?: number): Promise<Publication[]>;
+  listPublicationsExpiringBefore(
+    before: number,
+    limit?: number,
+    after?: { readonly exp: number; readonly worker_id: string },
+  ): Promise<Publication[]>;
 
   // revocations and decommissions
   /**
    * Stores it, marks the worker decommissioned for kind `decommission`, and appends the stream
-   * event of the same kind. NOT_FOUND for an unknown worker.
+   * event of the same kind. NOT_FOUND for an unknown worker; CONFLICT (reason `duplicate`)
+   * for a document already stored, decided under the worker's lock.
    */
   storeRevocation(
     revocation: RevocationInput,

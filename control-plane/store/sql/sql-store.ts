@@ -318,8 +318,12 @@ export class SqlStore implements Store {
     return this.#read(() => policy.latestPublicationOp(workerId));
   }
 
-  listPublicationsExpiringBefore(before: number, limit = 1000): Promise<Publication[]> {
-    return this.#read(() => policy.publicationsExpiringOp(before, limit));
+  listPublicationsExpiringBefore(
+    before: number,
+    limit = 1000,
+    after?: { readonly exp: number; readonly worker_id: string },
+  ): Promise<Publication[]> {
+    return this.#read(() => policy.publicationsExpiringOp(before, limit, after));
   }
 
   storeRevocation(

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { adminGroup } from "../../../control-plane/api/admin.ts";
+import { adminGroup, resumeEmergencyStops } from "../../../control-plane/api/admin.ts";
 import { commandsGroup } from "../../../control-plane/api/commands.ts";
 import type { ApiContext } from "../../../control-plane/api/context.ts";
 import { validate } from "../../../control-plane/protocol/validate.ts";
@@ -98,6 +98,48 @@ describe.each(["sqlite", "postgres"] as const)("admin API (%s)", (backend) => {
       body: { reason: "x" },
     });
     expect(unknown.status).toBe(404);
+  });
+
+  it("finishes an emergency stop that was cut off after it was marked executed", async () => {
+    const t = await start({ groups, backend });
+    const o = await t.owner();
+    const east = [await t.machine(o, { cohort: "east" }), await t.machine(o, { cohort: "east" })];
+    const west = await t.machine(o, { cohort: "west" });
+    for (const m of [...east, west]) await consent(t, o, m);
+    const now = unixSeconds(t.clock);
+    // What a crash right after `markEmergencyStopExecuted` leaves: executed, no stops, no
+    // completion.
+    await t.store.createEmergencyStop({
+      id: "es1",
+      scope: { cohort: "east" },
+      requested_by: "a",
+      at: now,
+    });
+    await t.store.approveEmergencyStop("es1", "a", now);
+    await t.store.approveEmergencyStop("es1", "b", now);
+    await t.store.markEmergencyStopExecuted("es1", now, {
+      audit: {
+        actor: "apikey:b",
+        type: "emergency_stop.executed",
+        object: "emergency_stop:es1",
+        data: {},
+      },
+    });
+    const stopped = async () =>
+      Promise.all(
+        [...east, west].map(
+          async (m) => (await t.store.latestPublication(m.workerId))?.stop ?? null,
+        ),
+      );
+    expect(await stopped()).toEqual([null, null, null]);
+    expect(await resumeEmergencyStops(t.ctx)).toEqual(["es1"]);
+    expect(await stopped()).toEqual([true, true, null]);
+    const completed = await t.store.listAudit({ type: "emergency_stop.completed" });
+    expect(completed.map((e) => [e.object, e.data])).toEqual([
+      ["emergency_stop:es1", { workers_stopped: 2, workers_not_stopped: 0, resumed: true }],
+    ]);
+    // Completed now: a later start resumes nothing.
+    expect(await resumeEmergencyStops(t.ctx)).toEqual([]);
   });
 
   it("runs an emergency stop only with two distinct operator approvals", async () => {

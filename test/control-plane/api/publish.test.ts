@@ -3,6 +3,7 @@ import type { ApiContext } from "../../../control-plane/api/context.ts";
 import {
   commitPublication,
   isNothingToPublish,
+  isStalePlan,
   planPublication,
   publishForWorker,
   stopWorker,
@@ -191,15 +192,28 @@ describe.each(["sqlite", "postgres"] as const)("publishForWorker (%s)", (backend
     expect([revoked.stop, revoked.causes]).toEqual([true, ["revoked"]]);
   });
 
-  it("publishes a requested stop again when a racing publication decided on older state wins", async () => {
+  it("never commits a plan made before a racing stop: refused, or planned again", async () => {
     const t = await cp();
     const o = await t.owner();
     const m = await t.machine(o);
     await accept(t, o, m, 1);
     await publishForWorker(t.ctx, m.workerId, { stop: false, ...SYSTEM });
     t.clock.advance(1000);
-    // A re-issue planned before the stop commits right after it.
+    // A re-issue planned before the stop tries to commit after it.
     const stale = await planPublication(t.ctx, m.workerId, { stop: false });
+    const stop = await publishForWorker(t.ctx, m.workerId, { stop: true, ...SYSTEM });
+    let refused: unknown;
+    try {
+      await commitPublication(t.ctx, stale, SYSTEM);
+    } catch (err) {
+      refused = err;
+    }
+    expect(isStalePlan(refused)).toBe(true);
+    expect(await t.store.latestPublication(m.workerId)).toMatchObject({
+      version: stop.version,
+      stop: true,
+    });
+    // publishForWorker whose plan goes stale under it plans again: the stop is in force.
     let raced = false;
     const store: Store = new Proxy(t.store, {
       get(target, prop) {
@@ -209,26 +223,34 @@ describe.each(["sqlite", "postgres"] as const)("publishForWorker (%s)", (backend
           return typeof v === "function" ? v.bind(target) : v;
         }
         return async (...args: Parameters<Store["publish"]>) => {
-          const out = await target.publish(...args);
           if (!raced) {
             raced = true;
-            await commitPublication(t.ctx, stale, SYSTEM);
+            await publishForWorker(t.ctx, m.workerId, { stop: true, ...SYSTEM });
           }
-          return out;
+          return target.publish(...args);
         };
       },
     });
-    const ctx: ApiContext = { ...t.ctx, store };
-    const stop = await publishForWorker(ctx, m.workerId, { stop: true, ...SYSTEM });
+    t.clock.advance(1000);
+    const reissue = await publishForWorker({ ...t.ctx, store }, m.workerId, {
+      stop: false,
+      ...SYSTEM,
+    });
     expect(raced).toBe(true);
-    const latest = await t.store.latestPublication(m.workerId);
-    expect(latest?.stop).toBe(true);
-    expect(latest?.version).toBe(stop.version);
-    const versions = (await t.store.listAudit({ type: "publication.issued" })).map((e) => [
-      e.data.stop,
-      e.data.version,
+    expect([reissue.stop, (await t.store.latestPublication(m.workerId))?.version]).toEqual([
+      true,
+      reissue.version,
     ]);
-    // first, the stop, the stale re-issue, the stop again
-    expect(versions.map(([s]) => s)).toEqual([false, true, false, true]);
+    const issued = (await t.store.listAudit({ type: "publication.issued" })).map((e) => [
+      e.data.stop,
+      e.data.causes,
+    ]);
+    // first; the stop; the racing stop; the re-planned re-issue, which keeps the stop.
+    expect(issued).toEqual([
+      [false, []],
+      [true, ["requested"]],
+      [true, ["requested", "in_force"]],
+      [true, ["in_force"]],
+    ]);
   });
 });

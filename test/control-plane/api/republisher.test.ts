@@ -199,6 +199,31 @@ describe.each(["sqlite", "postgres"] as const)("republisher (%s)", (backend) => 
     }
   });
 
+  it("pages past publications it cannot re-issue to the due ones behind them", async () => {
+    const t = await cp();
+    const r = createRepublisher(t.ctx, { batch: 2 });
+    const o = await t.owner();
+    // Three at the head of the queue: their consents end with their publications (2000 s).
+    for (let i = 0; i < 3; i++) {
+      const m = await t.machine(o);
+      await accept(t, o, m, 1, 2000);
+      await publishForWorker(t.ctx, m.workerId, { stop: false, ...SYSTEM });
+    }
+    // Two behind them, with consents for a month: due, and extendable.
+    const due = [];
+    for (let i = 0; i < 2; i++) {
+      const m = await t.machine(o);
+      await accept(t, o, m, 1);
+      await publishForWorker(t.ctx, m.workerId, { stop: false, ...SYSTEM });
+      due.push(m);
+    }
+    t.clock.advance(2500_000);
+    expect(await r.tick()).toEqual({ reissued: 2, skipped: 3, failed: 0 });
+    for (const m of due) {
+      expect((await t.store.latestPublication(m.workerId))?.iat).toBe(nowS(t));
+    }
+  });
+
   it("runs its ticks on the injected timers, one at a time, and stops cleanly", async () => {
     const t = await cp();
     const manual = manualTimers();

@@ -55,6 +55,46 @@ export function policySuite(f: StoreFixture): void {
       now_ms,
     });
 
+    it("publish with expect_version commits only over the version the plan saw", async () => {
+      const s = f.store();
+      await seed(s);
+      const build = (v: number) => `pub-${v}`;
+      // No publication yet: null matches, a number does not.
+      await expectCode(
+        s.publish({ ...input(1000), expect_version: 7 }, build),
+        "AGENTD_E_CP_CONFLICT",
+      );
+      expect(await s.latestPublication(WORKER)).toBeNull();
+      const first = (await s.publish({ ...input(1000), expect_version: null }, build)).publication;
+      // A plan made before `first` is stale now: refused with its reason, nothing stored.
+      let stale: unknown;
+      try {
+        await s.publish({ ...input(2000), stop: false, expect_version: null }, build);
+      } catch (err) {
+        stale = err;
+      }
+      expect(stale).toMatchObject({
+        code: "AGENTD_E_CP_CONFLICT",
+        context: { reason: "stale_plan", expected: "none", found: first.version },
+      });
+      expect((await s.latestPublication(WORKER))?.version).toBe(first.version);
+      const second = (
+        await s.publish({ ...input(2000), stop: true, expect_version: first.version }, build)
+      ).publication;
+      expect([second.version, second.stop]).toEqual([2000, true]);
+      // Two plans from the same state, committed at once: exactly one wins.
+      const racing = await Promise.allSettled(
+        [false, true].map((stop) =>
+          s.publish({ ...input(3000), stop, expect_version: second.version }, build),
+        ),
+      );
+      expect(racing.map((r) => r.status).sort()).toEqual(["fulfilled", "rejected"]);
+      await expectCode(
+        s.publish({ ...input(1), expect_version: 99 }, build),
+        "AGENTD_E_CP_CONFLICT",
+      );
+    });
+
     it("versions are max(last + 1, now_ms): time-based and never down", async () => {
       const s = f.store();
       await seed(s);
@@ -138,6 +178,16 @@ export function policySuite(f: StoreFixture): void {
       expect(
         (await s.listPublicationsExpiringBefore(T0 + 10_000, 2)).map((p) => p.worker_id),
       ).toEqual(["a", "c"]);
+      // Paging: strictly after (exp, worker id); ties on exp are ordered by worker id.
+      await s.publish({ ...input(2), worker_id: "a", exp: T0 + 500 }, (v) => `a${v}`);
+      const page = (after?: { exp: number; worker_id: string }) =>
+        s
+          .listPublicationsExpiringBefore(T0 + 10_000, 1, after)
+          .then((ps) => ps.map((p) => [p.worker_id, p.exp - T0]));
+      expect(await page()).toEqual([["a", 500]]);
+      expect(await page({ exp: T0 + 500, worker_id: "a" })).toEqual([["c", 500]]);
+      expect(await page({ exp: T0 + 500, worker_id: "c" })).toEqual([["b", 1000]]);
+      expect(await page({ exp: T0 + 1000, worker_id: "b" })).toEqual([]);
     });
   });
 
@@ -173,6 +223,29 @@ export function policySuite(f: StoreFixture): void {
         s.storeRevocation({ ...r1.revocation, worker_id: "nope" }),
         "AGENTD_E_CP_NOT_FOUND",
       );
+    });
+
+    it("stores one document once, also when copies race", async () => {
+      const s = f.store();
+      await seed(s);
+      const doc = {
+        worker_id: WORKER,
+        kind: "revocation",
+        through_seq: 1,
+        jws: "r",
+        at: T0,
+      } as const;
+      const results = await Promise.allSettled([1, 2, 3, 4].map(() => s.storeRevocation(doc)));
+      expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      for (const r of results) {
+        if (r.status === "rejected") {
+          expect(r.reason).toMatchObject({
+            code: "AGENTD_E_CP_CONFLICT",
+            context: { reason: "duplicate" },
+          });
+        }
+      }
+      expect(await s.listRevocations(WORKER)).toHaveLength(1);
     });
   });
 }

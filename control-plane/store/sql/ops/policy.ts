@@ -1,5 +1,5 @@
 import { fail } from "../../../../lib/errors.ts";
-import { conflict } from "../../errors.ts";
+import { conflict, notFound } from "../../errors.ts";
 import type {
   Consent,
   Publication,
@@ -8,7 +8,7 @@ import type {
   RevocationInput,
   StreamEvent,
 } from "../../store.ts";
-import { all, type Op, type OpContext, one, run } from "../op.ts";
+import { all, forUpdate, type Op, type OpContext, one, run } from "../op.ts";
 import {
   CONSENT_COLUMNS,
   PUBLICATION_COLUMNS,
@@ -97,6 +97,21 @@ export function* publishOp(
   input: PublishInput,
   build: (version: number) => string,
 ): Op<Published> {
+  if (input.expect_version !== undefined) {
+    const row = yield* one<Row>(
+      `SELECT pub_version FROM workers WHERE worker_id = ?${forUpdate(ctx)}`,
+      [input.worker_id],
+    );
+    if (row === undefined) throw notFound("worker", input.worker_id);
+    const current = row.pub_version === null ? null : Number(row.pub_version);
+    if (current !== input.expect_version) {
+      throw conflict("the worker's publication changed since this one was planned", {
+        reason: "stale_plan",
+        expected: input.expect_version ?? "none",
+        found: current ?? "none",
+      });
+    }
+  }
   const version = yield* allocateOp("last_version", input.worker_id, input.now_ms);
   return yield* storePublicationOp(ctx, {
     worker_id: input.worker_id,
@@ -120,13 +135,24 @@ export function* latestPublicationOp(workerId: string): Op<Publication | null> {
 }
 
 /** Decommissioned workers are left out: nothing is re-issued to them. */
-export function* publicationsExpiringOp(before: number, limit: number): Op<Publication[]> {
+export function* publicationsExpiringOp(
+  before: number,
+  limit: number,
+  after: { readonly exp: number; readonly worker_id: string } | undefined,
+): Op<Publication[]> {
+  // (exp, worker_id) > cursor, written out: row-value comparison reads the same on both.
+  const cursor =
+    after === undefined ? "" : " AND (w.pub_exp > ? OR (w.pub_exp = ? AND w.worker_id > ?))";
   const rows = yield* all<Row>(
     `SELECT ${prefixed("p", PUBLICATION_COLUMNS)} FROM workers w
      JOIN publications p ON p.worker_id = w.worker_id AND p.version = w.pub_version
-     WHERE w.pub_exp < ? AND w.decommissioned_at IS NULL
+     WHERE w.pub_exp < ? AND w.decommissioned_at IS NULL${cursor}
      ORDER BY w.pub_exp, w.worker_id LIMIT ?`,
-    [before, Math.min(Math.max(Math.trunc(limit), 1), 10_000)],
+    [
+      before,
+      ...(after === undefined ? [] : [after.exp, after.exp, after.worker_id]),
+      Math.min(Math.max(Math.trunc(limit), 1), 10_000),
+    ],
   );
   return rows.map(toPublication);
 }
@@ -138,6 +164,14 @@ export interface Revoked {
 
 export function* storeRevocationOp(ctx: OpContext, r: RevocationInput): Op<Revoked> {
   yield* lockWorker(ctx, r.worker_id);
+  // Under the worker's lock, so two racing copies of one document cannot both be stored.
+  const same = yield* one<Row>("SELECT id FROM revocations WHERE worker_id = ? AND jws = ?", [
+    r.worker_id,
+    r.jws,
+  ]);
+  if (same !== undefined) {
+    throw conflict("this document is stored already", { reason: "duplicate", id: Number(same.id) });
+  }
   const inserted = yield* all<Row>(
     `INSERT INTO revocations (worker_id, kind, through_seq, jws, at) VALUES (?, ?, ?, ?, ?)
      RETURNING id`,
