@@ -1,10 +1,12 @@
 import { defineRoute } from "../http/route.ts";
 import type { HealthResponse } from "../protocol/schemas/api-basics.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
+import { syncKeys } from "./keys.ts";
 
 /**
  * Probes and metrics (docs/protocol.md section 5, "Probes, metrics, keys"). `/healthz` says
- * the process serves requests; `/readyz` that it can also reach its database, so a load
+ * the process serves requests; `/readyz` that it can also reach its database and signs with
+ * the newest key set (keys.ts syncKeys, which also picks up a rotation made elsewhere), so a load
  * balancer sends traffic only to instances that can answer it. `/metrics` is the Prometheus
  * text of the control plane's registry, for admins, operators and auditors only: it shows
  * traffic by endpoint, which is not for anyone on the network.
@@ -36,6 +38,11 @@ export function healthGroup(ctx: ApiContext): ApiGroup {
         ctx.logger.warn({ err }, "readiness check: the store does not answer");
         const body: HealthResponse = { status: "not_ready" };
         return { status: 503, body, headers: { "retry-after": "1" } };
+      }
+      // Keys older than the database's newest set sign what agents refuse: not ready.
+      if ((await syncKeys(ctx)) === "stale") {
+        const body: HealthResponse = { status: "not_ready" };
+        return { status: 503, body, headers: { "retry-after": "60" } };
       }
       const body: HealthResponse = { status: "ready" };
       return { status: 200, body };

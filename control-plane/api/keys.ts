@@ -1,6 +1,7 @@
 import { unixSeconds } from "../../lib/clock.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import { defineRoute } from "../http/route.ts";
+import { loadControlPlaneKeys } from "../keys/load.ts";
 import { rotateKeys } from "../keys/rotate.ts";
 import { KEY_USES } from "../protocol/keyset.ts";
 import type { KeysResponse } from "../protocol/schemas/api-admin.ts";
@@ -18,6 +19,41 @@ import { actorOf } from "./owners.ts";
  * then the keys this process signs with, then the store's record with the audit event. The
  * files are the source of truth for signing; the store keeps the history of sets served.
  */
+
+export type KeySync = "current" | "reloaded" | "stale";
+
+/**
+ * Several instances on one database (docs/protocol.md, "Key set"): a rotation made through
+ * one is recorded in the store; every other instance, on its maintenance tick, sees a newer
+ * key set there and loads its own key directory again (shared with the rotating instance, or
+ * copied from it). While its directory still holds an older set, the instance is `stale`: it
+ * would sign with keys agents no longer accept, so /readyz answers 503 and a load balancer
+ * sends it no traffic. The error is logged with what to do.
+ */
+export async function syncKeys(ctx: ApiContext): Promise<KeySync> {
+  const stored = await ctx.store.currentKeySet();
+  const mine = ctx.keys();
+  if (stored === null || stored.seq <= mine.keyset.seq) return "current";
+  try {
+    const loaded = loadControlPlaneKeys(mine.dir);
+    if (loaded.keyset.seq >= stored.seq) {
+      ctx.setKeys(loaded);
+      ctx.logger.info(
+        { from: mine.keyset.seq, to: loaded.keyset.seq },
+        "loaded the rotated key set from the key directory",
+      );
+      return "reloaded";
+    }
+  } catch (err) {
+    ctx.logger.error({ err, dir: mine.dir }, "the key directory cannot be loaded");
+    return "stale";
+  }
+  ctx.logger.error(
+    { database_seq: stored.seq, directory_seq: mine.keyset.seq, dir: mine.dir },
+    "the database holds a newer key set than this instance's key directory: copy the rotated key directory here",
+  );
+  return "stale";
+}
 
 export function keysGroup(ctx: ApiContext): ApiGroup {
   const current = defineRoute({

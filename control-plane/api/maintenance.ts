@@ -2,9 +2,11 @@ import { unixSeconds } from "../../lib/clock.ts";
 import type { Metric } from "../../lib/metrics/registry.ts";
 import { realTimers, type Timers } from "../http/long-poll.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
+import { type KeySync, syncKeys } from "./keys.ts";
 
 /**
- * Keeps the database from growing without bound: every minute, expired attestation
+ * Every minute: picks up a key rotation made through another instance (keys.ts syncKeys),
+ * and keeps the database from growing without bound: expired attestation
  * challenges, access tokens and proof `jti`s are deleted (store.purgeExpired), and heartbeats
  * older than `heartbeatRetentionS` (default 7 days) are pruned in pages of 10,000 — each
  * worker's latest accepted heartbeat always stays, for the next one's anomaly flags. At the
@@ -26,6 +28,8 @@ export interface MaintenanceOptions {
 }
 
 export interface MaintenanceResult {
+  /** Whether this instance's keys match the newest key set in the store (keys.ts syncKeys). */
+  readonly keys: KeySync;
   readonly jtis: number;
   readonly challenges: number;
   readonly access_tokens: number;
@@ -66,9 +70,10 @@ export function createMaintenance(ctx: ApiContext, o: MaintenanceOptions = {}): 
       heartbeats += n;
       if (n < pageSize) break;
     }
-    const result = { ...purged, heartbeats };
-    for (const [kind, n] of Object.entries(result)) if (n > 0) deleted.inc({ kind }, n);
-    return result;
+    for (const [kind, n] of Object.entries({ ...purged, heartbeats })) {
+      if (n > 0) deleted.inc({ kind }, n);
+    }
+    return { keys: await syncKeys(ctx), ...purged, heartbeats };
   }
 
   function schedule(delayMs: number): void {

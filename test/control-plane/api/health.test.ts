@@ -27,13 +27,16 @@ describe.each(["sqlite", "postgres"] as const)("probes and metrics (%s)", (backe
     const t = await start({
       backend,
       groups: (ctx: ApiContext) => {
-        // Only ping is replaced; everything else is the real store.
-        const store = Object.create(ctx.store, {
-          ping: {
-            value: () =>
-              down
-                ? Promise.reject(fail("AGENTD_E_STORE", "connection refused"))
-                : ctx.store.ping(),
+        // Only ping is replaced; everything else is the real store (its methods called on
+        // the store itself: they use private fields).
+        const store = new Proxy(ctx.store, {
+          get(target, prop) {
+            if (prop === "ping") {
+              return () =>
+                down ? Promise.reject(fail("AGENTD_E_STORE", "connection refused")) : target.ping();
+            }
+            const v = Reflect.get(target, prop, target);
+            return typeof v === "function" ? v.bind(target) : v;
           },
         }) as Store;
         return [healthGroup({ ...ctx, store })];

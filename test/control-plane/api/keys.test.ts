@@ -1,6 +1,10 @@
 import { createHash } from "node:crypto";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { keysGroup } from "../../../control-plane/api/keys.ts";
+import { healthGroup } from "../../../control-plane/api/health.ts";
+import { keysGroup, syncKeys } from "../../../control-plane/api/keys.ts";
 import { loadControlPlaneKeys } from "../../../control-plane/keys/load.ts";
 import {
   acceptKeySetUpdate,
@@ -166,5 +170,40 @@ describe.each(["sqlite", "postgres"] as const)("key set and rotation (%s)", (bac
     expect(verifyKeySet(await currentKeySet(t), { rootKid: t.ctx.keys().root.kid }).seq).toBe(1);
     expect(await t.store.currentKeySet()).toBeNull();
     expect(await t.store.listAudit()).toEqual([]);
+  });
+});
+
+describe("key rotation across instances (two control planes on one PostgreSQL)", () => {
+  const start = useTestCp();
+  const groups = (ctx: Parameters<typeof keysGroup>[0]) => [keysGroup(ctx), healthGroup(ctx)];
+
+  it("an instance on the same key directory picks the rotation up; one on an old copy stops being ready", async () => {
+    const a = await start({ backend: "postgres", groups });
+    const copy = mkdtempSync(join(tmpdir(), "agentd-keys-copy-"));
+    try {
+      cpSync(a.keysDir, copy, { recursive: true });
+      const shared = await start({ groups, databaseUrl: a.databaseUrl, keysDir: a.keysDir });
+      const stale = await start({ groups, databaseUrl: a.databaseUrl, keysDir: copy });
+      for (const t of [shared, stale]) expect(await syncKeys(t.ctx)).toBe("current");
+
+      const rotated = await a.call("POST", "/v1/admin/keys/rotate", { apiKey: a.adminKey });
+      expect(rotated.status).toBe(200);
+      const seqOf = (jws: string) => verifyKeySet(jws, { rootKid: a.ctx.keys().root.kid }).seq;
+      expect(seqOf(await currentKeySet(a))).toBe(2);
+      // Not yet: the other instances still sign with set 1 until they look.
+      expect(seqOf(await currentKeySet(shared))).toBe(1);
+
+      expect(await syncKeys(shared.ctx)).toBe("reloaded");
+      expect(await currentKeySet(shared)).toBe(await currentKeySet(a));
+      expect(shared.ctx.keys().signing.publication.kid).toBe(a.ctx.keys().signing.publication.kid);
+      expect((await shared.call("GET", "/readyz")).status).toBe(200);
+
+      expect(await syncKeys(stale.ctx)).toBe("stale");
+      expect(seqOf(await currentKeySet(stale))).toBe(1);
+      const notReady = await stale.call("GET", "/readyz");
+      expect([notReady.status, notReady.json.status]).toEqual([503, "not_ready"]);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });

@@ -52,6 +52,7 @@ describe.each(["sqlite", "postgres"] as const)("maintenance (%s)", (backend) => 
     const maintenance = createMaintenance(t.ctx, { pageSize: 1 });
     // Nothing is old or expired yet.
     expect(await maintenance.tick()).toEqual({
+      keys: "current",
       jtis: 0,
       challenges: 0,
       access_tokens: 0,
@@ -61,6 +62,7 @@ describe.each(["sqlite", "postgres"] as const)("maintenance (%s)", (backend) => 
     t.clock.advance(3600 * 1000 + 10_000);
     // One page per heartbeat (pageSize 1): both old ones go, the latest stays.
     expect(await maintenance.tick()).toEqual({
+      keys: "current",
       jtis: 1,
       challenges: 1,
       access_tokens: 1,
