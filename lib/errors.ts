@@ -86,6 +86,8 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_CP_QUARANTINED: "denied",
   AGENTD_E_CP_RATE_LIMITED: "failure",
   AGENTD_E_CP_TOO_LARGE: "denied",
+  AGENTD_E_CP_METHOD_NOT_ALLOWED: "denied",
+  AGENTD_E_CP_UNSUPPORTED_MEDIA: "denied",
   AGENTD_E_ENROLL_PIN_MISMATCH: "denied",
   AGENTD_E_STORE: "failure",
   AGENTD_E_STORE_SCHEMA_NEWER: "failure",

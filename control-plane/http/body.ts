@@ -59,21 +59,13 @@ function tooLarge(limit: number) {
 function checkContentType(req: IncomingMessage): void {
   const encoding = req.headers["content-encoding"];
   if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
-    throw fail("AGENTD_E_SCHEMA", "Content-Encoding is not supported", {
-      schema: "body",
-      pointer: "",
-      http_status: 415,
-    });
+    throw fail("AGENTD_E_CP_UNSUPPORTED_MEDIA", "Content-Encoding is not supported");
   }
   const type = req.headers["content-type"] ?? "";
   const [media = "", ...params] = type.split(";").map((s) => s.trim().toLowerCase());
   const paramsOk = params.every((p) => p === "charset=utf-8" || p === 'charset="utf-8"');
   if (media !== "application/json" || !paramsOk) {
-    throw fail("AGENTD_E_SCHEMA", "Content-Type must be application/json", {
-      schema: "body",
-      pointer: "",
-      http_status: 415,
-    });
+    throw fail("AGENTD_E_CP_UNSUPPORTED_MEDIA", "Content-Type must be application/json");
   }
 }
 

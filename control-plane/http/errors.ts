@@ -34,6 +34,8 @@ export const CODE_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = Object.
   AGENTD_E_CP_CONFLICT: 409,
   AGENTD_E_CP_REPLAY: 409,
   AGENTD_E_CP_TOO_LARGE: 413,
+  AGENTD_E_CP_METHOD_NOT_ALLOWED: 405,
+  AGENTD_E_CP_UNSUPPORTED_MEDIA: 415,
   AGENTD_E_CP_RATE_LIMITED: 429,
   AGENTD_E_STORE: 503,
 });
@@ -58,9 +60,8 @@ const GENERIC: Readonly<Record<number, string>> = {
 };
 
 /**
- * The response for `err`. A 4xx status set by the framework itself (405, 415) rides in the
- * error's context as `http_status`; it is honoured only for 4xx so that it cannot turn an
- * internal failure into something that shows its message.
+ * The response for `err`: its status from its code alone (statusForCode), so a context can
+ * never turn an internal failure into something that shows its message.
  */
 export function errorResponse(
   err: unknown,
@@ -68,11 +69,7 @@ export function errorResponse(
   overrides: Readonly<Partial<Record<ErrorCode, number>>> = {},
 ): ErrorResponse {
   if (!isAgentdError(err)) return internal(requestId, 500);
-  const declared = err.context.http_status;
-  let status = statusForCode(err.code, overrides);
-  if (status >= 400 && status < 500 && typeof declared === "number") {
-    if (declared >= 400 && declared < 500) status = declared;
-  }
+  const status = statusForCode(err.code, overrides);
   if (status >= 500) return internal(requestId, status);
   const headers: Record<string, string> = {};
   if (status === 401) headers["www-authenticate"] = WWW_AUTHENTICATE;

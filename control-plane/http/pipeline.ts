@@ -86,10 +86,13 @@ export async function handleRequest(
     const m = deps.router.match(method, rawPath);
     if (m.kind === "not_found") throw fail("AGENTD_E_CP_NOT_FOUND", "no such endpoint");
     if (m.kind === "method_not_allowed") {
-      throw fail("AGENTD_E_CP_NOT_FOUND", `method ${method.slice(0, 16)} not allowed here`, {
-        http_status: 405,
-        allow: m.allow.join(", "),
-      });
+      throw fail(
+        "AGENTD_E_CP_METHOD_NOT_ALLOWED",
+        `method ${method.slice(0, 16)} not allowed here`,
+        {
+          allow: m.allow.join(", "),
+        },
+      );
     }
     const route = m.route;
     routeLabel = route.path;

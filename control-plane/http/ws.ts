@@ -199,10 +199,7 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
     const m = router.match(req.method ?? "", path);
     if (m.kind === "not_found") throw fail("AGENTD_E_CP_NOT_FOUND", "no such endpoint");
     if (m.kind === "method_not_allowed") {
-      throw fail("AGENTD_E_CP_NOT_FOUND", "method not allowed here", {
-        http_status: 405,
-        allow: "GET",
-      });
+      throw fail("AGENTD_E_CP_METHOD_NOT_ALLOWED", "method not allowed here", { allow: "GET" });
     }
     const route = m.route.ws;
     setRoute(route.path);

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import type { ApiContext } from "../../../control-plane/api/context.ts";
 import {
   commitPublication,
   isNothingToPublish,

@@ -74,16 +74,16 @@ describe("error mapping", () => {
     expect(errorResponse(fail("AGENTD_E_STORE", "x"), "r").status).toBe(503);
   });
 
-  it("honours a framework http_status only within 4xx", () => {
-    expect(errorResponse(fail("AGENTD_E_SCHEMA", "m", { http_status: 415 }), "r").status).toBe(415);
+  it("takes the status from the code alone: 405 and 415 have their own codes", () => {
+    const r405 = errorResponse(
+      fail("AGENTD_E_CP_METHOD_NOT_ALLOWED", "m", { allow: "GET, POST" }),
+      "r",
+    );
+    expect([r405.status, r405.headers.allow]).toEqual([405, "GET, POST"]);
+    expect(errorResponse(fail("AGENTD_E_CP_UNSUPPORTED_MEDIA", "m"), "r").status).toBe(415);
+    // A status in the context is not honoured: it cannot make an internal error speak.
     const sneaky = errorResponse(fail("AGENTD_E_IO", "secret", { http_status: 400 }), "r");
     expect(sneaky.status).toBe(500);
     expect(sneaky.body.error.message).not.toContain("secret");
-    const r405 = errorResponse(
-      fail("AGENTD_E_CP_NOT_FOUND", "m", { http_status: 405, allow: "GET, POST" }),
-      "r",
-    );
-    expect(r405.status).toBe(405);
-    expect(r405.headers.allow).toBe("GET, POST");
   });
 });

@@ -204,7 +204,7 @@ describe("routing, headers and CORS", () => {
       path: "/v1/owners",
       headers: bearer(s.keys.keys.admin),
     });
-    expect(wrong.status).toBe(405);
+    expect([wrong.status, errorCode(wrong)]).toEqual([405, "AGENTD_E_CP_METHOD_NOT_ALLOWED"]);
     expect(wrong.headers.allow).toBe("POST");
     expect(s.api.ran).toEqual([]);
   });
@@ -373,8 +373,16 @@ describe("bodies", () => {
       [await post('{"pub":"a","pub":"b"}'), 400, "AGENTD_E_JSON_DUPLICATE_KEY"],
       [await post('{"pub":1e400}'), 400, "AGENTD_E_JSON_INTEGER_RANGE"],
       [await post(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d])), 400, "AGENTD_E_JSON_INVALID"],
-      [await post('{"pub":"a"}', { "content-type": "text/plain" }), 415, "AGENTD_E_SCHEMA"],
-      [await post('{"pub":"a"}', { ...json, "content-encoding": "gzip" }), 415, "AGENTD_E_SCHEMA"],
+      [
+        await post('{"pub":"a"}', { "content-type": "text/plain" }),
+        415,
+        "AGENTD_E_CP_UNSUPPORTED_MEDIA",
+      ],
+      [
+        await post('{"pub":"a"}', { ...json, "content-encoding": "gzip" }),
+        415,
+        "AGENTD_E_CP_UNSUPPORTED_MEDIA",
+      ],
       [await post(""), 400, "AGENTD_E_SCHEMA"],
       [await post('{"pub":7}'), 400, "AGENTD_E_SCHEMA"],
     ];
