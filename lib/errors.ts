@@ -42,6 +42,7 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_FILE_CORRUPT: "failure",
   AGENTD_E_FILE_FORMAT_NEWER: "failure",
   AGENTD_E_FILE_EXISTS: "failure",
+  AGENTD_E_STATE_TRANSITION: "denied",
 
   // keys
   AGENTD_E_KEY_INVALID: "failure",
