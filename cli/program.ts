@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from "commander";
 import { registerConfig } from "./commands/config.ts";
 import { registerConsent } from "./commands/consent.ts";
 import { registerCp } from "./commands/cp.ts";
+import { registerEnroll } from "./commands/enroll.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerLog } from "./commands/log.ts";
 import { registerOwner } from "./commands/owner.ts";
@@ -55,6 +56,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   for (const o of globalOptions()) program.addOption(o);
 
   registerInit(program, io, run);
+  registerEnroll(program, io, run);
   registerOwner(program, io, run);
   registerConsent(program, io, run);
   registerPolicy(program, io, run);

@@ -176,6 +176,7 @@ export function enrollmentGroup(ctx: ApiContext): ApiGroup {
           token_id: parsed.id,
           secret_sha256: tokenSecretSha256(parsed.secret),
           now,
+          ...(c.body.owner === undefined ? {} : { expect_owner: c.body.owner }),
           worker: {
             worker_id: workerId,
             jwk: { ...publicJwk(key) },
@@ -200,7 +201,16 @@ export function enrollmentGroup(ctx: ApiContext): ApiGroup {
                 },
         },
       );
-      if (!result.ok) throw tokenInvalid(result.reason);
+      if (!result.ok) {
+        if (result.reason === "owner_mismatch") {
+          throw fail(
+            "AGENTD_E_CP_FORBIDDEN",
+            "the enrollment token belongs to another owner than the one this machine is pinned to",
+            { reason: "owner_mismatch" },
+          );
+        }
+        throw tokenInvalid(result.reason);
+      }
       const body: MachineRegisterResponse = {
         worker: workerId,
         owner: result.worker.owner_id,

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import type { Clock } from "../../lib/clock.ts";
 import { jwkThumbprint, publicJwk, publicKeyOf } from "../../lib/crypto/ed25519.ts";
-import { fail } from "../../lib/errors.ts";
+import { fail, isAgentdError } from "../../lib/errors.ts";
 import { fetchPinnedCa } from "./client-bootstrap.ts";
 import { call, createTransport } from "./client-http.ts";
 import { parseEnrollmentToken } from "./enrollment-token.ts";
@@ -73,17 +73,40 @@ export async function enroll(input: EnrollInput): Promise<Enrollment> {
     const machinePub = publicKeyOf(input.machineKey);
     const workerId = jwkThumbprint(machinePub);
     const path = "/v1/machines/register";
-    const reply = await call<"machine-register-response">(t, "POST", path, {
-      body: { token: input.token, jwk: { ...publicJwk(machinePub) }, facts: input.facts },
-      headers: () => ({
-        [PROOF_HEADER]: createProof({
-          privateKey: input.machineKey,
-          method: "POST",
-          url: `${t.origin}${path}`,
-          clock: input.clock,
+    const pinnedOwner = input.ownerPub === undefined ? undefined : jwkThumbprint(input.ownerPub);
+    const register = () =>
+      call<"machine-register-response">(t, "POST", path, {
+        body: {
+          token: input.token,
+          jwk: { ...publicJwk(machinePub) },
+          facts: input.facts,
+          // Checked before the token is consumed: a token of another owner registers nothing.
+          ...(pinnedOwner === undefined ? {} : { owner: pinnedOwner }),
+        },
+        headers: () => ({
+          [PROOF_HEADER]: createProof({
+            privateKey: input.machineKey,
+            method: "POST",
+            url: `${t.origin}${path}`,
+            clock: input.clock,
+          }),
         }),
-      }),
-    });
+      });
+    let reply: Awaited<ReturnType<typeof register>>;
+    try {
+      reply = await register();
+    } catch (err) {
+      // Register's only 403: the token is another owner's than the one given with it.
+      if (pinnedOwner !== undefined && isAgentdError(err) && err.code === "AGENTD_E_CP_FORBIDDEN") {
+        throw fail(
+          "AGENTD_E_ENROLL_PIN_MISMATCH",
+          `the enrollment token is not owner ${pinnedOwner}'s: refused before anything was registered`,
+          { expected: pinnedOwner },
+          err,
+        );
+      }
+      throw err;
+    }
     const keyset = verifyKeySet(reply.body.keyset, { rootKid: token.root_kid });
     if (reply.body.worker !== workerId) {
       throw fail(

@@ -218,11 +218,16 @@ export interface EnrollInput {
   readonly secret_sha256: string;
   readonly now: number;
   readonly worker: Omit<NewWorker, "owner_id">;
+  /**
+   * The owner the machine is pinned to (its thumbprint): a token of another owner is refused
+   * as `owner_mismatch` before it is consumed — nothing registered, the token still usable.
+   */
+  readonly expect_owner?: string;
 }
 
 export type EnrollResult =
   | { readonly ok: true; readonly worker: Worker }
-  | { readonly ok: false; readonly reason: SingleUseRefusal };
+  | { readonly ok: false; readonly reason: SingleUseRefusal | "owner_mismatch" };
 
 // ------------------------------------------------------------------ machine authentication
 

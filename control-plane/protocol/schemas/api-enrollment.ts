@@ -62,6 +62,11 @@ export interface MachineRegisterRequest {
   readonly token: string;
   readonly jwk: Ed25519PublicJwk;
   readonly facts: HostFacts;
+  /**
+   * The owner the machine is pinned to (the thumbprint of the key the owner gave it): a token
+   * of another owner is refused (403) before it is consumed.
+   */
+  readonly owner?: string;
 }
 
 export interface MachineRegisterResponse {
@@ -74,7 +79,11 @@ export interface MachineRegisterResponse {
 
 export const machineRegisterRequestSchema = frozen(
   root("machine-register-request", "POST /v1/machines/register request", {
-    ...closed({ token: ENROLLMENT_TOKEN, jwk: ED25519_JWK, facts: HOST_FACTS }),
+    ...closed({ token: ENROLLMENT_TOKEN, jwk: ED25519_JWK, facts: HOST_FACTS, owner: THUMBPRINT }, [
+      "token",
+      "jwk",
+      "facts",
+    ]),
   }),
 );
 

@@ -39,6 +39,8 @@ interface RegisterOptions {
   readonly accessToken?: string;
   readonly jwk?: unknown;
   readonly facts?: unknown;
+  /** The owner the machine is pinned to. */
+  readonly owner?: string;
 }
 
 /** POST /v1/machines/register as a machine would: its key's proof, no access token. */
@@ -57,7 +59,12 @@ function register(t: TestCp, token: string, privateKey: KeyObject, o: RegisterOp
   if (proof !== null) headers["agentd-proof"] = proof;
   return t.call("POST", "/v1/machines/register", {
     headers,
-    body: { token, jwk: o.jwk ?? jwkOf(privateKey), facts: o.facts ?? FACTS },
+    body: {
+      token,
+      jwk: o.jwk ?? jwkOf(privateKey),
+      facts: o.facts ?? FACTS,
+      ...(o.owner === undefined ? {} : { owner: o.owner }),
+    },
   });
 }
 
@@ -125,6 +132,34 @@ describe.each(["sqlite", "postgres"] as const)("enrollment (%s)", (backend) => {
       object: `worker:${m.workerId}`,
       data: { worker: m.workerId, owner: owner.ownerId, token_id: r.json.id },
     });
+  });
+
+  it("refuses a token of another owner than the one the machine is pinned to, before using it", async () => {
+    const t = await cp();
+    const owner = await t.owner();
+    const other = await t.owner();
+    const token = await newToken(t, owner);
+    const m = machineKey();
+    const r = await register(t, token, m.privateKey, { owner: other.ownerId });
+    expect([r.status, r.json.error.code]).toEqual([403, "AGENTD_E_CP_FORBIDDEN"]);
+    expect(await t.store.getWorker(m.workerId)).toBeNull();
+    const refused = (await t.store.listAudit({ type: "enrollment.refused" })).at(-1);
+    expect(refused?.data).toEqual({ reason: "owner_mismatch", worker: m.workerId });
+    // not consumed: pinned to the right owner, the same token registers
+    const ok = await register(t, token, m.privateKey, { owner: owner.ownerId });
+    expect([ok.status, ok.json.owner]).toEqual([200, owner.ownerId]);
+    // without the secret, the owner check says nothing about the token: 401 like any other
+    const { id } = parseEnrollmentToken(await newToken(t, owner));
+    const keys = t.ctx.keys();
+    const forged = encodeEnrollmentToken({
+      url: t.url,
+      ca_sha256: keys.caSha256,
+      root_kid: keys.root.kid,
+      id,
+      secret: newTokenSecret(),
+    });
+    const probe = await register(t, forged, machineKey().privateKey, { owner: other.ownerId });
+    expect([probe.status, probe.json.error.code]).toEqual([401, "AGENTD_E_CP_TOKEN_INVALID"]);
   });
 
   it("defaults the lifetime to the setting, bounded to 60..86400 s", async () => {

@@ -61,6 +61,21 @@ export function* registerWorkerOp(w: NewWorker): Op<Worker> {
 }
 
 export function* enrollWorkerOp(input: EnrollInput): Op<EnrollResult> {
+  if (input.expect_owner !== undefined) {
+    const t = yield* one<Row>(
+      "SELECT owner_id, secret_sha256 FROM enrollment_tokens WHERE id = ?",
+      [input.token_id],
+    );
+    // Only for the holder of the secret: anyone else learns nothing about the token here
+    // (refused below as unknown or mismatch, like any other).
+    if (
+      t !== undefined &&
+      String(t.secret_sha256) === input.secret_sha256 &&
+      String(t.owner_id) !== input.expect_owner
+    ) {
+      return { ok: false, reason: "owner_mismatch" };
+    }
+  }
   const token = yield* consumeEnrollmentTokenOp(input.token_id, input.secret_sha256, input.now);
   if (!token.ok) return token;
   const worker = yield* registerWorkerOp({ ...input.worker, owner_id: token.owner_id });
