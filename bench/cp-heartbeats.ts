@@ -34,6 +34,7 @@ import { openStore } from "../control-plane/store/open.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
 import { type LoadResult, presign, runLoad } from "./cp/load.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
+import { benchEnv, initCp, serveCp } from "./cp/serve.ts";
 import { machineInfo, round, summarizeNs, table } from "./machine.ts";
 import { cpuSecondsOf, cpuSecondsOfCommand, memoryOf } from "./proxy-scale/proc.ts";
 import { type Child, startChild } from "./proxy-scale/procs.ts";
@@ -80,21 +81,10 @@ const JSON_ONLY = values["json-only"] === true;
 const GOAL_PER_S = 5000;
 
 const REPO = resolve(import.meta.dirname, "..");
-const AGENTD = join(REPO, "bin", "agentd");
-const env = {
-  PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: process.env.HOME ?? "/root",
-  ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
-};
+const env = benchEnv(process.env.BENCH_NODE_OPTIONS);
 const work = mkdtempSync(join(tmpdir(), "agentd-bench-cp-"));
 const children: Child[] = [];
 const machine = machineInfo();
-
-async function runCommand(args: string[]): Promise<Record<string, unknown>> {
-  const c = await startChild(args.join(" "), AGENTD, args, env, 60_000);
-  await c.stop();
-  return c.ready;
-}
 
 /** How many heartbeats the database holds for these agents, read back page by page. */
 async function storedHeartbeats(url: string, agents: readonly SimAgent[]): Promise<number> {
@@ -173,29 +163,9 @@ try {
       await adminQuery(pg.url, "CREATE DATABASE bench_cp");
       url = databaseUrl(pg.url, "bench_cp");
     } else url = `sqlite:${join(work, "cp.db")}`;
-    await runCommand(["cp", "init", "--dir", dir, "--database", url]);
+    await initCp(dir, url);
     const { agents } = await provision(url, { agents: AGENTS });
-    const cp = await startChild(
-      "cp serve",
-      AGENTD,
-      [
-        "cp",
-        "serve",
-        "--dir",
-        dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        url,
-        "--log-level",
-        "warn",
-        // Every simulated agent connects from 127.0.0.1: one address, thousands of machines.
-        "--rate-ip",
-        "0",
-      ],
-      env,
-      60_000,
-    );
+    const cp = await serveCp(dir, url, { env });
     children.push(cp);
     const base = `https://127.0.0.1:${cp.ready.port as number}`;
     const keysDir = existsSync(join(dir, "keys", "ca.crt.pem")) ? join(dir, "keys") : dir;

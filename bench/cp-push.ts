@@ -38,6 +38,7 @@ import { systemClock } from "../lib/clock.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
+import { benchEnv, initCp, serveCp } from "./cp/serve.ts";
 import { machineInfo, rng, round, summarizeNs, table } from "./machine.ts";
 import { memoryOf, raiseOwnFdLimit } from "./proxy-scale/proc.ts";
 import { type Child, startChild } from "./proxy-scale/procs.ts";
@@ -84,8 +85,7 @@ const GOAL_P99_MS = 100;
 const ACTION = "mining.pause";
 
 const REPO = resolve(import.meta.dirname, "..");
-const AGENTD = join(REPO, "bin", "agentd");
-const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" };
+const env = benchEnv();
 const machine = machineInfo();
 // Each agent holds one socket here and one in the server (which inherits this limit).
 const fd = raiseOwnFdLimit(AGENTS + 4096);
@@ -290,14 +290,7 @@ try {
     url = databaseUrl(pg.url, "bench_push");
   } else url = `sqlite:${join(work, "cp.db")}`;
   const dir = join(work, "cp");
-  const init = await startChild(
-    "cp init",
-    AGENTD,
-    ["cp", "init", "--dir", dir, "--database", url],
-    env,
-    60_000,
-  );
-  await init.stop();
+  await initCp(dir, url);
   const random = rng(SEED);
   const targets = Array.from({ length: PUSHES }, () => Math.floor(random() * AGENTS));
   const { agents, operatorKey } = await provision(url, {
@@ -310,28 +303,7 @@ try {
   const httpAgent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: caPem });
 
   // Rate limits off: every agent and the operator come from 127.0.0.1, the operator fast.
-  const served = await startChild(
-    "cp serve",
-    AGENTD,
-    [
-      "cp",
-      "serve",
-      "--dir",
-      dir,
-      "--listen",
-      "127.0.0.1:0",
-      "--database",
-      url,
-      "--log-level",
-      "warn",
-      "--rate-ip",
-      "0",
-      "--rate-caller",
-      "0",
-    ],
-    env,
-    60_000,
-  );
+  const served = await serveCp(dir, url, { rateCaller: false });
   children.push(served);
   const cpOrigin = `https://127.0.0.1:${served.ready.port as number}`;
   let sampleCommand: string | undefined;

@@ -3,6 +3,7 @@ import type { Metric } from "../../lib/metrics/registry.ts";
 import { realTimers, type Timers } from "../http/long-poll.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { type KeySync, syncKeys } from "./keys.ts";
+import { periodic } from "./periodic.ts";
 
 /**
  * Every minute: picks up a key rotation made through another instance (keys.ts syncKeys),
@@ -56,9 +57,6 @@ export function createMaintenance(ctx: ApiContext, o: MaintenanceOptions = {}): 
     "Rows deleted by maintenance, by kind (jtis, challenges, access_tokens, heartbeats).",
     ["kind"],
   );
-  let timer: unknown;
-  let running: Promise<unknown> | undefined;
-  let stopped = true;
 
   async function tick(): Promise<MaintenanceResult> {
     const now = unixSeconds(ctx.clock);
@@ -76,32 +74,22 @@ export function createMaintenance(ctx: ApiContext, o: MaintenanceOptions = {}): 
     return { keys: await syncKeys(ctx), ...purged, heartbeats };
   }
 
-  function schedule(delayMs: number): void {
-    if (stopped) return;
-    timer = timers.setTimeout(() => {
-      timer = undefined;
-      running = tick()
-        .catch((err: unknown) => ctx.logger.error({ err }, "maintenance tick failed"))
-        .finally(() => {
-          running = undefined;
-          schedule(intervalMs);
-        });
-    }, delayMs);
-  }
+  const timer = periodic({
+    timers,
+    intervalMs,
+    random,
+    tick,
+    onError: (err) => ctx.logger.error({ err }, "maintenance tick failed"),
+  });
 
   return {
     routes: [],
     tick,
     async start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule(Math.floor(random() * intervalMs));
+      timer.start();
     },
     async stop() {
-      stopped = true;
-      if (timer !== undefined) timers.clearTimeout(timer);
-      timer = undefined;
-      await running;
+      await timer.stop();
     },
   };
 }

@@ -4,6 +4,7 @@ import type { Metric } from "../../lib/metrics/registry.ts";
 import { realTimers, type Timers } from "../http/long-poll.ts";
 import type { Publication } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
+import { periodic } from "./periodic.ts";
 import { commitPublication, isNothingToPublish, isStalePlan, planPublication } from "./publish.ts";
 
 /**
@@ -72,9 +73,6 @@ export function createRepublisher(ctx: ApiContext, o: RepublisherOptions = {}): 
     "agentd_cp_publications_reissued_total",
     "Publications re-issued before they expired.",
   );
-  let timer: unknown;
-  let running: Promise<unknown> | undefined;
-  let stopped = true;
 
   /** Re-issues one candidate; what happened to it. */
   async function reissue(candidate: Publication, now: number): Promise<keyof TickResult> {
@@ -120,33 +118,23 @@ export function createRepublisher(ctx: ApiContext, o: RepublisherOptions = {}): 
     return counts;
   }
 
-  function schedule(delayMs: number): void {
-    if (stopped) return;
-    timer = timers.setTimeout(() => {
-      timer = undefined;
-      running = tick()
-        .catch((err: unknown) => ctx.logger.error({ err }, "publication re-issue tick failed"))
-        .finally(() => {
-          running = undefined;
-          schedule(intervalMs);
-        });
-    }, delayMs);
-  }
+  const timer = periodic({
+    timers,
+    intervalMs,
+    random,
+    tick,
+    onError: (err) => ctx.logger.error({ err }, "publication re-issue tick failed"),
+  });
 
   return {
     routes: [],
     intervalMs,
     tick,
     async start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule(Math.floor(random() * intervalMs));
+      timer.start();
     },
     async stop() {
-      stopped = true;
-      if (timer !== undefined) timers.clearTimeout(timer);
-      timer = undefined;
-      await running;
+      await timer.stop();
     },
   };
 }

@@ -1,25 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createMaintenance } from "../../../control-plane/api/maintenance.ts";
-import type { Timers } from "../../../control-plane/http/long-poll.ts";
 import { unixSeconds } from "../../../lib/clock.ts";
+import { manualTimers } from "../http/helpers.ts";
 import { useTestCp } from "./harness.ts";
-
-/** Timers the test fires by hand. */
-function manualTimers() {
-  const pending = new Map<number, { fn: () => void; ms: number }>();
-  let next = 1;
-  const timers: Timers = {
-    setTimeout: (fn, ms) => {
-      const id = next++;
-      pending.set(id, { fn, ms });
-      return id;
-    },
-    clearTimeout: (id) => {
-      pending.delete(id as number);
-    },
-  };
-  return { timers, pending };
-}
 
 describe.each(["sqlite", "postgres"] as const)("maintenance (%s)", (backend) => {
   const start = useTestCp();
