@@ -1,0 +1,222 @@
+import {
+  isActionAllowedByConsent,
+  verifyCommand,
+} from "../control-plane/protocol/documents/command.ts";
+import { resolverFor, type VerifiedKeySet } from "../control-plane/protocol/keyset.ts";
+import type {
+  CommandArgsByAction,
+  CommandPayload,
+} from "../control-plane/protocol/schemas/command.ts";
+import type { CommandStatus } from "../control-plane/protocol/schemas/command-result.ts";
+import { type Clock, unixSeconds } from "../lib/clock.ts";
+import { fail, isAgentdError } from "../lib/errors.ts";
+import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import type { CommandAction } from "../policy-guard/documents.ts";
+
+/**
+ * Signed commands (docs/protocol.md, "Commands"), from the push stream or the poll, executed
+ * at most once, in `seq` order, only as the owner's consent allows.
+ *
+ * Checks, in order, each refusal audited with its reason (`command.refused`):
+ * 1. the JWS verifies under one of the pinned key set's `command` keys (a key of another use
+ *    or unknown is refused), is for this worker, and has not expired (protocol/documents);
+ * 2. its `seq` is above the highest this machine has executed, and its `cmd_id` was not
+ *    seen before (kept until the command's `exp`): a replay over any transport runs nothing;
+ * 3. the current consent's `rules.commands` lists the action (no consent: nothing allowed);
+ * 4. a handler exists for the action (parts not built yet answer `refused`,
+ *    `command.unsupported`, and say which).
+ * The `seq` and `cmd_id` are written durably **before** the handler runs: a crash during it
+ * never runs the command again (at most once; the result may be lost, the control plane then
+ * sees the command expire). A verified command gets a signed result, `done`, `failed` or
+ * `refused`, through `postResult`; one that does not verify gets none (its `cmd_id` cannot be
+ * trusted), only the audit record.
+ */
+
+export const COMMAND_LEDGER_FILE = "commands.json";
+const FORMAT = 1;
+
+export type CommandHandler<A extends CommandAction> = (
+  args: CommandArgsByAction[A],
+  command: CommandPayload,
+) => Promise<{ readonly status: "done" | "failed"; readonly reason: string }>;
+
+export type CommandHandlers = { readonly [A in CommandAction]?: CommandHandler<A> };
+
+export interface CommandAuditRecord {
+  readonly type: "command.executed" | "command.refused";
+  readonly cmd_id: string | null;
+  readonly action: string | null;
+  readonly seq: number | null;
+  readonly status: CommandStatus;
+  readonly reason: string;
+}
+
+export interface CommandExecutorOptions {
+  readonly workerId: string;
+  /** The pinned key set in force (its `command` keys verify commands). */
+  readonly keyset: () => VerifiedKeySet;
+  /** The current consent's `rules.commands`; null without a valid consent. */
+  readonly allowed: () => readonly CommandAction[] | null;
+  readonly handlers: CommandHandlers;
+  readonly clock: Clock;
+  /** The ledger file (COMMAND_LEDGER_FILE in the state directory). */
+  readonly ledgerPath: string;
+  /** Appends durably; throws when it cannot (then nothing runs). */
+  readonly audit: (record: CommandAuditRecord) => void;
+  /** Signs and sends the result (protocol client: MachineClient.postCommandResult). */
+  readonly postResult: (r: {
+    readonly cmdId: string;
+    readonly status: CommandStatus;
+    readonly reason: string;
+  }) => Promise<unknown>;
+}
+
+export interface CommandOutcome {
+  readonly cmdId: string | null;
+  readonly status: CommandStatus;
+  readonly reason: string;
+}
+
+export interface CommandExecutor {
+  /** One command JWS; commands given together run in `seq` order. One at a time. */
+  execute(jws: string): Promise<CommandOutcome>;
+  executeAll(jwss: readonly string[]): Promise<CommandOutcome[]>;
+  /** The highest seq executed (or refused after verification). */
+  lastSeq(): number;
+}
+
+interface Ledger {
+  last_seq: number;
+  /** cmd_id → exp (Unix seconds), pruned once expired. */
+  ids: Record<string, number>;
+}
+
+export function createCommandExecutor(o: CommandExecutorOptions): CommandExecutor {
+  let ledger = readLedger(o.ledgerPath);
+  let chain: Promise<unknown> = Promise.resolve();
+
+  const record = (
+    status: CommandStatus,
+    reason: string,
+    c: Pick<CommandPayload, "cmd_id" | "action" | "seq"> | null,
+  ): CommandOutcome => {
+    o.audit({
+      type: status === "refused" ? "command.refused" : "command.executed",
+      cmd_id: c?.cmd_id ?? null,
+      action: c?.action ?? null,
+      seq: c?.seq ?? null,
+      status,
+      reason,
+    });
+    return { cmdId: c?.cmd_id ?? null, status, reason };
+  };
+
+  const finish = async (outcome: CommandOutcome): Promise<CommandOutcome> => {
+    if (outcome.cmdId !== null) {
+      try {
+        await o.postResult({
+          cmdId: outcome.cmdId,
+          status: outcome.status,
+          reason: outcome.reason,
+        });
+      } catch {
+        // The result is best effort: the command has run (or not) either way, and is recorded.
+      }
+    }
+    return outcome;
+  };
+
+  const run = async (jws: string): Promise<CommandOutcome> => {
+    let c: CommandPayload;
+    try {
+      c = verifyCommand(jws, {
+        key: resolverFor(o.keyset(), "command"),
+        worker: o.workerId,
+        clock: o.clock,
+      }).payload;
+    } catch (err) {
+      const code = isAgentdError(err) ? err.code : "AGENTD_E_INTERNAL";
+      return record("refused", `command.invalid: ${code}`, null);
+    }
+    const now = unixSeconds(o.clock);
+    if (c.seq <= ledger.last_seq || Object.hasOwn(ledger.ids, c.cmd_id)) {
+      return finish(record("refused", "command.replayed", c));
+    }
+    // From here on this command counts as executed: durably, before anything runs.
+    ledger = {
+      last_seq: c.seq,
+      ids: {
+        ...Object.fromEntries(Object.entries(ledger.ids).filter(([, exp]) => exp > now)),
+        [c.cmd_id]: c.exp,
+      },
+    };
+    writeStateFile(o.ledgerPath, FORMAT, ledger);
+    if (!isActionAllowedByConsent(c.action, o.allowed() ?? undefined)) {
+      return finish(record("refused", "command.not_allowed", c));
+    }
+    const handler = o.handlers[c.action] as CommandHandler<CommandAction> | undefined;
+    if (handler === undefined) {
+      return finish(
+        record(
+          "refused",
+          `command.unsupported: ${c.action} is not available in this agentd yet`,
+          c,
+        ),
+      );
+    }
+    let result: { status: "done" | "failed"; reason: string };
+    try {
+      result = await handler(c.args as never, c);
+    } catch (err) {
+      result = { status: "failed", reason: isAgentdError(err) ? err.code : "handler error" };
+    }
+    return finish(record(result.status, result.reason.slice(0, 200), c));
+  };
+
+  const execute = (jws: string): Promise<CommandOutcome> => {
+    const next = chain.then(() => run(jws));
+    chain = next.catch(() => {});
+    return next;
+  };
+
+  return {
+    execute,
+    async executeAll(jwss) {
+      // In seq order; a document whose seq cannot be read goes first (it is refused).
+      const withSeq = jwss.map((jws) => ({ jws, seq: peekSeq(jws) }));
+      withSeq.sort((a, b) => a.seq - b.seq);
+      const out: CommandOutcome[] = [];
+      for (const { jws } of withSeq) out.push(await execute(jws));
+      return out;
+    },
+    lastSeq: () => ledger.last_seq,
+  };
+}
+
+/** The claimed seq, unverified, for ordering only (-1 when it cannot be read). */
+function peekSeq(jws: string): number {
+  try {
+    const payload = JSON.parse(Buffer.from(jws.split(".")[1] ?? "", "base64url").toString("utf8"));
+    return Number.isSafeInteger(payload?.seq) ? (payload.seq as number) : -1;
+  } catch {
+    return -1;
+  }
+}
+
+function readLedger(path: string): Ledger {
+  const file = readStateFile(path, { format: FORMAT });
+  if (file === undefined) return { last_seq: 0, ids: {} };
+  const d = file.data as Partial<Ledger> | null;
+  const ids = d?.ids;
+  if (
+    d === null ||
+    typeof d.last_seq !== "number" ||
+    !Number.isSafeInteger(d.last_seq) ||
+    ids === null ||
+    typeof ids !== "object" ||
+    Object.values(ids).some((v) => typeof v !== "number")
+  ) {
+    throw fail("AGENTD_E_FILE_CORRUPT", `${path}: not a command ledger`, { path });
+  }
+  return { last_seq: d.last_seq, ids: { ...ids } };
+}
