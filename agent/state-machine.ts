@@ -16,20 +16,10 @@
  * QUARANTINED short of a decommission (a clone is re-enrolled as a new machine).
  */
 
-export const AGENT_STATES = [
-  "UNREGISTERED",
-  "REGISTERED",
-  "ATTESTED",
-  "POLICY_SYNCED",
-  "ELIGIBLE",
-  "ASSIGNED",
-  "MINING",
-  "PAUSED",
-  "REVOKED",
-  "QUARANTINED",
-  "TERMINATED",
-] as const;
-export type AgentState = (typeof AGENT_STATES)[number];
+import { AGENT_STATES, type AgentState } from "../control-plane/protocol/schemas/heartbeat.ts";
+
+// The states are the wire's (heartbeats carry them): one list, in the protocol's schemas.
+export { AGENT_STATES, type AgentState };
 
 export const AGENT_EVENTS = [
   "registered",

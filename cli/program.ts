@@ -8,6 +8,7 @@ import { registerInit } from "./commands/init.ts";
 import { registerLog } from "./commands/log.ts";
 import { registerOwner } from "./commands/owner.ts";
 import { registerPolicy } from "./commands/policy.ts";
+import { registerRun } from "./commands/run.ts";
 import { registerSimAsic } from "./commands/sim-asic.ts";
 import { registerSimPool } from "./commands/sim-pool.ts";
 import { registerStratum } from "./commands/stratum.ts";
@@ -57,6 +58,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   registerInit(program, io, run);
   registerEnroll(program, io, run);
+  registerRun(program, io, run);
   registerOwner(program, io, run);
   registerConsent(program, io, run);
   registerPolicy(program, io, run);

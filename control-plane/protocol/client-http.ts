@@ -94,15 +94,21 @@ export function createTransport(o: TransportOptions): Transport {
     maxSockets: 16,
   });
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let closed = false;
+  const isClosed = () =>
+    fail("AGENTD_E_HTTP", `${origin}: the client is closed`, { errno: "ECLOSED" });
   return {
     origin,
     caPem: o.caPem,
     clock: o.clock,
     timeoutMs,
     async send(r) {
+      if (closed) throw isClosed();
       try {
         return await once(agent, origin, r, timeoutMs);
       } catch (err) {
+        // Closed meanwhile (its sockets destroyed): no retry, nothing new may start.
+        if (closed) throw isClosed();
         // A pooled connection the server closed while idle: the request never reached it,
         // so one retry on a fresh connection is safe (with fresh headers and proof).
         if ((err as { retryable?: boolean }).retryable === true) {
@@ -112,6 +118,7 @@ export function createTransport(o: TransportOptions): Transport {
       }
     },
     close() {
+      closed = true;
       agent.destroy();
     },
   };

@@ -1,0 +1,314 @@
+import { join } from "node:path";
+import {
+  createMachineClient,
+  type MachineClient,
+} from "../control-plane/protocol/client-machine.ts";
+import type { StreamHandle } from "../control-plane/protocol/client-stream.ts";
+import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts";
+import type { WorkerEvent } from "../control-plane/protocol/schemas/api-worker.ts";
+import type { HostFacts } from "../control-plane/protocol/schemas/attestation.ts";
+import type { Clock } from "../lib/clock.ts";
+import { fail, isAgentdError } from "../lib/errors.ts";
+import { ChainLog } from "../lib/fs/chain-log.ts";
+import type { Logger } from "../lib/log/logger.ts";
+import { EnforcementEngine } from "../policy-guard/engine.ts";
+import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
+import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
+import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
+import { readEnrollment } from "./enrollment.ts";
+import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
+import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
+import { ensureStateDir, loadMachineIdentity } from "./identity.ts";
+import type { AgentEvent, AgentState } from "./state-machine.ts";
+
+/**
+ * `agentd run`, first layer: the composition root of an enrolled machine talking to its
+ * control plane. Starts, in order: the state directory and audit log (everything below
+ * records into it), the agent's state, the heartbeat counter, the enforcement engine (the
+ * policy guard, on the stored bundle, the owner key pinned at enrollment and the control
+ * plane's publication keys from the pinned key set), the protocol client, attestation, the
+ * policy long poll, the push stream (publications, revocations, decommissions, commands), the
+ * command executor, the heartbeats. `close` stops them in reverse, once.
+ *
+ * The state follows the documents (BRIEF section 6): attested after attestation; POLICY_SYNCED
+ * when a bundle is accepted; ELIGIBLE while the decision allows mining, back to POLICY_SYNCED
+ * when it stops allowing it; REVOKED when a revocation is accepted (and POLICY_SYNCED again
+ * only with a newer consent); TERMINATED after a decommission; QUARANTINED when the control
+ * plane says so at attestation. Not in this layer yet (issue 6): the Stratum proxy and the
+ * ASSIGNED/MINING states, the local API, metrics, eligibility, the command handlers (every
+ * command is answered `command.unsupported`), host facts for the decision.
+ */
+
+export interface AgentDaemonOptions {
+  readonly stateDir: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly agentVersion: string;
+  readonly heartbeatIntervalS: number;
+  readonly hostFacts: () => HostFacts;
+  /** Longest wait of one policy long poll (default 25 s). */
+  readonly longPollS?: number;
+}
+
+export interface RunningAgent {
+  readonly workerId: string;
+  readonly url: string;
+  state(): AgentState;
+  close(): Promise<void>;
+}
+
+const timers = {
+  setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+  clearTimeout: (h: unknown) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
+  const log = o.logger;
+  ensureStateDir(o.stateDir);
+  const enrolled = readEnrollment(o.stateDir);
+  if (enrolled === null) {
+    throw fail("AGENTD_E_NOT_ENROLLED", "this machine is not enrolled: run agentd enroll first", {
+      path: o.stateDir,
+    });
+  }
+  const machine = loadMachineIdentity(o.stateDir);
+  if (machine.workerId !== enrolled.record.worker_id) {
+    throw fail(
+      "AGENTD_E_NOT_ENROLLED",
+      "the machine key is not the one that was enrolled: run agentd enroll --force",
+      { path: o.stateDir },
+    );
+  }
+  const workerId = machine.workerId;
+  const stops: { readonly name: string; readonly stop: () => void | Promise<void> }[] = [];
+  const onStop = (name: string, stop: () => void | Promise<void>) => stops.push({ name, stop });
+  const stopAll = async () => {
+    for (const { name, stop } of stops.splice(0).reverse()) {
+      try {
+        await stop();
+        log.debug({ part: name }, "stopped");
+      } catch (err) {
+        log.error({ err, part: name }, "stopping a part failed");
+      }
+    }
+  };
+
+  try {
+    const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
+    onStop("audit log", () => audit.close());
+    const state: AgentStateStore = openAgentState(
+      join(o.stateDir, STATE_FILE),
+      (r) => audit.append({ ...r }),
+      o.clock,
+    );
+    if (state.current().state === "TERMINATED") {
+      throw fail(
+        "AGENTD_E_NOT_ENROLLED",
+        "this machine was decommissioned by its owner: enroll it again to use it",
+        { path: o.stateDir },
+      );
+    }
+    const move = (event: AgentEvent, reason: string) => {
+      try {
+        state.apply(event, reason);
+        log.info({ event, state: state.current().state, reason }, "state changed");
+      } catch (err) {
+        if (!isAgentdError(err) || err.code !== "AGENTD_E_STATE_TRANSITION") throw err;
+      }
+    };
+    if (state.current().state === "UNREGISTERED") {
+      move("registered", `enrolled with ${enrolled.record.url}`);
+    }
+    const counter = openHeartbeatCounter(join(o.stateDir, COUNTER_FILE), o.clock);
+
+    const publicationKeys = Object.values(enrolled.keyset.keys.publication);
+    const engine = new EnforcementEngine({
+      stateFile: join(o.stateDir, GUARD_STATE_FILE),
+      worker: workerId,
+      trust: { owner: enrolled.ownerKey, publication: publicationKeys },
+      clock: o.clock,
+      facts: () => ({}),
+      audit: { append: (e) => audit.append(e) },
+      log: log.child({ component: "policy-guard" }),
+    });
+    await engine.start();
+    onStop("engine", () => engine.close());
+
+    /** The state the documents and the decision call for now. */
+    const follow = (why: string) => {
+      const current = state.current().state;
+      const allow = engine.current().mining.allow;
+      if (allow && current === "POLICY_SYNCED") move("eligible", why);
+      if (!allow && ["ELIGIBLE", "ASSIGNED", "MINING", "PAUSED"].includes(current)) {
+        move("ineligible", `${why}: ${engine.current().mining.reasons.join(", ")}`);
+      }
+    };
+    const bundleAccepted = (source: string) => {
+      const current = state.current().state;
+      if (current === "ATTESTED") move("policy_synced", `bundle accepted (${source})`);
+      if (current === "REVOKED") move("consent_renewed", `a newer consent (${source})`);
+      follow(`decision after the bundle (${source})`);
+    };
+
+    const client: MachineClient = createMachineClient({
+      url: enrolled.record.url,
+      caPem: enrolled.record.ca_pem,
+      clock: o.clock,
+      machineKey: machine.privateKey,
+    });
+    onStop("client", () => client.close());
+
+    const attest = async () => {
+      const a = await client.attest(o.hostFacts());
+      if (a.quarantined)
+        move("quarantined", `the control plane quarantined this machine (${a.verdict})`);
+      else if (state.current().state === "REGISTERED") move("attested", `attestation ${a.verdict}`);
+      return a;
+    };
+    const first = await attest();
+    // Again a minute before the access token expires.
+    let attestTimer: ReturnType<typeof setTimeout> | undefined;
+    const scheduleAttest = (expiresAt: number) => {
+      const inMs = Math.max(5_000, expiresAt * 1000 - o.clock.now() - 60_000);
+      attestTimer = setTimeout(() => {
+        attest().then(
+          (a) => scheduleAttest(a.expires_at),
+          (err: unknown) => {
+            log.warn({ err }, "attestation failed; retrying");
+            scheduleAttest(Math.floor(o.clock.now() / 1000) + 90);
+          },
+        );
+      }, inMs);
+    };
+    scheduleAttest(first.expires_at);
+    onStop("attestation timer", () => clearTimeout(attestTimer));
+
+    const executor = createCommandExecutor({
+      workerId,
+      keyset: () => enrolled.keyset,
+      allowed: () => engine.documents().consent?.payload.rules.commands ?? null,
+      handlers: {},
+      clock: o.clock,
+      ledgerPath: join(o.stateDir, COMMAND_LEDGER_FILE),
+      audit: (r) => audit.append({ ...r }),
+      postResult: (r) => client.postCommandResult(r),
+    });
+
+    const onEvent = async (e: WorkerEvent) => {
+      switch (e.kind) {
+        case "publication": {
+          const r = await engine.submitBundle({ consent: e.consent, publication: e.jws }, "push");
+          if (r.accepted) bundleAccepted("push");
+          return;
+        }
+        case "revocation": {
+          const r = await engine.submitRevocation(e.jws, "push");
+          if (r.accepted) move("revoked", "owner-signed revocation (push)");
+          follow("decision after the revocation");
+          return;
+        }
+        case "decommission": {
+          const r = await engine.submitDecommission(e.jws, "push");
+          if (r.accepted) move("decommissioned", "owner-signed decommission (push)");
+          return;
+        }
+        case "command":
+          await executor.execute(e.jws);
+          return;
+      }
+    };
+    const stream: StreamHandle = client.openStream({
+      after: 0,
+      onEvent,
+      onError: (err) => log.warn({ code: err.code, err }, "push stream"),
+    });
+    onStop("push stream", () => stream.close());
+
+    // The policy long poll: the same bundle the stream pushes, for when push is not possible.
+    // Stopping does not wait for a poll in flight: closing the client ends it.
+    let polling = true;
+    let wake: (() => void) | undefined;
+    onStop("policy poll", () => {
+      polling = false;
+      wake?.();
+    });
+    const pause = (ms: number) =>
+      new Promise<void>((r) => {
+        const t = setTimeout(r, ms);
+        wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    void (async () => {
+      let etag: string | null = null;
+      while (polling) {
+        try {
+          const a = await client.getPolicy({ etag, waitS: o.longPollS ?? 25 });
+          if (!polling) return;
+          if (a.changed) {
+            etag = a.etag;
+            const r = await engine.submitBundle(a.bundle, "poll");
+            if (r.accepted) bundleAccepted("poll");
+          }
+        } catch (err) {
+          if (!polling) return;
+          if (!(isAgentdError(err) && err.code === "AGENTD_E_CP_NOT_FOUND")) {
+            log.warn({ err }, "policy poll failed");
+          }
+          await pause(5_000);
+        }
+      }
+    })();
+
+    const sender: HeartbeatSender = createHeartbeatSender({
+      sign: (body) => signHeartbeat({ privateKey: machine.privateKey, body, clock: o.clock }),
+      send: (jws) => client.sendHeartbeat(jws),
+      counter,
+      snapshot: () => {
+        const docs = engine.documents();
+        const d = engine.current();
+        return {
+          state: state.current().state,
+          policy: {
+            version: docs.publication?.payload.version ?? null,
+            consent_sha256: docs.consent?.identity ?? null,
+          },
+          decision: { mining: d.mining.allow, reasons: d.mining.reasons.slice(0, 32) },
+          telemetry: {
+            asics: 0,
+            hashrate_hs: 0,
+            shares_accepted: 0,
+            shares_rejected: 0,
+            uptime_s: Math.floor(process.uptime()),
+          },
+          services: {},
+          agent: { version: o.agentVersion, binary_sha256: o.hostFacts().binary_sha256 },
+          audit_head: audit.head()?.hash ?? null,
+        };
+      },
+      timers,
+      intervalMs: o.heartbeatIntervalS * 1000,
+      reauthenticate: async () => {
+        await attest();
+      },
+      onReplay: (c) => audit.append({ type: "heartbeat.replay", counter: c }),
+    });
+    sender.start();
+    onStop("heartbeats", () => sender.stop());
+
+    let closed: Promise<void> | undefined;
+    return {
+      workerId,
+      url: enrolled.record.url,
+      state: () => state.current().state,
+      close: () => {
+        closed ??= stopAll();
+        return closed;
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,53 @@
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { startAgent } from "../../agent/daemon.ts";
+import { collectHostFacts } from "../../agent/host-facts.ts";
+import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
+import { globalsOf, loadCliConfig } from "../config-context.ts";
+import type { CliIo } from "../io.ts";
+import { type Run, VERSION } from "../program.ts";
+import { untilSignal } from "../signals.ts";
+
+const HELP = `
+Runs the agent of an enrolled machine (agentd enroll first): attests, follows the owner's
+policy (long poll and push), records every state change in the audit log, sends signed
+heartbeats every heartbeat.interval_s and answers signed commands. The first stdout line is
+{"ready": true, "worker_id", "url", "state"}; logs go to stderr. SIGTERM or SIGINT stops it
+cleanly (exit 0); a failed start exits non-zero with the reason.
+`;
+
+export function registerRun(program: Command, io: CliIo, run: Run): void {
+  program
+    .command("run")
+    .description("run the agent (an enrolled machine)")
+    .addHelpText("after", HELP)
+    .option("--state-dir <dir>", "state directory (config paths.state_dir)")
+    .action((opts: { stateDir?: string }, cmd: Command) =>
+      run(false, async () => {
+        const dedicated =
+          opts.stateDir === undefined
+            ? []
+            : [{ key: "paths.state_dir", value: resolve(opts.stateDir), flag: "--state-dir" }];
+        const { config } = loadCliConfig(io, globalsOf(cmd), dedicated);
+        const logger = createLogger({ level: config.log.level as LogLevel });
+        const facts = collectHostFacts({ agentVersion: VERSION });
+        const agent = await startAgent({
+          stateDir: config.paths.state_dir,
+          clock: io.clock,
+          logger,
+          agentVersion: VERSION,
+          heartbeatIntervalS: config.heartbeat.interval_s,
+          hostFacts: () => facts,
+        });
+        // Handlers first: a signal right after the ready line must still shut down cleanly.
+        const stopped = untilSignal();
+        io.stdout(
+          `${JSON.stringify({ ready: true, worker_id: agent.workerId, url: agent.url, state: agent.state() })}\n`,
+        );
+        const signal = await stopped;
+        logger.info({ signal }, "shutting down");
+        await agent.close();
+        return 0;
+      }),
+    );
+}

@@ -1,0 +1,195 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApiClient } from "../../control-plane/protocol/client-api.ts";
+import { openStore } from "../../control-plane/store/open.ts";
+import { systemClock } from "../../lib/clock.ts";
+import { generateEd25519KeyPair } from "../../lib/crypto/ed25519.ts";
+import { writePublicKeyFile } from "../../lib/crypto/key-files.ts";
+import { signConsent, signRevocation } from "../../policy-guard/sign.ts";
+import { AGENTD_BIN, agentd } from "../support/cli.ts";
+
+/**
+ * `agentd run` against `agentd cp serve`, both real processes over TLS: an enrolled machine
+ * attests, sends signed heartbeats, takes the owner's consent when it is published (pushed),
+ * stops at the owner's revocation, records every state change in its hash-chained audit log,
+ * and shuts down cleanly on SIGTERM.
+ */
+
+const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
+const env = { PATH: process.env.PATH ?? "", HOME: "/root" };
+
+function daemon(args: string[]): Promise<{ child: ChildProcess; ready: Record<string, unknown> }> {
+  const child = spawn(AGENTD_BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const stderr: string[] = [];
+  child.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once("line", (l) =>
+      resolve({ child, ready: json(l) }),
+    );
+    child.once("exit", (code) => reject(new Error(`exited ${code}: ${stderr.join("")}`)));
+  });
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("agentd run with a control plane", () => {
+  let base = "";
+  let cp: ChildProcess;
+  let cpReady: Record<string, unknown> = {};
+  let caFile = "";
+  let adminKey = "";
+
+  beforeAll(async () => {
+    base = mkdtempSync(join(tmpdir(), "agentd-run-"));
+    const init = agentd(["cp", "init", "--dir", join(base, "cp"), "--host", "127.0.0.1"]);
+    expect(init.code, init.stderr).toBe(0);
+    ({ api_key: adminKey, ca_file: caFile } = json(init.stdout) as {
+      api_key: string;
+      ca_file: string;
+    });
+    ({ child: cp, ready: cpReady } = await daemon([
+      "cp",
+      "serve",
+      "--dir",
+      join(base, "cp"),
+      "--listen",
+      "127.0.0.1:0",
+    ]));
+  }, 60_000);
+
+  afterAll(() => {
+    if (cp.exitCode === null && cp.signalCode === null) cp.kill("SIGKILL");
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it("refuses to start on a machine that is not enrolled", () => {
+    const r = agentd(["run", "--state-dir", join(base, "nobody")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("AGENTD_E_NOT_ENROLLED");
+  });
+
+  it("attests, heartbeats, follows the published consent, stops at the revocation, exits cleanly", async () => {
+    const remote = ["--url", String(cpReady.url), "--ca", caFile];
+    const owner = generateEd25519KeyPair();
+    writePublicKeyFile(join(base, "owner.pub"), owner.publicKey);
+    const added = agentd(
+      ["cp", "owner", "add", "--owner-pub", join(base, "owner.pub"), "--json", ...remote],
+      { AGENTD_CP_API_KEY: adminKey },
+    );
+    expect(added.code, added.stderr).toBe(0);
+    const ownerApiKey = String(json(added.stdout).api_key);
+    const token = agentd(["cp", "token", "create", ...remote], { AGENTD_CP_API_KEY: ownerApiKey });
+    expect(token.code, token.stderr).toBe(0);
+    const state = join(base, "machine");
+    const enrolled = agentd([
+      "enroll",
+      "--token",
+      token.stdout.trim(),
+      "--owner-pub",
+      join(base, "owner.pub"),
+      "--state-dir",
+      state,
+      "--json",
+    ]);
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    const worker = String(json(enrolled.stdout).worker_id);
+
+    const { child, ready } = await daemon([
+      "run",
+      "--state-dir",
+      state,
+      "--set",
+      "heartbeat.interval_s=1",
+    ]);
+    try {
+      expect(ready).toMatchObject({ ready: true, worker_id: worker, url: cpReady.url });
+      const store = openStore(`sqlite:${join(base, "cp", "cp.db")}`);
+      const heartbeats = async () => {
+        const hbs = await store.listHeartbeats(worker);
+        return hbs.map((h) =>
+          JSON.parse(Buffer.from(h.jws.split(".")[1] ?? "", "base64url").toString()),
+        );
+      };
+      const agentState = () =>
+        (
+          JSON.parse(readFileSync(join(state, "agent-state.json"), "utf8")) as {
+            data: { state: string };
+          }
+        ).data.state;
+      try {
+        // attested, heartbeating with increasing counters
+        await until("two heartbeats", async () =>
+          (await heartbeats()).length >= 2 ? true : undefined,
+        );
+        const first = await heartbeats();
+        expect(first[0].state).toBe("ATTESTED");
+        expect(first[0].counter).toBeGreaterThan(first[1].counter);
+
+        // the owner's consent, published and pushed
+        const api = createApiClient({
+          url: String(cpReady.url),
+          caPem: readFileSync(caFile, "utf8"),
+          clock: systemClock,
+          apiKey: ownerApiKey,
+        });
+        const now = Math.floor(Date.now() / 1000);
+        await api.postConsent(
+          signConsent({
+            ownerKey: owner.privateKey,
+            worker,
+            policyId: "e2e",
+            seq: 1,
+            iat: now,
+            exp: now + 86_400,
+            rules: { upstreams: [{ url: "stratum+tcp://pool.example:3333", user: "owner.rig" }] },
+          }),
+        );
+        await until("the consent taken", () =>
+          ["POLICY_SYNCED", "ELIGIBLE"].includes(agentState()) ? true : undefined,
+        );
+        const synced = await until("a heartbeat naming the publication", async () =>
+          (await heartbeats()).find((h) => h.policy.version !== null),
+        );
+        expect(synced.policy.consent_sha256).toMatch(/^[0-9a-f]{64}$/);
+
+        // the owner revokes: the machine stops at once
+        await api.postRevocation(
+          worker,
+          signRevocation({ ownerKey: owner.privateKey, worker, throughSeq: 1, iat: now + 1 }),
+        );
+        await until("REVOKED", () => (agentState() === "REVOKED" ? true : undefined));
+        const revoked = await until("a heartbeat saying REVOKED", async () =>
+          (await heartbeats()).find((h) => h.state === "REVOKED"),
+        );
+        expect(revoked.decision.mining).toBe(false);
+        api.close();
+      } finally {
+        await store.close();
+      }
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      // every transition is in the audit log, and the log verifies
+      const log = readFileSync(join(state, "audit.jsonl"), "utf8").trim().split("\n").map(json);
+      const transitions = log.filter((r) => r.type === "state.transition").map((r) => r.to);
+      expect(transitions.slice(0, 3)).toEqual(["REGISTERED", "ATTESTED", "POLICY_SYNCED"]);
+      expect(transitions.at(-1)).toBe("REVOKED");
+      const verify = agentd(["log", "verify", join(state, "audit.jsonl")]);
+      expect(verify.code, verify.stderr).toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  }, 90_000);
+});
