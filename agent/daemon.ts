@@ -119,6 +119,17 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     if (state.current().state === "UNREGISTERED") {
       move("registered", `enrolled with ${enrolled.record.url}`);
     }
+    // The same key on another machine is a clone: stop here, recorded, until enrolled again.
+    if (o.hostFacts().machine_id_sha256 !== enrolled.record.machine_id_sha256) {
+      move("quarantined", "the machine id is not the one enrolled: a cloned identity");
+    }
+    if (state.current().state === "QUARANTINED") {
+      throw fail(
+        "AGENTD_E_IDENTITY_CLONED",
+        "this machine's identity is quarantined (its key is in use on another machine, or the control plane said so): enroll it again as a new machine",
+        { path: o.stateDir },
+      );
+    }
     const counter = openHeartbeatCounter(join(o.stateDir, COUNTER_FILE), o.clock);
 
     const publicationKeys = Object.values(enrolled.keyset.keys.publication);

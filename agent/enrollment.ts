@@ -1,5 +1,5 @@
 import type { KeyObject } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { enroll } from "../control-plane/protocol/client-enroll.ts";
 import { type VerifiedKeySet, verifyKeySet } from "../control-plane/protocol/keyset.ts";
@@ -8,6 +8,7 @@ import type { Clock } from "../lib/clock.ts";
 import { jwkThumbprint, publicJwk, publicKeyFromJwk } from "../lib/crypto/ed25519.ts";
 import { fail } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import { STATE_FILE } from "./agent-state.ts";
 import { initMachineIdentity, loadMachineIdentity } from "./identity.ts";
 
 /**
@@ -40,6 +41,11 @@ export interface EnrollmentRecord {
   readonly ca_pem: string;
   /** Unix seconds. */
   readonly enrolled_at: number;
+  /**
+   * The hashed machine id at enrollment: the same key on another machine is a clone, and
+   * `agentd run` stops there (daemon.ts) until the machine is enrolled again.
+   */
+  readonly machine_id_sha256: string;
 }
 
 export interface EnrollMachineInput {
@@ -81,8 +87,12 @@ export async function enrollMachine(input: EnrollMachineInput): Promise<Enrollme
     keyset: e.keyset.jws,
     ca_pem: e.caPem,
     enrolled_at: Math.floor(input.clock.now() / 1000),
+    machine_id_sha256: input.facts.machine_id_sha256,
   };
   writeStateFile(path, FORMAT, record);
+  // A new enrollment starts the agent's states over (a quarantined clone, enrolled again as
+  // the new machine it is, may run); the audit log and the heartbeat counter go on.
+  rmSync(join(input.stateDir, STATE_FILE), { force: true });
   return record;
 }
 
@@ -105,7 +115,7 @@ export function readEnrollment(stateDir: string): Enrolled | null {
     const ownerKey = publicKeyFromJwk(r.owner_jwk);
     if (jwkThumbprint(ownerKey) !== r.owner_id) throw new Error("owner key is not the owner id's");
     const keyset = verifyKeySet(r.keyset, { rootKid: r.root_kid });
-    for (const k of ["url", "worker_id", "ca_pem"] as const) {
+    for (const k of ["url", "worker_id", "ca_pem", "machine_id_sha256"] as const) {
       if (typeof r[k] !== "string" || r[k] === "") throw new Error(`${k} is missing`);
     }
     return { record: r, ownerKey, keyset };

@@ -44,6 +44,7 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_FILE_EXISTS: "failure",
   AGENTD_E_STATE_TRANSITION: "denied",
   AGENTD_E_NOT_ENROLLED: "failure",
+  AGENTD_E_IDENTITY_CLONED: "denied",
 
   // keys
   AGENTD_E_KEY_INVALID: "failure",
