@@ -1,4 +1,5 @@
-import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import {
   createMachineClient,
   type MachineClient,
@@ -8,9 +9,11 @@ import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts"
 import type { WorkerEvent } from "../control-plane/protocol/schemas/api-worker.ts";
 import type { HostFacts } from "../control-plane/protocol/schemas/attestation.ts";
 import type { Clock } from "../lib/clock.ts";
+import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../lib/errors.ts";
 import { ChainLog } from "../lib/fs/chain-log.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import { DOC_TYP } from "../policy-guard/documents.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
@@ -19,6 +22,7 @@ import { readEnrollment } from "./enrollment.ts";
 import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
 import { ensureStateDir, loadMachineIdentity } from "./identity.ts";
+import { startLocalApi } from "./local-api.ts";
 import type { AgentEvent, AgentState } from "./state-machine.ts";
 
 /**
@@ -34,9 +38,11 @@ import type { AgentEvent, AgentState } from "./state-machine.ts";
  * when a bundle is accepted; ELIGIBLE while the decision allows mining, back to POLICY_SYNCED
  * when it stops allowing it; REVOKED when a revocation is accepted (and POLICY_SYNCED again
  * only with a newer consent); TERMINATED after a decommission; QUARANTINED when the control
- * plane says so at attestation. Not in this layer yet (issue 6): the Stratum proxy and the
- * ASSIGNED/MINING states, the local API, metrics, eligibility, the command handlers (every
- * command is answered `command.unsupported`), host facts for the decision.
+ * plane says so at attestation. The local API (local-api.ts, a unix socket) shows the status
+ * and takes the owner's revocation without any control plane. Not in this layer yet (issue 6):
+ * the Stratum proxy and the ASSIGNED/MINING states, the local API's other views and its TCP
+ * listener, metrics, eligibility, the command handlers (every command is answered
+ * `command.unsupported`), host facts for the decision.
  */
 
 export interface AgentDaemonOptions {
@@ -48,11 +54,14 @@ export interface AgentDaemonOptions {
   readonly hostFacts: () => HostFacts;
   /** Longest wait of one policy long poll (default 25 s). */
   readonly longPollS?: number;
+  /** The local API's unix socket (config api.socket); its directory is made if missing. */
+  readonly apiSocket: string;
 }
 
 export interface RunningAgent {
   readonly workerId: string;
   readonly url: string;
+  readonly apiSocket: string;
   state(): AgentState;
   close(): Promise<void>;
 }
@@ -308,10 +317,59 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     sender.start();
     onStop("heartbeats", () => sender.stop());
 
+    /** A revocation or decommission from the owner on this machine (local API). */
+    const applyLocally = async (jws: string) => {
+      let typ: unknown;
+      try {
+        typ = decodeJwsUnverified(jws).header.typ;
+      } catch {
+        typ = undefined;
+      }
+      if (typ === DOC_TYP.decommission) {
+        const r = await engine.submitDecommission(jws, "local");
+        if (r.accepted) move("decommissioned", "owner-signed decommission (local API)");
+        return r;
+      }
+      const r = await engine.submitRevocation(jws, "local");
+      if (r.accepted) move("revoked", "owner-signed revocation (local API)");
+      follow("decision after the revocation");
+      return r;
+    };
+    mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o750 });
+    const api = await startLocalApi({
+      socket: o.apiSocket,
+      logger: log.child({ component: "local-api" }),
+      handlers: {
+        status: () => {
+          const s = state.current();
+          const d = engine.current();
+          const docs = engine.documents();
+          return {
+            worker_id: workerId,
+            url: enrolled.record.url,
+            owner_id: enrolled.record.owner_id,
+            state: s.state,
+            since: s.since,
+            reason: s.reason,
+            decision: { mining: d.mining.allow, reasons: d.mining.reasons },
+            policy: {
+              version: docs.publication?.payload.version ?? null,
+              consent_sha256: docs.consent?.identity ?? null,
+            },
+            heartbeats: sender.stats(),
+            audit_head: audit.head(),
+          };
+        },
+        revoke: applyLocally,
+      },
+    });
+    onStop("local API", () => api.close());
+
     let closed: Promise<void> | undefined;
     return {
       workerId,
       url: enrolled.record.url,
+      apiSocket: api.socket,
       state: () => state.current().state,
       close: () => {
         closed ??= stopAll();

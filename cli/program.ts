@@ -11,6 +11,7 @@ import { registerPolicy } from "./commands/policy.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerSimAsic } from "./commands/sim-asic.ts";
 import { registerSimPool } from "./commands/sim-pool.ts";
+import { registerStatus } from "./commands/status.ts";
 import { registerStratum } from "./commands/stratum.ts";
 import type { CliIo } from "./io.ts";
 import { reportError } from "./output.ts";
@@ -59,6 +60,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   registerInit(program, io, run);
   registerEnroll(program, io, run);
   registerRun(program, io, run);
+  registerStatus(program, io, run);
   registerOwner(program, io, run);
   registerConsent(program, io, run);
   registerPolicy(program, io, run);

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import type { Command } from "commander";
 import { parse as parseToml, TomlError } from "smol-toml";
+import { localApiRequest } from "../../agent/local-api.ts";
 import { readPrivateKeyFile } from "../../lib/crypto/key-files.ts";
 import { AgentdError, fail } from "../../lib/errors.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic.ts";
@@ -9,6 +10,7 @@ import { ioError } from "../../lib/fs/trust.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
 import { parseRules, type Rules } from "../../policy-guard/documents.ts";
 import { signConsent, signRevocation } from "../../policy-guard/sign.ts";
+import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import type { Run } from "../program.ts";
 import { parsePositiveInt, parseWorkerId } from "../time.ts";
@@ -41,9 +43,10 @@ member at fault (such as rules.max_watts). The consent is valid from now (iat = 
 `;
 
 const REVOKE_HELP = `
---apply delivers the revocation to the local agent's API, which this version of agentd does
-not have yet: with --apply the revocation is still printed (or written to --out), then the
-command reports AGENTD_E_IO and exits 1. Deliver the printed revocation by other means.
+--apply also delivers the revocation to the agent running on this machine, through its local
+API (api.socket), which applies it through the policy guard at once — no control plane is
+needed to stop a machine. The revocation is printed (or written to --out) either way; if the
+agent cannot be reached or refuses it, the command says why and exits 1 (3 if refused).
 `;
 
 export function registerConsent(program: Command, io: CliIo, run: Run): void {
@@ -101,17 +104,20 @@ export function registerConsent(program: Command, io: CliIo, run: Run): void {
     .requiredOption("--worker <id>", "the worker id (machine key thumbprint)")
     .requiredOption("--through-seq <n>", "revoke every consent with seq up to and including n")
     .option("--out <file>", "write the JWS here (0644) instead of printing it")
-    .option("--apply", "deliver it to the local agent (not available yet: see below)", false)
+    .option("--apply", "deliver it to the agent running here (local API)", false)
     .addHelpText("after", REVOKE_HELP)
     .action(
-      (opts: {
-        ownerKey: string;
-        worker: string;
-        throughSeq: string;
-        out?: string;
-        apply: boolean;
-      }) =>
-        run(false, () => {
+      (
+        opts: {
+          ownerKey: string;
+          worker: string;
+          throughSeq: string;
+          out?: string;
+          apply: boolean;
+        },
+        cmd: Command,
+      ) =>
+        run(false, async () => {
           const worker = parseWorkerId(opts.worker);
           const throughSeq = parsePositiveInt(opts.throughSeq, "--through-seq");
           const ownerKey = readPrivateKeyFile(opts.ownerKey);
@@ -119,11 +125,19 @@ export function registerConsent(program: Command, io: CliIo, run: Run): void {
           const jws = signRevocation({ ownerKey, worker, throughSeq, iat });
           emitDocument(io, jws, opts.out);
           if (opts.apply) {
-            throw fail(
-              "AGENTD_E_IO",
-              `--apply: cannot deliver the revocation: this agentd has no local agent API yet; the revocation was ${opts.out === undefined ? "printed" : `written to ${opts.out}`}, deliver it by other means`,
-              { reason: "local_api_unavailable" },
-            );
+            const { config } = loadCliConfig(io, globalsOf(cmd));
+            const r = await localApiRequest(config.api.socket, "POST", "/v1/revocations", {
+              document: jws,
+            });
+            if (r.status !== 200) {
+              const reasons = (r.json.reasons as string[] | undefined) ?? [];
+              throw fail(
+                "AGENTD_E_REVOCATION_REFUSED",
+                `--apply: the agent refused the revocation: ${reasons.join(", ") || JSON.stringify(r.json)}`,
+                { status: r.status },
+              );
+            }
+            io.stderr("agentd: the running agent applied the revocation\n");
           }
           return 0;
         }),

@@ -12,7 +12,8 @@ const HELP = `
 Runs the agent of an enrolled machine (agentd enroll first): attests, follows the owner's
 policy (long poll and push), records every state change in the audit log, sends signed
 heartbeats every heartbeat.interval_s and answers signed commands. The first stdout line is
-{"ready": true, "worker_id", "url", "state"}; logs go to stderr. SIGTERM or SIGINT stops it
+{"ready": true, "worker_id", "url", "state", "api_socket"}; logs go to stderr. The local API
+listens on api.socket (0660): agentd status and agentd consent revoke --apply use it. SIGTERM or SIGINT stops it
 cleanly (exit 0); a failed start exits non-zero with the reason.
 `;
 
@@ -38,11 +39,18 @@ export function registerRun(program: Command, io: CliIo, run: Run): void {
           agentVersion: VERSION,
           heartbeatIntervalS: config.heartbeat.interval_s,
           hostFacts: () => facts,
+          apiSocket: config.api.socket,
         });
         // Handlers first: a signal right after the ready line must still shut down cleanly.
         const stopped = untilSignal();
         io.stdout(
-          `${JSON.stringify({ ready: true, worker_id: agent.workerId, url: agent.url, state: agent.state() })}\n`,
+          `${JSON.stringify({
+            ready: true,
+            worker_id: agent.workerId,
+            url: agent.url,
+            state: agent.state(),
+            api_socket: agent.apiSocket,
+          })}\n`,
         );
         const signal = await stopped;
         logger.info({ signal }, "shutting down");

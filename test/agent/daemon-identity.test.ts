@@ -49,6 +49,7 @@ describe("agentd run: a cloned identity", () => {
         agentVersion: "0.1.0",
         heartbeatIntervalS: 30,
         hostFacts: () => ({ ...FACTS, machine_id_sha256: machineId }),
+        apiSocket: join(stateDir, "agentd.sock"),
       });
     const refusal = async (p: Promise<unknown>) => {
       try {

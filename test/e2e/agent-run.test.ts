@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -14,8 +14,9 @@ import { AGENTD_BIN, agentd } from "../support/cli.ts";
 
 /**
  * `agentd run` against `agentd cp serve`, both real processes over TLS: an enrolled machine
- * attests, sends signed heartbeats, takes the owner's consent when it is published (pushed),
- * stops at the owner's revocation, records every state change in its hash-chained audit log,
+ * attests, sends signed heartbeats, shows its status on its local API, takes the owner's
+ * consent when it is published (pushed), stops at the owner's revocation given on the machine
+ * itself (`agentd consent revoke --apply`, no control plane involved), records every state change in its hash-chained audit log,
  * and shuts down cleanly on SIGTERM.
  */
 
@@ -106,15 +107,27 @@ describe("agentd run with a control plane", () => {
     expect(enrolled.code, enrolled.stderr).toBe(0);
     const worker = String(json(enrolled.stdout).worker_id);
 
+    const socket = join(base, "run", "agentd.sock");
     const { child, ready } = await daemon([
       "run",
       "--state-dir",
       state,
       "--set",
       "heartbeat.interval_s=1",
+      "--set",
+      `api.socket=${socket}`,
     ]);
     try {
-      expect(ready).toMatchObject({ ready: true, worker_id: worker, url: cpReady.url });
+      expect(ready).toMatchObject({
+        ready: true,
+        worker_id: worker,
+        url: cpReady.url,
+        api_socket: socket,
+      });
+      // the local API: agentd status
+      const status = agentd(["status", "--json", "--set", `api.socket=${socket}`]);
+      expect(status.code, status.stderr).toBe(0);
+      expect(json(status.stdout)).toMatchObject({ worker_id: worker, state: "ATTESTED" });
       const store = openStore(`sqlite:${join(base, "cp", "cp.db")}`);
       const heartbeats = async () => {
         const hbs = await store.listHeartbeats(worker);
@@ -164,16 +177,56 @@ describe("agentd run with a control plane", () => {
         );
         expect(synced.policy.consent_sha256).toMatch(/^[0-9a-f]{64}$/);
 
-        // the owner revokes: the machine stops at once
-        await api.postRevocation(
-          worker,
-          signRevocation({ ownerKey: owner.privateKey, worker, throughSeq: 1, iat: now + 1 }),
+        // the owner revokes on the machine itself, through the local API: no control plane
+        writeFileSync(
+          join(base, "owner.key"),
+          owner.privateKey.export({ type: "pkcs8", format: "pem" }),
+          {
+            mode: 0o600,
+          },
         );
+        const revoke = agentd([
+          "consent",
+          "revoke",
+          "--owner-key",
+          join(base, "owner.key"),
+          "--worker",
+          worker,
+          "--through-seq",
+          "1",
+          "--apply",
+          "--set",
+          `api.socket=${socket}`,
+        ]);
+        expect(revoke.code, revoke.stderr).toBe(0);
+        expect(revoke.stderr).toContain("applied the revocation");
         await until("REVOKED", () => (agentState() === "REVOKED" ? true : undefined));
         const revoked = await until("a heartbeat saying REVOKED", async () =>
           (await heartbeats()).find((h) => h.state === "REVOKED"),
         );
         expect(revoked.decision.mining).toBe(false);
+
+        // a newer consent brings it back; a revocation through the control plane (pushed)
+        // stops it again
+        await api.postConsent(
+          signConsent({
+            ownerKey: owner.privateKey,
+            worker,
+            policyId: "e2e",
+            seq: 2,
+            iat: now + 2,
+            exp: now + 86_400,
+            rules: { upstreams: [{ url: "stratum+tcp://pool.example:3333", user: "owner.rig" }] },
+          }),
+        );
+        await until("back after the newer consent", () =>
+          ["POLICY_SYNCED", "ELIGIBLE"].includes(agentState()) ? true : undefined,
+        );
+        await api.postRevocation(
+          worker,
+          signRevocation({ ownerKey: owner.privateKey, worker, throughSeq: 2, iat: now + 3 }),
+        );
+        await until("REVOKED by push", () => (agentState() === "REVOKED" ? true : undefined));
         api.close();
       } finally {
         await store.close();
