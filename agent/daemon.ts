@@ -9,16 +9,19 @@ import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts"
 import type { WorkerEvent } from "../control-plane/protocol/schemas/api-worker.ts";
 import type { HostFacts } from "../control-plane/protocol/schemas/attestation.ts";
 import type { Clock } from "../lib/clock.ts";
+import type { AgentdConfig } from "../lib/config/schema.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../lib/errors.ts";
 import { ChainLog } from "../lib/fs/chain-log.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import { Registry } from "../lib/metrics/registry.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
 import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
 import { readEnrollment } from "./enrollment.ts";
+import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
 import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
 import { ensureStateDir, loadMachineIdentity } from "./identity.ts";
@@ -30,7 +33,8 @@ import type { AgentEvent, AgentState } from "./state-machine.ts";
  * control plane. Starts, in order: the state directory and audit log (everything below
  * records into it), the agent's state, the heartbeat counter, the enforcement engine (the
  * policy guard, on the stored bundle, the owner key pinned at enrollment and the control
- * plane's publication keys from the pinned key set), the protocol client, attestation, the
+ * plane's publication keys from the pinned key set) with the Stratum proxy for the ASICs as
+ * its mining gate, the protocol client, attestation, the
  * policy long poll, the push stream (publications, revocations, decommissions, commands), the
  * command executor, the heartbeats. `close` stops them in reverse, once.
  *
@@ -40,7 +44,8 @@ import type { AgentEvent, AgentState } from "./state-machine.ts";
  * only with a newer consent); TERMINATED after a decommission; QUARANTINED when the control
  * plane says so at attestation. The local API (local-api.ts, a unix socket) shows the status
  * and takes the owner's revocation without any control plane. Not in this layer yet (issue 6):
- * the Stratum proxy and the ASSIGNED/MINING states, the local API's other views and its TCP
+ * the ASSIGNED/MINING states (the proxy is gated by the decision itself), telemetry from the
+ * proxy's accounting in heartbeats, the local API's other views and its TCP
  * listener, metrics, eligibility, the command handlers (every command is answered
  * `command.unsupported`), host facts for the decision.
  */
@@ -56,12 +61,18 @@ export interface AgentDaemonOptions {
   readonly longPollS?: number;
   /** The local API's unix socket (config api.socket); its directory is made if missing. */
   readonly apiSocket: string;
+  /** The configuration (`stratum.*`, `metrics.max_worker_series` for the Stratum proxy). */
+  readonly config: AgentdConfig;
+  /** Where the Stratum proxy listens for ASICs (config stratum.listen; port 0 allowed). */
+  readonly stratum: { readonly host: string; readonly port: number };
 }
 
 export interface RunningAgent {
   readonly workerId: string;
   readonly url: string;
   readonly apiSocket: string;
+  /** The Stratum proxy's bound address. */
+  readonly stratum: { readonly host: string; readonly port: number };
   state(): AgentState;
   close(): Promise<void>;
 }
@@ -141,16 +152,34 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     }
     const counter = openHeartbeatCounter(join(o.stateDir, COUNTER_FILE), o.clock);
 
+    // The data path: the Stratum proxy, gated by the policy guard (it forwards nothing
+    // until the decision allows mining, and stops when it no longer does).
+    let engineRef: EnforcementEngine | null = null;
+    const proxy = createGuardedProxy({
+      host: o.stratum.host,
+      port: o.stratum.port,
+      config: o.config,
+      clock: o.clock,
+      logger: log,
+      registry: new Registry(),
+      audit,
+      agentVersion: o.agentVersion,
+      engine: () => engineRef,
+    });
     const publicationKeys = Object.values(enrolled.keyset.keys.publication);
     const engine = new EnforcementEngine({
       stateFile: join(o.stateDir, GUARD_STATE_FILE),
       worker: workerId,
       trust: { owner: enrolled.ownerKey, publication: publicationKeys },
       clock: o.clock,
-      facts: () => ({}),
+      facts: proxyFacts(proxy, () => engineRef),
       audit: { append: (e) => audit.append(e) },
       log: log.child({ component: "policy-guard" }),
     });
+    engineRef = engine;
+    engine.registerMiningGate(proxy);
+    const stratum = await proxy.listen();
+    onStop("stratum proxy", () => proxy.close());
     await engine.start();
     onStop("engine", () => engine.close());
 
@@ -296,7 +325,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           },
           decision: { mining: d.mining.allow, reasons: d.mining.reasons.slice(0, 32) },
           telemetry: {
-            asics: 0,
+            asics: proxy.miners,
             hashrate_hs: 0,
             shares_accepted: 0,
             shares_rejected: 0,
@@ -370,6 +399,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       workerId,
       url: enrolled.record.url,
       apiSocket: api.socket,
+      stratum,
       state: () => state.current().state,
       close: () => {
         closed ??= stopAll();

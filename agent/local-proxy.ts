@@ -9,7 +9,8 @@ import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
-import { StratumProxy } from "../stratum-client/proxy.ts";
+import type { StratumProxy } from "../stratum-client/proxy.ts";
+import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
 import { ensureStateDir } from "./identity.ts";
 
 /**
@@ -49,43 +50,24 @@ export async function startLocalProxy(o: LocalProxyOptions): Promise<LocalProxy>
   ensureStateDir(o.stateDir);
   const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
   const registry = new Registry();
-  const s = o.config.stratum;
   let engine: EnforcementEngine | null = null;
-  const proxy = new StratumProxy({
+  const proxy = createGuardedProxy({
     host: o.host,
     port: o.port,
-    agentVersion: o.agentVersion,
+    config: o.config,
     clock: o.clock,
-    logger: o.logger.child({ component: "stratum" }),
+    logger: o.logger,
     registry,
-    maxWorkerSeries: o.config.metrics.max_worker_series,
-    limits: { maxLineBytes: s.max_line_bytes, idleTimeoutMs: s.idle_timeout_s * 1000 },
-    maxConnectionsPerIp: s.max_connections_per_ip,
-    vardiff: s.vardiff
-      ? {
-          targetIntervalS: s.share_interval_s,
-          initial: s.initial_difficulty,
-          min: s.min_difficulty,
-        }
-      : { initial: s.initial_difficulty, min: s.initial_difficulty, max: s.initial_difficulty },
-    audit: (e) => {
-      audit.append({ ...e, actor: "stratum-proxy", at: new Date(o.clock.now()).toISOString() });
-    },
-    onUpstreamChange: () => void engine?.refresh("upstream"),
+    audit,
+    agentVersion: o.agentVersion,
+    engine: () => engine,
   });
   engine = new EnforcementEngine({
     stateFile: join(o.stateDir, GUARD_STATE_FILE),
     worker: o.worker,
     trust: { owner: o.owner, publication: [o.publication] },
     clock: o.clock,
-    // The upstream fact is the one in use, or the policy's first (the only one the proxy
-    // would dial first). Power and temperature come with the ASIC drivers: until then a
-    // consent with max_watts or max_temp_c denies (missing facts), as it must.
-    facts: () => ({
-      upstream:
-        proxy.upstreamInUse() ?? engine?.documents().consent?.payload.rules.upstreams?.[0]?.url,
-      job_class: "sha256d",
-    }),
+    facts: proxyFacts(proxy, () => engine),
     audit,
     log: o.logger.child({ component: "policy-guard" }),
   });

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startAgent } from "../../agent/daemon.ts";
 import { enrollMachine } from "../../agent/enrollment.ts";
 import { initMachineIdentity } from "../../agent/identity.ts";
+import { loadConfig } from "../../lib/config/load.ts";
 import { generateEd25519KeyPair, publicJwk } from "../../lib/crypto/ed25519.ts";
 import { AgentdError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log/logger.ts";
@@ -50,6 +51,8 @@ describe("agentd run: a cloned identity", () => {
         heartbeatIntervalS: 30,
         hostFacts: () => ({ ...FACTS, machine_id_sha256: machineId }),
         apiSocket: join(stateDir, "agentd.sock"),
+        config: loadConfig({ env: {}, defaultPath: join(stateDir, "absent.toml") }).config,
+        stratum: { host: "127.0.0.1", port: 0 },
       });
     const refusal = async (p: Promise<unknown>) => {
       try {

@@ -10,6 +10,8 @@ import { systemClock } from "../../lib/clock.ts";
 import { generateEd25519KeyPair } from "../../lib/crypto/ed25519.ts";
 import { writePublicKeyFile } from "../../lib/crypto/key-files.ts";
 import { signConsent, signRevocation } from "../../policy-guard/sign.ts";
+import { SimCluster } from "../../sim/asic/cluster.ts";
+import { SimPool } from "../../sim/pool/server.ts";
 import { AGENTD_BIN, agentd } from "../support/cli.ts";
 
 /**
@@ -51,8 +53,10 @@ describe("agentd run with a control plane", () => {
   let cpReady: Record<string, unknown> = {};
   let caFile = "";
   let adminKey = "";
+  let pool: SimPool;
 
   beforeAll(async () => {
+    pool = await SimPool.start({ difficulty: 2 ** -16, jobIntervalMs: 3000 });
     base = mkdtempSync(join(tmpdir(), "agentd-run-"));
     const init = agentd(["cp", "init", "--dir", join(base, "cp"), "--host", "127.0.0.1"]);
     expect(init.code, init.stderr).toBe(0);
@@ -70,8 +74,9 @@ describe("agentd run with a control plane", () => {
     ]));
   }, 60_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     if (cp.exitCode === null && cp.signalCode === null) cp.kill("SIGKILL");
+    await pool?.close();
     rmSync(base, { recursive: true, force: true });
   });
 
@@ -116,6 +121,15 @@ describe("agentd run with a control plane", () => {
       "heartbeat.interval_s=1",
       "--set",
       `api.socket=${socket}`,
+      "--set",
+      "stratum.listen=127.0.0.1:0",
+      // CPU-hashing simulated miners need tiny difficulties
+      "--set",
+      `stratum.initial_difficulty=${2 ** -18}`,
+      "--set",
+      `stratum.min_difficulty=${2 ** -19}`,
+      "--set",
+      "stratum.share_interval_s=1",
     ]);
     try {
       expect(ready).toMatchObject({
@@ -123,6 +137,7 @@ describe("agentd run with a control plane", () => {
         worker_id: worker,
         url: cpReady.url,
         api_socket: socket,
+        stratum: { host: "127.0.0.1", port: expect.any(Number) },
       });
       // the local API: agentd status
       const status = agentd(["status", "--json", "--set", `api.socket=${socket}`]);
@@ -166,7 +181,12 @@ describe("agentd run with a control plane", () => {
             seq: 1,
             iat: now,
             exp: now + 86_400,
-            rules: { upstreams: [{ url: "stratum+tcp://pool.example:3333", user: "owner.rig" }] },
+            rules: {
+              upstreams: [
+                { url: `stratum+tcp://127.0.0.1:${pool.address.port}`, user: "owner.rig" },
+              ],
+              networks: ["127.0.0.1/32"],
+            },
           }),
         );
         await until("the consent taken", () =>
@@ -177,30 +197,51 @@ describe("agentd run with a control plane", () => {
         );
         expect(synced.policy.consent_sha256).toMatch(/^[0-9a-f]{64}$/);
 
-        // the owner revokes on the machine itself, through the local API: no control plane
-        writeFileSync(
-          join(base, "owner.key"),
-          owner.privateKey.export({ type: "pkcs8", format: "pem" }),
-          {
-            mode: 0o600,
-          },
-        );
-        const revoke = agentd([
-          "consent",
-          "revoke",
-          "--owner-key",
-          join(base, "owner.key"),
-          "--worker",
-          worker,
-          "--through-seq",
-          "1",
-          "--apply",
-          "--set",
-          `api.socket=${socket}`,
-        ]);
-        expect(revoke.code, revoke.stderr).toBe(0);
-        expect(revoke.stderr).toContain("applied the revocation");
-        await until("REVOKED", () => (agentState() === "REVOKED" ? true : undefined));
+        // ASICs mine through the agent's proxy to the pool the consent names
+        const asics = await SimCluster.start({
+          count: 2,
+          profile: "cpuminer",
+          pools: [`stratum+tcp://127.0.0.1:${(ready.stratum as { port: number }).port}`],
+          user: "sim",
+          silenceTimeoutMs: 5_000,
+          retryDelayMs: 100,
+        });
+        try {
+          await until("shares at the pool", () => (pool.stats().accepted >= 3 ? true : undefined));
+          expect(agentState()).toBe("ELIGIBLE");
+
+          // the owner revokes on the machine itself, through the local API: no control plane
+          writeFileSync(
+            join(base, "owner.key"),
+            owner.privateKey.export({ type: "pkcs8", format: "pem" }),
+            {
+              mode: 0o600,
+            },
+          );
+          const revoke = agentd([
+            "consent",
+            "revoke",
+            "--owner-key",
+            join(base, "owner.key"),
+            "--worker",
+            worker,
+            "--through-seq",
+            "1",
+            "--apply",
+            "--set",
+            `api.socket=${socket}`,
+          ]);
+          expect(revoke.code, revoke.stderr).toBe(0);
+          expect(revoke.stderr).toContain("applied the revocation");
+          await until("REVOKED", () => (agentState() === "REVOKED" ? true : undefined));
+          // the data path is stopped: nothing more reaches the pool
+          await new Promise((r) => setTimeout(r, 300));
+          const stoppedAt = pool.stats().accepted;
+          await new Promise((r) => setTimeout(r, 1500));
+          expect(pool.stats().accepted).toBe(stoppedAt);
+        } finally {
+          await asics.stop();
+        }
         const revoked = await until("a heartbeat saying REVOKED", async () =>
           (await heartbeats()).find((h) => h.state === "REVOKED"),
         );

@@ -1,0 +1,67 @@
+import type { Clock } from "../lib/clock.ts";
+import type { AgentdConfig } from "../lib/config/schema.ts";
+import type { ChainLog } from "../lib/fs/chain-log.ts";
+import type { Logger } from "../lib/log/logger.ts";
+import type { Registry } from "../lib/metrics/registry.ts";
+import type { EnforcementEngine } from "../policy-guard/engine.ts";
+import { StratumProxy } from "../stratum-client/proxy.ts";
+
+/**
+ * The Stratum proxy as the agent runs it under the policy guard, in local mode
+ * (local-proxy.ts) and in `agentd run` (daemon.ts) alike: configured from `stratum.*`, its
+ * audit records in the agent's log, an upstream change re-evaluating the decision, and the
+ * facts the decision reads about it. The engine is given later (it needs the proxy's facts,
+ * the proxy needs to wake it): `engine()` returns it once it exists.
+ */
+export function createGuardedProxy(o: {
+  readonly host: string;
+  readonly port: number;
+  readonly config: AgentdConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly audit: ChainLog;
+  readonly agentVersion: string;
+  readonly engine: () => EnforcementEngine | null;
+}): StratumProxy {
+  const s = o.config.stratum;
+  return new StratumProxy({
+    host: o.host,
+    port: o.port,
+    agentVersion: o.agentVersion,
+    clock: o.clock,
+    logger: o.logger.child({ component: "stratum" }),
+    registry: o.registry,
+    maxWorkerSeries: o.config.metrics.max_worker_series,
+    limits: { maxLineBytes: s.max_line_bytes, idleTimeoutMs: s.idle_timeout_s * 1000 },
+    maxConnectionsPerIp: s.max_connections_per_ip,
+    vardiff: s.vardiff
+      ? {
+          targetIntervalS: s.share_interval_s,
+          initial: s.initial_difficulty,
+          min: s.min_difficulty,
+        }
+      : { initial: s.initial_difficulty, min: s.initial_difficulty, max: s.initial_difficulty },
+    audit: (e) => {
+      o.audit.append({ ...e, actor: "stratum-proxy", at: new Date(o.clock.now()).toISOString() });
+    },
+    onUpstreamChange: () => void o.engine()?.refresh("upstream"),
+  });
+}
+
+/**
+ * The facts the decision reads about the data path: the upstream in use, or the policy's
+ * first (the only one the proxy would dial first). Power and temperature come with the ASIC
+ * drivers: until then a consent with max_watts or max_temp_c denies (missing facts), as it
+ * must.
+ */
+export function proxyFacts(
+  proxy: StratumProxy,
+  engine: () => EnforcementEngine | null,
+): () => Record<string, unknown> {
+  return () => ({
+    upstream:
+      proxy.upstreamInUse() ?? engine()?.documents().consent?.payload.rules.upstreams?.[0]?.url,
+    job_class: "sha256d",
+  });
+}
