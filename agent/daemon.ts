@@ -73,6 +73,8 @@ export interface RunningAgent {
   readonly apiSocket: string;
   /** The Stratum proxy's bound address. */
   readonly stratum: { readonly host: string; readonly port: number };
+  /** What `GET /v1/status` of the local API answers. */
+  status(): Record<string, unknown>;
   state(): AgentState;
   close(): Promise<void>;
 }
@@ -369,30 +371,34 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       socket: o.apiSocket,
       logger: log.child({ component: "local-api" }),
       handlers: {
-        status: () => {
-          const s = state.current();
-          const d = engine.current();
-          const docs = engine.documents();
-          return {
-            worker_id: workerId,
-            url: enrolled.record.url,
-            owner_id: enrolled.record.owner_id,
-            state: s.state,
-            since: s.since,
-            reason: s.reason,
-            decision: { mining: d.mining.allow, reasons: d.mining.reasons },
-            policy: {
-              version: docs.publication?.payload.version ?? null,
-              consent_sha256: docs.consent?.identity ?? null,
-            },
-            heartbeats: sender.stats(),
-            audit_head: audit.head(),
-          };
-        },
+        status: () => statusOf(),
         revoke: applyLocally,
       },
     });
     onStop("local API", () => api.close());
+
+    const record = enrolled.record;
+    const statusOf = (): Record<string, unknown> => {
+      const s = state.current();
+      const d = engine.current();
+      const docs = engine.documents();
+      return {
+        worker_id: workerId,
+        url: record.url,
+        owner_id: record.owner_id,
+        state: s.state,
+        since: s.since,
+        reason: s.reason,
+        decision: { mining: d.mining.allow, reasons: d.mining.reasons },
+        policy: {
+          version: docs.publication?.payload.version ?? null,
+          consent_sha256: docs.consent?.identity ?? null,
+        },
+        heartbeats: sender.stats(),
+        miners: proxy.miners,
+        audit_head: audit.head(),
+      };
+    };
 
     let closed: Promise<void> | undefined;
     return {
@@ -400,6 +406,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       url: enrolled.record.url,
       apiSocket: api.socket,
       stratum,
+      status: statusOf,
       state: () => state.current().state,
       close: () => {
         closed ??= stopAll();

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from "commander";
 import { registerConfig } from "./commands/config.ts";
 import { registerConsent } from "./commands/consent.ts";
 import { registerCp } from "./commands/cp.ts";
+import { registerDevnet } from "./commands/devnet.ts";
 import { registerEnroll } from "./commands/enroll.ts";
 import { registerInit } from "./commands/init.ts";
 import { registerLog } from "./commands/log.ts";
@@ -70,6 +71,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   registerSimAsic(program, io, run);
   registerStratum(program, io, run);
   registerCp(program, io, run);
+  registerDevnet(program, io, run);
   // Every subcommand reports usage errors like the root does and never exits by itself.
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput(program.configureOutput());
