@@ -46,7 +46,8 @@ export interface CommandAuditRecord {
   readonly type: "command.executed" | "command.refused";
   readonly cmd_id: string | null;
   readonly action: string | null;
-  readonly seq: number | null;
+  /** The command's `seq` (named so: `seq` is the audit log's own record number). */
+  readonly command_seq: number | null;
   readonly status: CommandStatus;
   readonly reason: string;
 }
@@ -104,7 +105,7 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
       type: status === "refused" ? "command.refused" : "command.executed",
       cmd_id: c?.cmd_id ?? null,
       action: c?.action ?? null,
-      seq: c?.seq ?? null,
+      command_seq: c?.seq ?? null,
       status,
       reason,
     });
@@ -140,7 +141,10 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
     }
     const now = unixSeconds(o.clock);
     if (c.seq <= ledger.last_seq || Object.hasOwn(ledger.ids, c.cmd_id)) {
-      return finish(record("refused", "command.replayed", c));
+      // Audited, but no result is posted: the command was answered when it ran (or its
+      // result was lost), and a "refused" now would misreport what happened.
+      const replay = record("refused", "command.replayed", c);
+      return replay;
     }
     // From here on this command counts as executed: durably, before anything runs.
     ledger = {

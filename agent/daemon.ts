@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   createMachineClient,
@@ -6,6 +6,7 @@ import {
 } from "../control-plane/protocol/client-machine.ts";
 import type { StreamHandle } from "../control-plane/protocol/client-stream.ts";
 import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts";
+import { acceptKeySetUpdate } from "../control-plane/protocol/keyset.ts";
 import type { WorkerEvent } from "../control-plane/protocol/schemas/api-worker.ts";
 import type { HostFacts } from "../control-plane/protocol/schemas/attestation.ts";
 import type { Clock } from "../lib/clock.ts";
@@ -13,6 +14,7 @@ import type { AgentdConfig } from "../lib/config/schema.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../lib/errors.ts";
 import { ChainLog } from "../lib/fs/chain-log.ts";
+import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
@@ -20,7 +22,7 @@ import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
 import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
-import { readEnrollment } from "./enrollment.ts";
+import { readEnrollment, storeKeySet } from "./enrollment.ts";
 import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
 import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
@@ -79,6 +81,11 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
+/** The push stream's last handled event id. */
+export const STREAM_FILE = "stream.json";
+/** Held while an agent runs on the state directory (its pid inside). */
+export const LOCK_FILE = "agentd.lock";
+
 const timers = {
   setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
   clearTimeout: (h: unknown) => clearTimeout(h as ReturnType<typeof setTimeout>),
@@ -115,6 +122,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     }
   };
 
+  onStop("state directory lock", lockStateDir(o.stateDir));
   try {
     const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
     onStop("audit log", () => audit.close());
@@ -180,6 +188,13 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     engineRef = engine;
     engine.registerMiningGate(proxy);
+    // The state follows every change of the decision, also those time alone brings (a
+    // schedule window ending, a publication past its grace): a gate that only records.
+    let followDecision: ((why: string) => void) | undefined;
+    engine.registerMiningGate({
+      name: "agent-state",
+      apply: () => followDecision?.("the decision changed"),
+    });
     const stratum = await proxy.listen();
     onStop("stratum proxy", () => proxy.close());
     await engine.start();
@@ -194,10 +209,15 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         move("ineligible", `${why}: ${engine.current().mining.reasons.join(", ")}`);
       }
     };
+    followDecision = follow;
+    /** Whether a revocation covers the consent in force (one of older consents does not). */
+    const consentRevoked = () => engine.documents().consentReasons.includes("consent.revoked");
     const bundleAccepted = (source: string) => {
       const current = state.current().state;
       if (current === "ATTESTED") move("policy_synced", `bundle accepted (${source})`);
-      if (current === "REVOKED") move("consent_renewed", `a newer consent (${source})`);
+      if (current === "REVOKED" && !consentRevoked()) {
+        move("consent_renewed", `a newer consent (${source})`);
+      }
       follow(`decision after the bundle (${source})`);
     };
 
@@ -209,35 +229,84 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     onStop("client", () => client.close());
 
+    /**
+     * The control plane's key set, rotated: fetched at every attestation and whenever a
+     * document names a key this machine does not know; accepted only if the pinned root
+     * signed it with a higher seq (acceptKeySetUpdate), then kept in enrollment.json and given
+     * to the policy guard and the command executor. True when it changed.
+     */
+    let keyset = enrolled.keyset;
+    let record = enrolled.record;
+    const refreshKeys = async (why: string): Promise<boolean> => {
+      const { keyset: jws } = await client.getKeys();
+      if (jws === keyset.jws) return false;
+      let next: typeof keyset;
+      try {
+        next = acceptKeySetUpdate(keyset, jws);
+      } catch (err) {
+        audit.append({
+          type: "keys.refused",
+          reason: isAgentdError(err) ? err.code : "invalid",
+          why,
+        });
+        log.warn({ err }, "the control plane's key set was refused");
+        return false;
+      }
+      record = storeKeySet(o.stateDir, record, jws);
+      keyset = next;
+      audit.append({ type: "keys.updated", keyset_seq: next.seq, why });
+      await engine.setPublicationKeys(Object.values(next.keys.publication));
+      log.info({ seq: next.seq, why }, "accepted a rotated key set");
+      return true;
+    };
+    const refreshKeysQuietly = (why: string) =>
+      refreshKeys(why).catch((err: unknown) => {
+        log.warn({ err }, "fetching the key set failed");
+        return false;
+      });
+
     const attest = async () => {
       const a = await client.attest(o.hostFacts());
       if (a.quarantined)
         move("quarantined", `the control plane quarantined this machine (${a.verdict})`);
       else if (state.current().state === "REGISTERED") move("attested", `attestation ${a.verdict}`);
+      await refreshKeysQuietly("attestation");
       return a;
     };
     const first = await attest();
-    // Again a minute before the access token expires.
+    // Again a minute before the access token expires; never once stopping has begun.
     let attestTimer: ReturnType<typeof setTimeout> | undefined;
+    let attesting = true;
     const scheduleAttest = (expiresAt: number) => {
+      if (!attesting) return;
       const inMs = Math.max(5_000, expiresAt * 1000 - o.clock.now() - 60_000);
       attestTimer = setTimeout(() => {
         attest().then(
           (a) => scheduleAttest(a.expires_at),
           (err: unknown) => {
+            if (!attesting) return;
             log.warn({ err }, "attestation failed; retrying");
             scheduleAttest(Math.floor(o.clock.now() / 1000) + 90);
           },
         );
       }, inMs);
+      attestTimer.unref();
     };
     scheduleAttest(first.expires_at);
-    onStop("attestation timer", () => clearTimeout(attestTimer));
+    onStop("attestation timer", () => {
+      attesting = false;
+      clearTimeout(attestTimer);
+    });
 
     const executor = createCommandExecutor({
       workerId,
-      keyset: () => enrolled.keyset,
-      allowed: () => engine.documents().consent?.payload.rules.commands ?? null,
+      keyset: () => keyset,
+      // Only under a consent in force: not a revoked, decommissioned or expired one.
+      allowed: () => {
+        const docs = engine.documents();
+        const valid = docs.consent !== null && docs.consentReasons.length === 0;
+        return valid ? (docs.consent?.payload.rules.commands ?? null) : null;
+      },
       handlers: {},
       clock: o.clock,
       ledgerPath: join(o.stateDir, COMMAND_LEDGER_FILE),
@@ -248,13 +317,20 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     const onEvent = async (e: WorkerEvent) => {
       switch (e.kind) {
         case "publication": {
-          const r = await engine.submitBundle({ consent: e.consent, publication: e.jws }, "push");
+          const bundle = { consent: e.consent, publication: e.jws };
+          let r = await engine.submitBundle(bundle, "push");
+          // Signed by a key not known yet: a rotation; fetch the key set and try again.
+          if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
+            if (await refreshKeysQuietly("unknown publication key")) {
+              r = await engine.submitBundle(bundle, "push");
+            }
+          }
           if (r.accepted) bundleAccepted("push");
           return;
         }
         case "revocation": {
           const r = await engine.submitRevocation(e.jws, "push");
-          if (r.accepted) move("revoked", "owner-signed revocation (push)");
+          if (r.accepted && consentRevoked()) move("revoked", "owner-signed revocation (push)");
           follow("decision after the revocation");
           return;
         }
@@ -263,14 +339,25 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           if (r.accepted) move("decommissioned", "owner-signed decommission (push)");
           return;
         }
-        case "command":
-          await executor.execute(e.jws);
+        case "command": {
+          const out = await executor.execute(e.jws);
+          if (out.reason === "command.invalid: AGENTD_E_JWS_UNKNOWN_KEY") {
+            if (await refreshKeysQuietly("unknown command key")) await executor.execute(e.jws);
+          }
           return;
+        }
       }
     };
+    // Resumed from the last event handled, across restarts: history is not replayed.
+    const streamFile = join(o.stateDir, STREAM_FILE);
+    const streamState = readStateFile(streamFile, { format: 1 });
+    const after = Number((streamState?.data as { after?: unknown } | undefined)?.after ?? 0);
     const stream: StreamHandle = client.openStream({
-      after: 0,
-      onEvent,
+      after: Number.isSafeInteger(after) && after >= 0 ? after : 0,
+      onEvent: async (e) => {
+        await onEvent(e);
+        writeStateFile(streamFile, 1, { after: e.id });
+      },
       onError: (err) => log.warn({ code: err.code, err }, "push stream"),
     });
     onStop("push stream", () => stream.close());
@@ -299,7 +386,12 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           if (!polling) return;
           if (a.changed) {
             etag = a.etag;
-            const r = await engine.submitBundle(a.bundle, "poll");
+            let r = await engine.submitBundle(a.bundle, "poll");
+            if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
+              if (await refreshKeysQuietly("unknown publication key")) {
+                r = await engine.submitBundle(a.bundle, "poll");
+              }
+            }
             if (r.accepted) bundleAccepted("poll");
           }
         } catch (err) {
@@ -347,6 +439,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     sender.start();
     onStop("heartbeats", () => sender.stop());
+    // First of all when stopping: requests in flight end now instead of at their timeouts.
+    onStop("connections", () => client.close());
 
     /** A revocation or decommission from the owner on this machine (local API). */
     const applyLocally = async (jws: string) => {
@@ -362,7 +456,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         return r;
       }
       const r = await engine.submitRevocation(jws, "local");
-      if (r.accepted) move("revoked", "owner-signed revocation (local API)");
+      if (r.accepted && consentRevoked()) move("revoked", "owner-signed revocation (local API)");
       follow("decision after the revocation");
       return r;
     };
@@ -377,7 +471,6 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     onStop("local API", () => api.close());
 
-    const record = enrolled.record;
     const statusOf = (): Record<string, unknown> => {
       const s = state.current();
       const d = engine.current();
@@ -394,6 +487,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           version: docs.publication?.payload.version ?? null,
           consent_sha256: docs.consent?.identity ?? null,
         },
+        keyset_seq: keyset.seq,
         heartbeats: sender.stats(),
         miners: proxy.miners,
         audit_head: audit.head(),
@@ -403,7 +497,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     let closed: Promise<void> | undefined;
     return {
       workerId,
-      url: enrolled.record.url,
+      url: record.url,
       apiSocket: api.socket,
       stratum,
       status: statusOf,
@@ -416,5 +510,40 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/**
+ * One agent per state directory: two would each keep their own command ledger in memory (a
+ * command could run twice), race for heartbeat epochs and interleave the audit chain. The
+ * lock is a file made with O_EXCL holding the pid; one left by a process that is gone is
+ * taken over. Returns the release.
+ */
+function lockStateDir(stateDir: string): () => void {
+  const path = join(stateDir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const pid = Number(readFileSync(path, "utf8").trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw fail("AGENTD_E_FILE_EXISTS", `another agentd (pid ${pid}) runs on ${stateDir}`, {
+          path,
+        });
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  throw fail("AGENTD_E_FILE_EXISTS", `cannot lock ${stateDir}`, { path });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -123,3 +123,17 @@ export function readEnrollment(stateDir: string): Enrolled | null {
     throw fail("AGENTD_E_FILE_CORRUPT", `${path}: not a valid enrollment`, { path }, err);
   }
 }
+
+/**
+ * Keeps a rotated key set (verified by the caller under the pinned root with a higher seq:
+ * keyset.ts acceptKeySetUpdate) in `enrollment.json`, the rest of the record unchanged.
+ */
+export function storeKeySet(
+  stateDir: string,
+  record: EnrollmentRecord,
+  keysetJws: string,
+): EnrollmentRecord {
+  const next = { ...record, keyset: keysetJws };
+  writeStateFile(join(stateDir, ENROLLMENT_FILE), FORMAT, next);
+  return next;
+}

@@ -93,11 +93,13 @@ export function createHeartbeatSender(o: HeartbeatSenderOptions): HeartbeatSende
   let beatTimer: unknown;
   let retryTimer: unknown;
   let running = false;
+  let stopping = false;
 
   const beat = () => {
     queue.push({ counter: o.counter.next(), body: o.snapshot() });
     while (queue.length > maxQueue) {
-      queue.shift();
+      // The oldest goes, unless it is being sent right now: then the one after it.
+      queue.splice(flushing === undefined ? 0 : 1, 1);
       stats.dropped++;
     }
   };
@@ -158,10 +160,12 @@ export function createHeartbeatSender(o: HeartbeatSenderOptions): HeartbeatSende
   };
 
   const flush = (): Promise<void> => {
+    if (queue.length === 0) return flushing ?? Promise.resolve();
     flushing ??= (async () => {
       const replaysBefore = stats.replays;
       try {
-        while (queue.length > 0) {
+        // Once stopped, what is in hand is finished and the rest stays queued.
+        while (queue.length > 0 && (running || !stopping)) {
           // Replays again and again in one flush: something else is wrong (a clone racing
           // ahead); back off instead of spinning.
           const spinning = stats.replays - replaysBefore >= MAX_REPLAYS_PER_FLUSH;
@@ -201,6 +205,7 @@ export function createHeartbeatSender(o: HeartbeatSenderOptions): HeartbeatSende
     },
     async stop() {
       running = false;
+      stopping = true;
       for (const t of [beatTimer, retryTimer]) if (t !== undefined) o.timers.clearTimeout(t);
       beatTimer = undefined;
       retryTimer = undefined;

@@ -102,6 +102,8 @@ export class EnforcementEngine {
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #lastFloorWrite = 0;
+  /** Publication keys given after start (setPublicationKeys); null: the options' ones. */
+  #publicationKeys: readonly KeyObject[] | null = null;
   readonly #mining: MiningGate[] = [];
   readonly #services: ServicesGate[] = [];
   readonly #latencies: GateLatency[] = [];
@@ -261,6 +263,19 @@ export class EnforcementEngine {
     });
   }
 
+  /**
+   * The control plane's publication keys after a key-set rotation the agent verified under
+   * its pinned root (control-plane/protocol/keyset.ts acceptKeySetUpdate): the stored bundle
+   * is verified again under them and the decision recomputed. The owner key is not touched.
+   */
+  setPublicationKeys(keys: readonly KeyObject[]): Promise<void> {
+    return this.#enqueue("keys", this.#o.clock.now(), async (t0) => {
+      this.#publicationKeys = keys;
+      this.#docs = this.#verify(this.#state.bundle, this.#state);
+      await this.#recompute("keys", t0, false);
+    });
+  }
+
   /** Facts changed (power, temperature, upstream): evaluate again. */
   refresh(trigger: string): Promise<void> {
     return this.#enqueue("refresh", this.#o.clock.now(), (t0) =>
@@ -277,9 +292,11 @@ export class EnforcementEngine {
   // ---- internals -------------------------------------------------------------------------
 
   #trust(state: GuardState): TrustAnchors {
-    return state.rotatedOwner === null
-      ? this.#o.trust
-      : { ...this.#o.trust, owner: state.rotatedOwner };
+    const base =
+      this.#publicationKeys === null
+        ? this.#o.trust
+        : { ...this.#o.trust, publication: this.#publicationKeys };
+    return state.rotatedOwner === null ? base : { ...base, owner: state.rotatedOwner };
   }
 
   #verify(bundle: Bundle | null, state: GuardState): VerifiedDocuments {

@@ -7,6 +7,7 @@ import { signAttestation } from "./documents/attestation.ts";
 import { signCommandResult } from "./documents/command-result.ts";
 import { type HeartbeatBody, signHeartbeat } from "./documents/heartbeat.ts";
 import { AUTHORIZATION_SCHEME, createProof, PROOF_HEADER } from "./proof.ts";
+import type { KeysResponse } from "./schemas/api-admin.ts";
 import type { AttestResponse, ChallengeResponse } from "./schemas/api-enrollment.ts";
 import type { AssignmentResponse, WorkerPolicyResponse } from "./schemas/api-policy.ts";
 import type {
@@ -48,6 +49,8 @@ export interface MachineClient {
   /** The access token and its expiry (Unix seconds), or null before `attest`. */
   session(): { readonly accessToken: string; readonly expiresAt: number } | null;
   challenge(): Promise<ChallengeResponse>;
+  /** The control plane's root-signed key set (verify it: keyset.ts acceptKeySetUpdate). */
+  getKeys(): Promise<KeysResponse>;
   /** A fresh challenge, the signed attestation and the access token (kept for later calls). */
   attest(facts: HostFacts): Promise<AttestResponse>;
   /** Signs `body` (counter, state, telemetry…) as of now and sends it. */
@@ -132,6 +135,7 @@ export function createMachineClient(o: MachineClientOptions): MachineClient {
     origin: t.origin,
     session: () => (session === null ? null : { ...session }),
     challenge,
+    getKeys: async () => (await call<"keys-response">(t, "GET", "/v1/keys")).body,
     async attest(facts) {
       const c = await challenge();
       const path = "/v1/auth/agent/attest";
