@@ -273,7 +273,15 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       await refreshKeysQuietly("attestation");
       return a;
     };
-    const first = await attest();
+    // The control plane may be unreachable when the machine starts (a reboot during an
+    // outage): the agent still starts — on its stored bundle the policy guard decides, until
+    // the publication's expiry plus the offline grace — and keeps trying to attest.
+    let first: { expires_at: number } | null = null;
+    try {
+      first = await attest();
+    } catch (err) {
+      log.warn({ err }, "attestation failed at start; running on the stored policy, retrying");
+    }
     // Again a minute before the access token expires; never once stopping has begun.
     let attestTimer: ReturnType<typeof setTimeout> | undefined;
     let attesting = true;
@@ -292,7 +300,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       }, inMs);
       attestTimer.unref();
     };
-    scheduleAttest(first.expires_at);
+    scheduleAttest(first?.expires_at ?? Math.floor(o.clock.now() / 1000) + 70);
     onStop("attestation timer", () => {
       attesting = false;
       clearTimeout(attestTimer);

@@ -38,7 +38,16 @@ export type CallerKind = (typeof CALLER_KINDS)[number];
 export type Caller =
   | { readonly kind: "admin" | "operator" | "auditor"; readonly keyId: string }
   | { readonly kind: "owner"; readonly keyId: string; readonly ownerId: string }
-  | { readonly kind: "machine"; readonly workerId: string }
+  | {
+      readonly kind: "machine";
+      readonly workerId: string;
+      /**
+       * Set when only the access token was checked so far (`machineSignedBody`): the handler
+       * has yet to verify the signed body. Such a caller is rate-limited by its token, not as
+       * the machine, so that a stolen token cannot spend the machine's own allowance.
+       */
+      readonly tokenSha256?: string;
+    }
   | { readonly kind: "token" }
   | { readonly kind: "public" };
 
@@ -187,7 +196,9 @@ async function machineCaller(
   if (!TOKEN68.test(accessToken)) throw unauthenticated("the access token is malformed");
   const proof = singleHeader(req, "agentd-proof");
   if (proof === undefined && signedBody !== undefined) {
-    return machineResult(() => signedBody(accessToken, req));
+    const caller = await machineResult(() => signedBody(accessToken, req));
+    const tokenSha256 = createHash("sha256").update(accessToken, "utf8").digest("hex");
+    return { ...(caller as { kind: "machine"; workerId: string }), tokenSha256 };
   }
   if (proof === undefined || proof === "" || proof.length > MAX_CREDENTIAL_LENGTH) {
     throw fail("AGENTD_E_CP_PROOF_INVALID", "a machine request needs one AgentD-Proof header");
@@ -254,7 +265,9 @@ function unauthenticated(message: string) {
 export function callerKey(caller: Caller): string | undefined {
   switch (caller.kind) {
     case "machine":
-      return `machine:${caller.workerId}`;
+      return caller.tokenSha256 === undefined
+        ? `machine:${caller.workerId}`
+        : `token:${caller.tokenSha256}`;
     case "token":
     case "public":
       return undefined;

@@ -219,3 +219,64 @@ describe("agentd run: the control plane rotates its keys", () => {
     }
   });
 });
+
+describe("agentd run: the control plane unreachable at start", () => {
+  const serve = useServedCp();
+
+  it("starts on the stored policy, which still allows mining, and keeps trying to attest", async () => {
+    const cp = await serve();
+    const owner = generateEd25519KeyPair();
+    const created = await cp.api(cp.adminKey).createOwner({ jwk: publicJwk(owner.publicKey) });
+    const ownerApi = cp.api(created.api_key);
+    const stateDir = mkdtempSync(join(tmpdir(), "agentd-offline-"));
+    dirs.push(stateDir);
+    const enrolled = await enrollMachine({
+      stateDir,
+      token: (await ownerApi.createEnrollmentToken()).token,
+      ownerPub: owner.publicKey,
+      facts: FACTS,
+      clock: cp.clock,
+    });
+    const start = () =>
+      startAgent({
+        stateDir,
+        clock: cp.clock,
+        logger: createLogger({ level: "silent" }),
+        agentVersion: "0.1.0",
+        heartbeatIntervalS: 30,
+        hostFacts: () => FACTS,
+        apiSocket: join(stateDir, "agentd.sock"),
+        config: loadConfig({ env: {}, defaultPath: join(stateDir, "absent.toml") }).config,
+        stratum: { host: "127.0.0.1", port: 0 },
+        longPollS: 1,
+      });
+    const online = await start();
+    const iat = Math.floor(cp.clock.now() / 1000);
+    const published = await ownerApi.postConsent(
+      signConsent({
+        ownerKey: owner.privateKey,
+        worker: enrolled.worker_id,
+        policyId: "offline",
+        seq: 1,
+        iat,
+        exp: iat + 86_400,
+        rules: { upstreams: [{ url: "stratum+tcp://pool.example:3333", user: "o.rig" }] },
+      }),
+    );
+    const mining = (a: typeof online) =>
+      a.status() as { decision: { mining: boolean }; policy: { version: number | null } };
+    await until(() => mining(online).policy.version === published.version, "the publication");
+    expect(mining(online).decision.mining).toBe(true);
+    await online.close();
+
+    await cp.serving.close(); // the control plane goes away
+    const offline = await start();
+    try {
+      expect(mining(offline).policy.version).toBe(published.version);
+      expect(mining(offline).decision.mining).toBe(true);
+      expect(offline.state()).toBe("ELIGIBLE");
+    } finally {
+      await offline.close();
+    }
+  });
+});

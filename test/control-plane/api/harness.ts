@@ -90,6 +90,8 @@ export interface StartOptions {
   readonly groups: (ctx: ApiContext) => readonly ApiGroup[];
   readonly backend?: "sqlite" | "postgres";
   readonly settings?: Partial<Omit<ApiSettings, "publicUrl">>;
+  /** Rate limits (default: none, as startControlPlane). */
+  readonly rateLimits?: Parameters<typeof startControlPlane>[0]["rateLimits"];
   /**
    * Another instance's `databaseUrl`: this one serves the same database (several `agentd cp
    * serve` on one PostgreSQL). Not dropped or removed by this instance.
@@ -133,6 +135,7 @@ export function useTestCp(): (options: StartOptions) => Promise<TestCp> {
       listen: { host: "127.0.0.1", port: 0 },
       groups: options.groups,
       ...(options.settings === undefined ? {} : { settings: options.settings }),
+      ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
     });
     cleanups.push(async () => {
       await cp.close();

@@ -259,6 +259,30 @@ describe.each(["sqlite", "postgres"] as const)("heartbeats (%s)", (backend) => {
     expect((await t.store.listHeartbeats(m.workerId)).map((x) => x.counter)).toEqual([1]);
   });
 
+  it("a stolen token sending junk heartbeats spends its own allowance, not the machine's", async () => {
+    const t = await start({
+      groups: (ctx) => [heartbeatGroup(ctx)],
+      backend,
+      rateLimits: { perCaller: { ratePerSecond: 0.001, burst: 3 } },
+    });
+    const o = await t.owner();
+    const m = await t.machine(o);
+    const thief = await t.machine(o); // a key that is not m's
+    // m's stolen token, with heartbeats the thief can sign: refused, each of them
+    const junk = () =>
+      t.call("POST", `/v1/workers/${m.workerId}/heartbeat`, {
+        machine: m,
+        proof: false,
+        body: { heartbeat: heartbeat(t, thief, body(1)) },
+      });
+    const first = await Promise.all([junk(), junk(), junk()]);
+    expect(first.map((r) => r.status)).toEqual([401, 401, 401]);
+    expect((await junk()).status).toBe(429);
+    // the machine itself, with its proof, is untouched by that
+    const real = await send(t, m, heartbeat(t, m, body(1)));
+    expect(real.status).toBe(200);
+  });
+
   it("flags counter gaps, clock skew and inconsistent telemetry; stores and audits them", async () => {
     const t = await cp();
     const m = await t.machine(await t.owner());
