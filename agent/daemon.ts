@@ -22,11 +22,11 @@ import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
 import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
-import { readEnrollment, storeKeySet } from "./enrollment.ts";
+import { ENROLLMENT_FILE, readEnrollment, storeKeySet } from "./enrollment.ts";
 import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
 import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
-import { ensureStateDir, loadMachineIdentity } from "./identity.ts";
+import { ensureStateDir, loadMachineIdentity, MACHINE_KEY_FILE } from "./identity.ts";
 import { startLocalApi } from "./local-api.ts";
 import type { AgentEvent, AgentState } from "./state-machine.ts";
 
@@ -77,6 +77,11 @@ export interface RunningAgent {
   readonly stratum: { readonly host: string; readonly port: number };
   /** What `GET /v1/status` of the local API answers. */
   status(): Record<string, unknown>;
+  /**
+   * Resolves after an owner-signed decommission was accepted and the credentials wiped:
+   * the caller then stops the agent (`agentd run` exits 0).
+   */
+  readonly terminated: Promise<void>;
   state(): AgentState;
   close(): Promise<void>;
 }
@@ -123,6 +128,10 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
   };
 
   onStop("state directory lock", lockStateDir(o.stateDir));
+  let endTerminated: () => void = () => {};
+  const terminated = new Promise<void>((resolve) => {
+    endTerminated = resolve;
+  });
   try {
     const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
     onStop("audit log", () => audit.close());
@@ -185,6 +194,14 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       facts: proxyFacts(proxy, () => engineRef),
       audit: { append: (e) => audit.append(e) },
       log: log.child({ component: "policy-guard" }),
+      // DOCUMENTS.md section 5: a decommission stops everything and wipes the credentials.
+      onDecommission: () => {
+        for (const f of [MACHINE_KEY_FILE, ENROLLMENT_FILE]) {
+          rmSync(join(o.stateDir, f), { force: true });
+        }
+        audit.append({ type: "credentials.wiped", files: [MACHINE_KEY_FILE, ENROLLMENT_FILE] });
+        endTerminated();
+      },
     });
     engineRef = engine;
     engine.registerMiningGate(proxy);
@@ -509,6 +526,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       apiSocket: api.socket,
       stratum,
       status: statusOf,
+      terminated,
       state: () => state.current().state,
       close: () => {
         closed ??= stopAll();

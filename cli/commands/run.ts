@@ -63,8 +63,8 @@ export function registerRun(program: Command, io: CliIo, run: Run): void {
             stratum: agent.stratum,
           })}\n`,
         );
-        const signal = await stopped;
-        logger.info({ signal }, "shutting down");
+        const why = await Promise.race([stopped, agent.terminated.then(() => "decommissioned")]);
+        logger.info({ why }, "shutting down");
         await agent.close();
         return 0;
       }),

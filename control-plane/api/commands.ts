@@ -160,7 +160,7 @@ function pollCommands(ctx: ApiContext): Route {
     machineParam: "id",
     query: ["after"],
     async authorize({ params }) {
-      await servableWorker(ctx.store, params.id as string);
+      await servableWorker(ctx.store, params.id as string, { allowDecommissioned: true });
     },
     async handler({ params, query }) {
       const q = validate("worker-commands-query", { ...query });
@@ -171,7 +171,9 @@ function pollCommands(ctx: ApiContext): Route {
           pointer: "/after",
         });
       }
-      const w = await servableWorker(ctx.store, params.id as string);
+      const w = await servableWorker(ctx.store, params.id as string, {
+        allowDecommissioned: true,
+      });
       const { events, last } = await eventsAfter(ctx.store, w, after);
       const reply: WorkerCommandsResponse = { events, last_event_id: last };
       return { status: 200, body: reply };

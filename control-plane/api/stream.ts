@@ -40,10 +40,20 @@ const POLICY_KINDS: ReadonlySet<string> = new Set(["publication", "revocation", 
  * unknown → 404, decommissioned → 403 AGENTD_E_CP_FORBIDDEN, quarantined → 403
  * AGENTD_E_CP_QUARANTINED (the heartbeat and attest routes do not use this).
  */
-export async function servableWorker(store: Store, workerId: string): Promise<Worker> {
+export async function servableWorker(
+  store: Store,
+  workerId: string,
+  o: {
+    /**
+     * The stream and its poll twin: a decommissioned machine may still read its events, so
+     * that the owner's decommission reaches it (it then wipes its credentials and stops).
+     */
+    readonly allowDecommissioned?: boolean;
+  } = {},
+): Promise<Worker> {
   const w = await store.getWorker(workerId);
   if (w === null) throw fail("AGENTD_E_CP_NOT_FOUND", "no such worker", { worker: workerId });
-  if (w.decommissioned_at !== null) {
+  if (w.decommissioned_at !== null && o.allowDecommissioned !== true) {
     throw fail("AGENTD_E_CP_FORBIDDEN", "this worker is decommissioned", { worker: workerId });
   }
   if (w.quarantine !== null) {
@@ -306,7 +316,7 @@ export function streamGroup(ctx: ApiContext, options: StreamOptions = {}): ApiGr
     machineParam: "id",
     hubKey: "id",
     async authorize(a: AuthorizeContext) {
-      await servableWorker(ctx.store, a.params.id as string);
+      await servableWorker(ctx.store, a.params.id as string, { allowDecommissioned: true });
     },
     onOpen,
   };

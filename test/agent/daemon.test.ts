@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -9,7 +9,7 @@ import { loadConfig } from "../../lib/config/load.ts";
 import { generateEd25519KeyPair, publicJwk } from "../../lib/crypto/ed25519.ts";
 import { AgentdError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log/logger.ts";
-import { signConsent } from "../../policy-guard/sign.ts";
+import { signConsent, signDecommission } from "../../policy-guard/sign.ts";
 import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
 
 /**
@@ -277,6 +277,59 @@ describe("agentd run: the control plane unreachable at start", () => {
       expect(offline.state()).toBe("ELIGIBLE");
     } finally {
       await offline.close();
+    }
+  });
+});
+
+describe("agentd run: decommissioned by its owner", () => {
+  const serve = useServedCp();
+
+  it("ends in TERMINATED with its credentials wiped, and says it is over", async () => {
+    const cp = await serve();
+    const owner = generateEd25519KeyPair();
+    const created = await cp.api(cp.adminKey).createOwner({ jwk: publicJwk(owner.publicKey) });
+    const ownerApi = cp.api(created.api_key);
+    const stateDir = mkdtempSync(join(tmpdir(), "agentd-decom-"));
+    dirs.push(stateDir);
+    const enrolled = await enrollMachine({
+      stateDir,
+      token: (await ownerApi.createEnrollmentToken()).token,
+      ownerPub: owner.publicKey,
+      facts: FACTS,
+      clock: cp.clock,
+    });
+    const agent = await startAgent({
+      stateDir,
+      clock: cp.clock,
+      logger: createLogger({ level: (process.env.DEBUG_AGENT as "info" | undefined) ?? "silent" }),
+      agentVersion: "0.1.0",
+      heartbeatIntervalS: 30,
+      hostFacts: () => FACTS,
+      apiSocket: join(stateDir, "agentd.sock"),
+      config: loadConfig({ env: {}, defaultPath: join(stateDir, "absent.toml") }).config,
+      stratum: { host: "127.0.0.1", port: 0 },
+      longPollS: 1,
+    });
+    try {
+      let over = false;
+      void agent.terminated.then(() => {
+        over = true;
+      });
+      await ownerApi.postRevocation(
+        enrolled.worker_id,
+        signDecommission({
+          ownerKey: owner.privateKey,
+          worker: enrolled.worker_id,
+          iat: Math.floor(cp.clock.now() / 1000),
+        }),
+      );
+      await until(() => over, "the end");
+      expect(agent.state()).toBe("TERMINATED");
+      expect(existsSync(join(stateDir, "machine.key.pem"))).toBe(false);
+      expect(existsSync(join(stateDir, "enrollment.json"))).toBe(false);
+      expect(readFileSync(join(stateDir, "audit.jsonl"), "utf8")).toContain("credentials.wiped");
+    } finally {
+      await agent.close();
     }
   });
 });
