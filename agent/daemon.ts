@@ -29,6 +29,7 @@ import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.
 import { ensureStateDir, loadMachineIdentity, MACHINE_KEY_FILE } from "./identity.ts";
 import { startLocalApi } from "./local-api.ts";
 import type { AgentEvent, AgentState } from "./state-machine.ts";
+import { STREAM_FILE } from "./stream-state.ts";
 
 /**
  * `agentd run`, first layer: the composition root of an enrolled machine talking to its
@@ -86,8 +87,6 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-/** The push stream's last handled event id. */
-export const STREAM_FILE = "stream.json";
 /** Held while an agent runs on the state directory (its pid inside). */
 export const LOCK_FILE = "agentd.lock";
 

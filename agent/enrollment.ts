@@ -8,8 +8,11 @@ import type { Clock } from "../lib/clock.ts";
 import { jwkThumbprint, publicJwk, publicKeyFromJwk } from "../lib/crypto/ed25519.ts";
 import { fail } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { STATE_FILE } from "./agent-state.ts";
+import { COMMAND_LEDGER_FILE } from "./command-executor.ts";
 import { initMachineIdentity, loadMachineIdentity } from "./identity.ts";
+import { STREAM_FILE } from "./stream-state.ts";
 
 /**
  * `agentd enroll` (docs/protocol.md section 5): the machine registers its key with the control
@@ -78,6 +81,7 @@ export async function enrollMachine(input: EnrollMachineInput): Promise<Enrollme
     clock: input.clock,
     ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
   });
+  const previous = existsSync(path) ? previousWorker(path) : null;
   const record: EnrollmentRecord = {
     url: e.url,
     worker_id: e.workerId,
@@ -93,6 +97,15 @@ export async function enrollMachine(input: EnrollMachineInput): Promise<Enrollme
   // A new enrollment starts the agent's states over (a quarantined clone, enrolled again as
   // the new machine it is, may run); the audit log and the heartbeat counter go on.
   rmSync(join(input.stateDir, STATE_FILE), { force: true });
+  // Another worker id (a new machine key): what was kept about the old worker — the policy
+  // guard's counters, the command ledger, the stream position — would only refuse the new
+  // one's documents or skip its events. The same worker enrolled again keeps them all
+  // (DOCUMENTS.md section 5: a revocation survives re-enrollment).
+  if (previous !== null && previous !== record.worker_id) {
+    for (const f of [GUARD_STATE_FILE, COMMAND_LEDGER_FILE, STREAM_FILE]) {
+      rmSync(join(input.stateDir, f), { force: true });
+    }
+  }
   return record;
 }
 
@@ -136,4 +149,15 @@ export function storeKeySet(
   const next = { ...record, keyset: keysetJws };
   writeStateFile(join(stateDir, ENROLLMENT_FILE), FORMAT, next);
   return next;
+}
+
+/** The worker id of the enrollment being replaced, or null when it cannot be read. */
+function previousWorker(path: string): string | null {
+  try {
+    const file = readStateFile(path, { format: FORMAT });
+    const id = (file?.data as { worker_id?: unknown } | undefined)?.worker_id;
+    return typeof id === "string" ? id : null;
+  } catch {
+    return null;
+  }
 }

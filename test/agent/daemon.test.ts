@@ -122,6 +122,41 @@ describe("agentd run", () => {
     }
   });
 
+  it("a machine enrolled again under a new key starts the policy over; the same key keeps it", async () => {
+    const cp = await serve();
+    const m = await enrolledMachine(cp);
+    const first = await m.start();
+    const published = await m.ownerApi.postConsent(m.consent(5));
+    await until(() => statusOf(first).policy.version === published.version, "consent 5");
+    await first.close();
+    // a new key: a new worker, whose first consent is seq 1
+    initMachineIdentity(m.stateDir, { force: true });
+    const again = await m.enroll(true);
+    expect(again.worker_id).not.toBe(m.enrolled.worker_id);
+    const second = await m.start();
+    try {
+      const iat = Math.floor(cp.clock.now() / 1000);
+      const fresh = await m.ownerApi.postConsent(
+        signConsent({
+          ownerKey: m.owner.privateKey,
+          worker: again.worker_id,
+          policyId: "daemon",
+          seq: 1,
+          iat,
+          exp: iat + 86_400,
+          rules: { upstreams: [{ url: "stratum+tcp://pool.example:3333", user: "o.rig" }] },
+        }),
+      );
+      await until(
+        () => statusOf(second).policy.version === fresh.version,
+        "the new worker's consent",
+      );
+      expect(statusOf(second).decision.mining).toBe(true);
+    } finally {
+      await second.close();
+    }
+  });
+
   it("refuses a second agent on the same state directory while the first runs", async () => {
     const cp = await serve();
     const m = await enrolledMachine(cp);
