@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
+import { registerAudit } from "./commands/audit.ts";
 import { registerConfig } from "./commands/config.ts";
 import { registerConsent } from "./commands/consent.ts";
 import { registerCp } from "./commands/cp.ts";
@@ -67,6 +68,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   registerPolicy(program, io, run);
   registerConfig(program, io, run);
   registerLog(program, io, run);
+  registerAudit(program, io, run);
   registerSimPool(program, io, run);
   registerSimAsic(program, io, run);
   registerStratum(program, io, run);
