@@ -28,7 +28,7 @@ import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
 import { ensureStateDir, loadMachineIdentity, MACHINE_KEY_FILE } from "./identity.ts";
 import { startLocalApi } from "./local-api.ts";
-import type { AgentEvent, AgentState } from "./state-machine.ts";
+import { ACTIVE_STATES, type AgentEvent, type AgentState } from "./state-machine.ts";
 import { STREAM_FILE } from "./stream-state.ts";
 
 /**
@@ -221,7 +221,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       const current = state.current().state;
       const allow = engine.current().mining.allow;
       if (allow && current === "POLICY_SYNCED") move("eligible", why);
-      if (!allow && ["ELIGIBLE", "ASSIGNED", "MINING", "PAUSED"].includes(current)) {
+      if (!allow && ACTIVE_STATES.includes(current)) {
         move("ineligible", `${why}: ${engine.current().mining.reasons.join(", ")}`);
       }
     };
@@ -338,18 +338,22 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       postResult: (r) => client.postCommandResult(r),
     });
 
+    /** A bundle from the push stream or the long poll, through the policy guard. */
+    const submitBundle = async (bundle: unknown, source: "push" | "poll") => {
+      let r = await engine.submitBundle(bundle, source);
+      // Signed by a key not known yet: a rotation; fetch the key set and try again.
+      if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
+        if (await refreshKeysQuietly("unknown publication key")) {
+          r = await engine.submitBundle(bundle, source);
+        }
+      }
+      if (r.accepted) bundleAccepted(source);
+    };
+
     const onEvent = async (e: WorkerEvent) => {
       switch (e.kind) {
         case "publication": {
-          const bundle = { consent: e.consent, publication: e.jws };
-          let r = await engine.submitBundle(bundle, "push");
-          // Signed by a key not known yet: a rotation; fetch the key set and try again.
-          if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
-            if (await refreshKeysQuietly("unknown publication key")) {
-              r = await engine.submitBundle(bundle, "push");
-            }
-          }
-          if (r.accepted) bundleAccepted("push");
+          await submitBundle({ consent: e.consent, publication: e.jws }, "push");
           return;
         }
         case "revocation": {
@@ -410,13 +414,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           if (!polling) return;
           if (a.changed) {
             etag = a.etag;
-            let r = await engine.submitBundle(a.bundle, "poll");
-            if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
-              if (await refreshKeysQuietly("unknown publication key")) {
-                r = await engine.submitBundle(a.bundle, "poll");
-              }
-            }
-            if (r.accepted) bundleAccepted("poll");
+            await submitBundle(a.bundle, "poll");
           }
         } catch (err) {
           if (!polling) return;

@@ -130,48 +130,46 @@ export function localApiRequest(
 ): Promise<{ readonly status: number; readonly json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    {
-      const req = request(
-        {
-          socketPath: socket,
-          path,
-          method,
-          headers:
-            payload === undefined
-              ? {}
-              : {
-                  "content-type": "application/json",
-                  "content-length": String(Buffer.byteLength(payload)),
-                },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            try {
-              resolve({
-                status: res.statusCode ?? 0,
-                json: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>,
-              });
-            } catch (err) {
-              reject(
-                fail("AGENTD_E_HTTP", "the local API answered something that is not JSON", {}, err),
-              );
-            }
-          });
-        },
-      );
-      req.on("error", (err) =>
-        reject(
-          fail(
-            "AGENTD_E_IO",
-            `cannot reach the local agent at ${socket}: ${(err as Error).message} (is agentd run running?)`,
-            { path: socket },
-            err,
-          ),
+    const req = request(
+      {
+        socketPath: socket,
+        path,
+        method,
+        headers:
+          payload === undefined
+            ? {}
+            : {
+                "content-type": "application/json",
+                "content-length": String(Buffer.byteLength(payload)),
+              },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            resolve({
+              status: res.statusCode ?? 0,
+              json: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>,
+            });
+          } catch (err) {
+            reject(
+              fail("AGENTD_E_HTTP", "the local API answered something that is not JSON", {}, err),
+            );
+          }
+        });
+      },
+    );
+    req.on("error", (err) =>
+      reject(
+        fail(
+          "AGENTD_E_IO",
+          `cannot reach the local agent at ${socket}: ${(err as Error).message} (is agentd run running?)`,
+          { path: socket },
+          err,
         ),
-      );
-      req.end(payload);
-    }
+      ),
+    );
+    req.end(payload);
   });
 }

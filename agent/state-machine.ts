@@ -38,7 +38,8 @@ export const AGENT_EVENTS = [
 ] as const;
 export type AgentEvent = (typeof AGENT_EVENTS)[number];
 
-const ACTIVE: readonly AgentState[] = ["ELIGIBLE", "ASSIGNED", "MINING", "PAUSED"];
+/** Where the decision allowed mining: losing it (`ineligible`) goes back to POLICY_SYNCED. */
+export const ACTIVE_STATES: readonly AgentState[] = ["ELIGIBLE", "ASSIGNED", "MINING", "PAUSED"];
 const LIVE: readonly AgentState[] = AGENT_STATES.filter(
   (s) => s !== "TERMINATED" && s !== "QUARANTINED",
 );
@@ -53,7 +54,7 @@ const TABLE: Readonly<Record<AgentEvent, { from: readonly AgentState[]; to: Agen
   mining_started: { from: ["ASSIGNED"], to: "MINING" },
   paused: { from: ["MINING", "ASSIGNED"], to: "PAUSED" },
   resumed: { from: ["PAUSED"], to: "MINING" },
-  ineligible: { from: ACTIVE, to: "POLICY_SYNCED" },
+  ineligible: { from: ACTIVE_STATES, to: "POLICY_SYNCED" },
   revoked: { from: LIVE.filter((s) => s !== "REVOKED"), to: "REVOKED" },
   consent_renewed: { from: ["REVOKED"], to: "POLICY_SYNCED" },
   quarantined: { from: LIVE, to: "QUARANTINED" },

@@ -28,16 +28,16 @@
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openStore } from "../control-plane/store/open.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
 import { type LoadResult, presign, runLoad } from "./cp/load.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
-import { benchEnv, initCp, serveCp } from "./cp/serve.ts";
+import { benchEnv, initCp, serveCp, startBaseline } from "./cp/serve.ts";
 import { machineInfo, round, summarizeNs, table } from "./machine.ts";
 import { cpuSecondsOf, cpuSecondsOfCommand, memoryOf } from "./proxy-scale/proc.ts";
-import { type Child, startChild } from "./proxy-scale/procs.ts";
+import type { Child } from "./proxy-scale/procs.ts";
 
 const USAGE =
   "usage: node bench/cp-heartbeats.ts [--agents N] [--concurrency C] [--seconds S] [--warmup S] [--backends sqlite,postgres] [--presign-rate R] [--json-only]";
@@ -80,7 +80,6 @@ for (const b of BACKENDS) if (b !== "sqlite" && b !== "postgres") usage(`unknown
 const JSON_ONLY = values["json-only"] === true;
 const GOAL_PER_S = 5000;
 
-const REPO = resolve(import.meta.dirname, "..");
 const env = benchEnv(process.env.BENCH_NODE_OPTIONS);
 const work = mkdtempSync(join(tmpdir(), "agentd-bench-cp-"));
 const children: Child[] = [];
@@ -192,18 +191,7 @@ try {
       durability_check: { answered_200_incl_warmup: answered200, stored_heartbeats: stored },
     };
     if (baseline === undefined) {
-      const b = await startChild(
-        "baseline",
-        process.execPath,
-        [
-          join(REPO, "bench", "cp", "heartbeat-baseline.ts"),
-          "--key",
-          join(keysDir, "server.key.pem"),
-          "--cert",
-          join(keysDir, "server.crt.pem"),
-        ],
-        env,
-      );
+      const b = await startBaseline("heartbeat-baseline.ts", keysDir);
       children.push(b);
       const fixedBody = JSON.stringify({ heartbeat: "x".repeat(900) });
       const bl = (seconds: number) =>

@@ -30,7 +30,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:https";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openStream, type StreamHandle } from "../control-plane/protocol/client-stream.ts";
 import { createProof } from "../control-plane/protocol/proof.ts";
@@ -38,10 +38,10 @@ import { systemClock } from "../lib/clock.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
-import { benchEnv, initCp, serveCp } from "./cp/serve.ts";
+import { initCp, serveCp, startBaseline } from "./cp/serve.ts";
 import { machineInfo, rng, round, summarizeNs, table } from "./machine.ts";
 import { memoryOf, raiseOwnFdLimit } from "./proxy-scale/proc.ts";
-import { type Child, startChild } from "./proxy-scale/procs.ts";
+import type { Child } from "./proxy-scale/procs.ts";
 
 const USAGE =
   "usage: node bench/cp-push.ts [--agents N] [--pushes P] [--concurrency C] [--connect-concurrency K] [--backend sqlite|postgres] [--seed S] [--json-only]";
@@ -84,8 +84,6 @@ const JSON_ONLY = values["json-only"] === true;
 const GOAL_P99_MS = 100;
 const ACTION = "mining.pause";
 
-const REPO = resolve(import.meta.dirname, "..");
-const env = benchEnv();
 const machine = machineInfo();
 // Each agent holds one socket here and one in the server (which inherits this limit).
 const fd = raiseOwnFdLimit(AGENTS + 4096);
@@ -323,18 +321,7 @@ try {
   const command = sampleCommand as string;
   decodeJwsUnverified(command);
 
-  const b = await startChild(
-    "baseline",
-    process.execPath,
-    [
-      join(REPO, "bench", "cp", "push-baseline.ts"),
-      "--key",
-      join(keysDir, "server.key.pem"),
-      "--cert",
-      join(keysDir, "server.crt.pem"),
-    ],
-    env,
-  );
+  const b = await startBaseline("push-baseline.ts", keysDir);
   children.push(b);
   const bOrigin = `https://127.0.0.1:${b.ready.port as number}`;
   const baseline = await phase(b, bOrigin, caPem, agents, targets, async (a) => {

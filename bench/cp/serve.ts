@@ -56,3 +56,22 @@ export function serveCp(
     60_000,
   );
 }
+
+/**
+ * A baseline server of bench/cp/ (heartbeat-baseline.ts, push-baseline.ts) on the control
+ * plane's own certificate, so both sides pay the same TLS.
+ */
+export function startBaseline(script: string, keysDir: string): Promise<Child> {
+  return startChild(
+    "baseline",
+    process.execPath,
+    [
+      join(import.meta.dirname, script),
+      "--key",
+      join(keysDir, "server.key.pem"),
+      "--cert",
+      join(keysDir, "server.crt.pem"),
+    ],
+    benchEnv(),
+  );
+}
