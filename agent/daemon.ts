@@ -13,44 +13,51 @@ import type { Clock } from "../lib/clock.ts";
 import type { AgentdConfig } from "../lib/config/schema.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../lib/errors.ts";
-import { ChainLog } from "../lib/fs/chain-log.ts";
+import { ChainLog, readChainTail } from "../lib/fs/chain-log.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
+import { agentMetrics } from "./agent-metrics.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
+import { apiToken } from "./api-token.ts";
+import { openAuditSink } from "./audit-sink.ts";
 import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
+import { ELIGIBILITY_FILE, startEligibilityTracker } from "./eligibility.ts";
 import { ENROLLMENT_FILE, readEnrollment, storeKeySet } from "./enrollment.ts";
-import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
+import { createGuardedProxy, proxyFacts, proxyTelemetry } from "./guarded-proxy.ts";
 import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type HeartbeatSender } from "./heartbeat-sender.ts";
 import { ensureStateDir, loadMachineIdentity, MACHINE_KEY_FILE } from "./identity.ts";
 import { startLocalApi } from "./local-api.ts";
-import { ACTIVE_STATES, type AgentEvent, type AgentState } from "./state-machine.ts";
+import { startMetricsServer } from "./metrics-server.ts";
+import { holdingGate } from "./mining-holds.ts";
+import { PAUSE_FILE, readPause, writePause } from "./pause-state.ts";
+import { nextEvent } from "./state-follower.ts";
+import type { AgentEvent, AgentState } from "./state-machine.ts";
 import { STREAM_FILE } from "./stream-state.ts";
 
 /**
- * `agentd run`, first layer: the composition root of an enrolled machine talking to its
- * control plane. Starts, in order: the state directory and audit log (everything below
- * records into it), the agent's state, the heartbeat counter, the enforcement engine (the
- * policy guard, on the stored bundle, the owner key pinned at enrollment and the control
- * plane's publication keys from the pinned key set) with the Stratum proxy for the ASICs as
- * its mining gate, the protocol client, attestation, the
- * policy long poll, the push stream (publications, revocations, decommissions, commands), the
- * command executor, the heartbeats. `close` stops them in reverse, once.
+ * `agentd run`: the composition root of an enrolled machine talking to its control plane.
+ * Starts, in order: the state directory lock and the audit log (everything below records
+ * into it; a log that cannot be written holds mining stopped until it can), the agent's
+ * state, the heartbeat counter, the enforcement engine (the policy guard, on the stored
+ * bundle, the owner key pinned at enrollment and the control plane's publication keys from
+ * the pinned key set) with the Stratum proxy for the ASICs as its mining gate behind the local
+ * holds (audit unwritable, quarantined, the operator's pause), the protocol client,
+ * attestation, the policy long poll, the push stream (publications, revocations,
+ * decommissions, commands), the command executor, the heartbeats, the local API and the
+ * metrics endpoint. `close` stops them in reverse, once.
  *
- * The state follows the documents (BRIEF section 6): attested after attestation; POLICY_SYNCED
- * when a bundle is accepted; ELIGIBLE while the decision allows mining, back to POLICY_SYNCED
- * when it stops allowing it; REVOKED when a revocation is accepted (and POLICY_SYNCED again
- * only with a newer consent); TERMINATED after a decommission; QUARANTINED when the control
- * plane says so at attestation. The local API (local-api.ts, a unix socket) shows the status
- * and takes the owner's revocation without any control plane. Not in this layer yet (issue 6):
- * the ASSIGNED/MINING states (the proxy is gated by the decision itself), telemetry from the
- * proxy's accounting in heartbeats, the local API's other views and its TCP
- * listener, metrics, eligibility, the command handlers (every command is answered
- * `command.unsupported`), host facts for the decision.
+ * The state follows the documents and the data path (BRIEF section 6, state-follower.ts):
+ * ATTESTED after attestation; POLICY_SYNCED when a bundle is accepted; ELIGIBLE while mining
+ * is allowed; ASSIGNED once an allowed pool's session is ready; MINING once the pool accepted
+ * forwarded work; PAUSED for a schedule, power or operator stop; back to POLICY_SYNCED when the
+ * decision denies otherwise; REVOKED when a revocation covers the consent in force (and
+ * POLICY_SYNCED again only with a newer consent); QUARANTINED for a cloned machine id (seen at
+ * start or at any attestation) or the control plane's word; TERMINATED after a decommission.
  */
 
 export interface AgentDaemonOptions {
@@ -59,21 +66,33 @@ export interface AgentDaemonOptions {
   readonly logger: Logger;
   readonly agentVersion: string;
   readonly heartbeatIntervalS: number;
+  /** The host's facts, collected afresh at every attestation. */
   readonly hostFacts: () => HostFacts;
   /** Longest wait of one policy long poll (default 25 s). */
   readonly longPollS?: number;
   /** The local API's unix socket (config api.socket); its directory is made if missing. */
   readonly apiSocket: string;
-  /** The configuration (`stratum.*`, `metrics.max_worker_series` for the Stratum proxy). */
+  /**
+   * The configuration: `stratum.*` and `metrics.max_worker_series` for the Stratum proxy,
+   * `api.listen`/`api.token` for the local API's TCP listener, `metrics.listen`.
+   */
   readonly config: AgentdConfig;
   /** Where the Stratum proxy listens for ASICs (config stratum.listen; port 0 allowed). */
   readonly stratum: { readonly host: string; readonly port: number };
+  /** The agent's last log lines (the local API's /v1/logs); none kept when absent. */
+  readonly recentLogs?: (n: number) => string[];
+  /** How often the audit log is probed while it cannot be written (default 2 s). */
+  readonly auditProbeMs?: number;
 }
 
 export interface RunningAgent {
   readonly workerId: string;
   readonly url: string;
   readonly apiSocket: string;
+  /** The local API's TCP listener, when api.listen is set. */
+  readonly apiTcp: { readonly host: string; readonly port: number } | null;
+  /** The metrics endpoint, when metrics.listen is set. */
+  readonly metrics: { readonly host: string; readonly port: number } | null;
   /** The Stratum proxy's bound address. */
   readonly stratum: { readonly host: string; readonly port: number };
   /** What `GET /v1/status` of the local API answers. */
@@ -132,7 +151,24 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     endTerminated = resolve;
   });
   try {
-    const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
+    const registry = new Registry();
+    const metrics = agentMetrics(registry);
+    // The holds are given the gate once it exists; an audit failure before that (at start)
+    // fails the start itself.
+    let onAuditChange: (writable: boolean, lost: number) => void = () => {};
+    const auditPath = join(o.stateDir, "audit.jsonl");
+    const audit = openAuditSink({
+      open: () => ChainLog.open(auditPath).log,
+      onUnwritable: (err) => {
+        log.error({ err }, "the audit log cannot be written: mining is held until it can");
+        onAuditChange(false, 0);
+      },
+      onWritable: (lost) => {
+        log.warn({ lost }, "the audit log can be written again");
+        onAuditChange(true, lost);
+      },
+      ...(o.auditProbeMs === undefined ? {} : { probeMs: o.auditProbeMs }),
+    });
     onStop("audit log", () => audit.close());
     const state: AgentStateStore = openAgentState(
       join(o.stateDir, STATE_FILE),
@@ -146,14 +182,21 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         { path: o.stateDir },
       );
     }
-    const move = (event: AgentEvent, reason: string) => {
+    const move = (event: AgentEvent, reason: string): boolean => {
       try {
         state.apply(event, reason);
-        log.info({ event, state: state.current().state, reason }, "state changed");
       } catch (err) {
-        if (!isAgentdError(err) || err.code !== "AGENTD_E_STATE_TRANSITION") throw err;
+        // Not allowed here (a race of two sources), or the audit log failed: either way the
+        // state stays where it was, recorded or not at all.
+        if (isAgentdError(err) && err.code === "AGENTD_E_STATE_TRANSITION") return false;
+        log.error({ err, event }, "a state change could not be recorded; the state stays");
+        return false;
       }
+      log.info({ event, state: state.current().state, reason }, "state changed");
+      metrics.state(state.current().state);
+      return true;
     };
+    metrics.state(state.current().state);
     if (state.current().state === "UNREGISTERED") {
       move("registered", `enrolled with ${enrolled.record.url}`);
     }
@@ -171,7 +214,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     const counter = openHeartbeatCounter(join(o.stateDir, COUNTER_FILE), o.clock);
 
     // The data path: the Stratum proxy, gated by the policy guard (it forwards nothing
-    // until the decision allows mining, and stops when it no longer does).
+    // until the decision allows mining, and stops when it no longer does), behind the holds.
     let engineRef: EnforcementEngine | null = null;
     const proxy = createGuardedProxy({
       host: o.stratum.host,
@@ -179,11 +222,24 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       config: o.config,
       clock: o.clock,
       logger: log,
-      registry: new Registry(),
+      registry,
       audit,
       agentVersion: o.agentVersion,
       engine: () => engineRef,
     });
+    const telemetry = proxyTelemetry(proxy, o.clock);
+    let followDecision: ((why: string) => void) | undefined;
+    const gate = holdingGate(proxy, () => followDecision?.("a local hold changed"));
+    onAuditChange = (writable, lost) => {
+      metrics.auditWritable(writable);
+      if (writable) {
+        gate.release("agent.audit_unwritable");
+        audit.append({ type: "mining.hold_released", hold: "agent.audit_unwritable", lost });
+      } else gate.hold("agent.audit_unwritable");
+    };
+    const pausePath = join(o.stateDir, PAUSE_FILE);
+    if (readPause(pausePath)?.paused === true) gate.hold("agent.paused");
+
     const publicationKeys = Object.values(enrolled.keyset.keys.publication);
     const engine = new EnforcementEngine({
       stateFile: join(o.stateDir, GUARD_STATE_FILE),
@@ -203,10 +259,9 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       },
     });
     engineRef = engine;
-    engine.registerMiningGate(proxy);
+    engine.registerMiningGate(gate);
     // The state follows every change of the decision, also those time alone brings (a
     // schedule window ending, a publication past its grace): a gate that only records.
-    let followDecision: ((why: string) => void) | undefined;
     engine.registerMiningGate({
       name: "agent-state",
       apply: () => followDecision?.("the decision changed"),
@@ -216,16 +271,47 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     await engine.start();
     onStop("engine", () => engine.close());
 
-    /** The state the documents and the decision call for now. */
+    /** What the data path was given: the decision with the holds applied. */
+    const effective = () => {
+      const e = gate.effective();
+      const d = engine.current().mining;
+      return e ?? { allow: false, reasons: d.reasons };
+    };
+    // Forwarded shares the pool accepted when the machine was assigned: MINING after more.
+    let acceptedAtAssign = proxy.accounting.totals.forwardAccepted;
     const follow = (why: string) => {
-      const current = state.current().state;
-      const allow = engine.current().mining.allow;
-      if (allow && current === "POLICY_SYNCED") move("eligible", why);
-      if (!allow && ACTIVE_STATES.includes(current)) {
-        move("ineligible", `${why}: ${engine.current().mining.reasons.join(", ")}`);
+      for (let step = 0; step < 4; step++) {
+        const e = effective();
+        const current = state.current().state;
+        const event = nextEvent(current, {
+          allow: e.allow,
+          reasons: e.reasons,
+          upstreamReady: proxy.lanes().some((l) => l.ready),
+          sharesAccepted: proxy.accounting.totals.forwardAccepted > acceptedAtAssign,
+        });
+        if (event === null) break;
+        if (event === "assigned") acceptedAtAssign = proxy.accounting.totals.forwardAccepted;
+        const detail =
+          event === "assigned"
+            ? `a session with ${proxy.upstreamInUse() ?? "the pool"} is ready`
+            : event === "mining_started"
+              ? "the pool accepted forwarded work"
+              : e.allow
+                ? why
+                : `${why}: ${e.reasons.join(", ")}`;
+        if (!move(event, detail)) break;
       }
+      const now = effective();
+      metrics.decision(now.allow, now.reasons);
     };
     followDecision = follow;
+    follow("start");
+    // The data path changes without the decision changing (a pool session comes up, the first
+    // share is accepted): looked at every second, cheaply.
+    const followTimer = setInterval(() => follow("the data path"), 1_000);
+    followTimer.unref();
+    onStop("state follower", () => clearInterval(followTimer));
+
     /** Whether a revocation covers the consent in force (one of older consents does not). */
     const consentRevoked = () => engine.documents().consentReasons.includes("consent.revoked");
     const bundleAccepted = (source: string) => {
@@ -235,6 +321,21 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         move("consent_renewed", `a newer consent (${source})`);
       }
       follow(`decision after the bundle (${source})`);
+    };
+    /** Stops mining for good on this enrollment (the state is persisted: restarts refuse). */
+    const quarantine = (why: string) => {
+      gate.hold("agent.quarantined");
+      move("quarantined", why);
+    };
+    /** A revocation from any source; the time from its arrival to the gate's ack measured. */
+    const revoke = async (jws: string, source: "push" | "local") => {
+      const t0 = performance.now();
+      const r = await engine.submitRevocation(jws, source);
+      if (r.accepted) metrics.revokeToStop((performance.now() - t0) / 1000);
+      const label = source === "push" ? "push" : "local API";
+      if (r.accepted && consentRevoked()) move("revoked", `owner-signed revocation (${label})`);
+      follow("decision after the revocation");
+      return r;
     };
 
     const client: MachineClient = createMachineClient({
@@ -281,10 +382,20 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         return false;
       });
 
+    let lastAttestation: { at: number; verdict: string } | null = null;
     const attest = async () => {
-      const a = await client.attest(o.hostFacts());
-      if (a.quarantined)
-        move("quarantined", `the control plane quarantined this machine (${a.verdict})`);
+      // Fresh facts every time: a disk image cloned onto another machine while this agent
+      // runs shows up at the next attestation, not only at the next start.
+      const facts = o.hostFacts();
+      if (facts.machine_id_sha256 !== enrolled.record.machine_id_sha256) {
+        quarantine("the machine id changed under the running agent: a cloned identity");
+        throw fail("AGENTD_E_IDENTITY_CLONED", "the machine id is not the one enrolled", {
+          path: o.stateDir,
+        });
+      }
+      const a = await client.attest(facts);
+      lastAttestation = { at: o.clock.now(), verdict: a.verdict };
+      if (a.quarantined) quarantine(`the control plane quarantined this machine (${a.verdict})`);
       else if (state.current().state === "REGISTERED") move("attested", `attestation ${a.verdict}`);
       await refreshKeysQuietly("attestation");
       return a;
@@ -298,7 +409,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     } catch (err) {
       log.warn({ err }, "attestation failed at start; running on the stored policy, retrying");
     }
-    // Again a minute before the access token expires; never once stopping has begun.
+    // Again a minute before the access token expires (so at least once per token lifetime);
+    // never once stopping has begun.
     let attestTimer: ReturnType<typeof setTimeout> | undefined;
     let attesting = true;
     const scheduleAttest = (expiresAt: number) => {
@@ -322,6 +434,22 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       clearTimeout(attestTimer);
     });
 
+    /** The operator's pause: audited, persisted, then held (stop direction: the hold first). */
+    const pause = (by: string) => {
+      gate.hold("agent.paused");
+      audit.append({ type: "mining.paused", by });
+      writePause(pausePath, { paused: true, by, at: o.clock.now() });
+      follow(`paused by ${by}`);
+    };
+    /** Lifts only the operator's own hold; the decision still decides. Recorded before. */
+    const resume = (by: string) => {
+      audit.append({ type: "mining.resumed", by });
+      writePause(pausePath, { paused: false, by, at: o.clock.now() });
+      gate.release("agent.paused");
+      follow(`resumed by ${by}`);
+    };
+    const done = (reason: string) => ({ status: "done" as const, reason });
+
     const executor = createCommandExecutor({
       workerId,
       keyset: () => keyset,
@@ -331,15 +459,31 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         const valid = docs.consent !== null && docs.consentReasons.length === 0;
         return valid ? (docs.consent?.payload.rules.commands ?? null) : null;
       },
-      handlers: {},
+      handlers: {
+        "mining.pause": async (_args, c) => {
+          pause(`command ${c.cmd_id}`);
+          return done("mining paused");
+        },
+        "mining.resume": async (_args, c) => {
+          resume(`command ${c.cmd_id}`);
+          const e = effective();
+          return done(
+            e.allow ? "mining resumed" : `resumed; still denied: ${e.reasons.join(", ")}`,
+          );
+        },
+        "worker.quarantine": async (args) => {
+          quarantine(`quarantined by command: ${args.reason}`);
+          return done("quarantined");
+        },
+      },
       clock: o.clock,
       ledgerPath: join(o.stateDir, COMMAND_LEDGER_FILE),
       audit: (r) => audit.append({ ...r }),
       postResult: (r) => client.postCommandResult(r),
     });
 
-    /** A bundle from the push stream or the long poll, through the policy guard. */
-    const submitBundle = async (bundle: unknown, source: "push" | "poll") => {
+    /** A bundle from the push stream, the long poll or the local API, through the guard. */
+    const submitBundle = async (bundle: unknown, source: "push" | "poll" | "local") => {
       let r = await engine.submitBundle(bundle, source);
       // Signed by a key not known yet: a rotation; fetch the key set and try again.
       if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
@@ -348,6 +492,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         }
       }
       if (r.accepted) bundleAccepted(source);
+      return r;
     };
 
     const onEvent = async (e: WorkerEvent) => {
@@ -357,9 +502,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           return;
         }
         case "revocation": {
-          const r = await engine.submitRevocation(e.jws, "push");
-          if (r.accepted && consentRevoked()) move("revoked", "owner-signed revocation (push)");
-          follow("decision after the revocation");
+          await revoke(e.jws, "push");
           return;
         }
         case "decommission": {
@@ -398,7 +541,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       polling = false;
       wake?.();
     });
-    const pause = (ms: number) =>
+    const sleep = (ms: number) =>
       new Promise<void>((r) => {
         const t = setTimeout(r, ms);
         wake = () => {
@@ -421,35 +564,36 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           if (!(isAgentdError(err) && err.code === "AGENTD_E_CP_NOT_FOUND")) {
             log.warn({ err }, "policy poll failed");
           }
-          await pause(5_000);
+          await sleep(5_000);
         }
       }
     })();
 
+    const binarySha256 = o.hostFacts().binary_sha256;
+    // Given once the tracker below exists (it reports through a heartbeat).
+    let eligibilityNow:
+      | (() => { eligible: boolean; reasons: string[]; uptime_ratio: number })
+      | null = null;
+    let lastAcceptedAt: number | null = null;
     const sender: HeartbeatSender = createHeartbeatSender({
       sign: (body) => signHeartbeat({ privateKey: machine.privateKey, body, clock: o.clock }),
       send: (jws) => client.sendHeartbeat(jws),
       counter,
       snapshot: () => {
         const docs = engine.documents();
-        const d = engine.current();
+        const e = effective();
         return {
           state: state.current().state,
           policy: {
             version: docs.publication?.payload.version ?? null,
             consent_sha256: docs.consent?.identity ?? null,
           },
-          decision: { mining: d.mining.allow, reasons: d.mining.reasons.slice(0, 32) },
-          telemetry: {
-            asics: proxy.miners,
-            hashrate_hs: 0,
-            shares_accepted: 0,
-            shares_rejected: 0,
-            uptime_s: Math.floor(process.uptime()),
-          },
+          decision: { mining: e.allow, reasons: [...new Set(e.reasons)].slice(0, 32) },
+          telemetry: { ...telemetry(), uptime_s: Math.floor(process.uptime()) },
           services: {},
-          agent: { version: o.agentVersion, binary_sha256: o.hostFacts().binary_sha256 },
+          agent: { version: o.agentVersion, binary_sha256: binarySha256 },
           audit_head: audit.head()?.hash ?? null,
+          ...(eligibilityNow === null ? {} : { eligibility: eligibilityNow() }),
         };
       },
       timers,
@@ -457,12 +601,57 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       reauthenticate: async () => {
         await attest();
       },
+      onReply: () => {
+        lastAcceptedAt = o.clock.now();
+      },
       onReplay: (c) => audit.append({ type: "heartbeat.replay", counter: c }),
     });
     sender.start();
     onStop("heartbeats", () => sender.stop());
     // First of all when stopping: requests in flight end now instead of at their timeouts.
     onStop("connections", () => client.close());
+
+    /**
+     * Node-reward eligibility (eligibility.ts): uptime sampled every 5 s into a persisted
+     * 7-day window. Up means the agent runs on a live enrollment (not revoked, quarantined or
+     * decommissioned) with a writable audit log. Lightning and bitcoind are "unknown" until
+     * the supervisor's adapters report them, so no node is eligible before then (fail closed).
+     * A change is audited, logged and sent in a heartbeat at once.
+     */
+    const eligibility = startEligibilityTracker({
+      path: join(o.stateDir, ELIGIBILITY_FILE),
+      clock: o.clock,
+      timers,
+      agentVersion: o.agentVersion,
+      up: () =>
+        audit.writable && !["REVOKED", "QUARANTINED", "TERMINATED"].includes(state.current().state),
+      lightning: () => "unknown",
+      bitcoind: () => "unknown",
+      onReport: (r) => {
+        try {
+          audit.append({
+            type: "eligibility.report",
+            eligible: r.eligible,
+            reasons: [...r.reasons],
+            uptime_ratio: Math.round(r.uptime_ratio * 1e6) / 1e6,
+          });
+        } catch {
+          // recorded as unwritable by the sink; the report itself is only informative
+        }
+        log.info({ eligible: r.eligible, reasons: r.reasons }, "eligibility");
+        sender.beat();
+      },
+      onError: (err, during) => log.warn({ err, during }, "eligibility tracker"),
+    });
+    onStop("eligibility", () => eligibility.close());
+    eligibilityNow = () => {
+      const c = eligibility.current();
+      return {
+        eligible: c.eligible,
+        reasons: [...c.reasons].slice(0, 16),
+        uptime_ratio: Math.min(1, Math.max(0, c.uptime_ratio)),
+      };
+    };
 
     /** A revocation or decommission from the owner on this machine (local API). */
     const applyLocally = async (jws: string) => {
@@ -477,50 +666,124 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         if (r.accepted) move("decommissioned", "owner-signed decommission (local API)");
         return r;
       }
-      const r = await engine.submitRevocation(jws, "local");
-      if (r.accepted && consentRevoked()) move("revoked", "owner-signed revocation (local API)");
-      follow("decision after the revocation");
-      return r;
+      return revoke(jws, "local");
     };
-    mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o750 });
-    const api = await startLocalApi({
-      socket: o.apiSocket,
-      logger: log.child({ component: "local-api" }),
-      handlers: {
-        status: () => statusOf(),
-        revoke: applyLocally,
-      },
-    });
-    onStop("local API", () => api.close());
 
     const statusOf = (): Record<string, unknown> => {
       const s = state.current();
       const d = engine.current();
+      const e = effective();
       const docs = engine.documents();
       return {
         worker_id: workerId,
         url: record.url,
         owner_id: record.owner_id,
+        agent_version: o.agentVersion,
         state: s.state,
         since: s.since,
         reason: s.reason,
-        decision: { mining: d.mining.allow, reasons: d.mining.reasons },
+        // What the data path was given (the holds applied) and what the documents decide.
+        decision: { mining: e.allow, reasons: e.reasons },
+        policy_decision: { mining: d.mining.allow, reasons: d.mining.reasons },
+        holds: gate.holds(),
         policy: {
           version: docs.publication?.payload.version ?? null,
           consent_sha256: docs.consent?.identity ?? null,
         },
         keyset_seq: keyset.seq,
-        heartbeats: sender.stats(),
+        attestation: lastAttestation,
+        heartbeats: { ...sender.stats(), last_accepted_at: lastAcceptedAt },
         miners: proxy.miners,
-        audit_head: audit.head(),
+        telemetry: telemetry(),
+        stratum,
+        audit: { writable: audit.writable, head: audit.head() },
       };
     };
+
+    mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o750 });
+    const listen = o.config.api.listen;
+    const tcp =
+      listen === ""
+        ? undefined
+        : {
+            ...hostPort(listen),
+            token: apiToken(o.stateDir, o.config.api.token),
+          };
+    const api = await startLocalApi({
+      socket: o.apiSocket,
+      logger: log.child({ component: "local-api" }),
+      ...(tcp === undefined ? {} : { tcp }),
+      handlers: {
+        status: () => statusOf(),
+        policy: () => {
+          const docs = engine.documents();
+          const d = engine.current();
+          return {
+            consent:
+              docs.consent === null
+                ? null
+                : {
+                    identity: docs.consent.identity,
+                    payload: docs.consent.payload,
+                    reasons: docs.consentReasons,
+                  },
+            publication: docs.publication === null ? null : { payload: docs.publication.payload },
+            decision: d,
+            effective: effective(),
+            holds: gate.holds(),
+          };
+        },
+        miners: () => ({ count: proxy.miners, miners: proxy.minerViews(1000) }),
+        shares: () => ({
+          totals: { ...proxy.accounting.totals },
+          telemetry: telemetry(),
+          workers: Object.fromEntries([...proxy.accounting.workers].slice(0, 1000)),
+        }),
+        services: () => ({
+          supervisor: "not running",
+          services: {},
+        }),
+        eligibility: () => ({ ...eligibility.current(), maintenance: eligibility.maintenance() }),
+        audit: (n) => ({
+          writable: audit.writable,
+          records: readChainTail(auditPath, n).map((l) => JSON.parse(l) as unknown),
+        }),
+        logs: (n) => ({ lines: o.recentLogs?.(n) ?? [] }),
+        revoke: applyLocally,
+        bundle: (b) => submitBundle(b, "local"),
+        pause: async () => {
+          pause("local API");
+          return statusOf();
+        },
+        resume: async () => {
+          resume("local API");
+          return statusOf();
+        },
+      },
+    });
+    onStop("local API", () => api.close());
+
+    let metricsAddress: { host: string; port: number } | null = null;
+    if (o.config.metrics.listen !== "") {
+      const m = await startMetricsServer({
+        ...hostPort(o.config.metrics.listen),
+        registry,
+        beforeRender: () => {
+          const st = sender.stats();
+          metrics.heartbeats(st.sent, st.failures, lastAcceptedAt, o.clock.now());
+        },
+      });
+      metricsAddress = { host: m.host, port: m.port };
+      onStop("metrics", () => m.close());
+    }
 
     let closed: Promise<void> | undefined;
     return {
       workerId,
       url: record.url,
       apiSocket: api.socket,
+      apiTcp: api.tcp,
+      metrics: metricsAddress,
       stratum,
       status: statusOf,
       terminated,
@@ -534,6 +797,14 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     await stopAll();
     throw err;
   }
+}
+
+function hostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  return {
+    host: listen.slice(0, i).replace(/^\[(.*)\]$/, "$1"),
+    port: Number(listen.slice(i + 1)),
+  };
 }
 
 /**

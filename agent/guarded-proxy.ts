@@ -1,10 +1,10 @@
 import type { Clock } from "../lib/clock.ts";
 import type { AgentdConfig } from "../lib/config/schema.ts";
-import type { ChainLog } from "../lib/fs/chain-log.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import type { Registry } from "../lib/metrics/registry.ts";
 import type { EnforcementEngine } from "../policy-guard/engine.ts";
 import { StratumProxy } from "../stratum-client/proxy.ts";
+import type { AuditAppender } from "./audit-sink.ts";
 
 /**
  * The Stratum proxy as the agent runs it under the policy guard, in local mode
@@ -20,7 +20,7 @@ export function createGuardedProxy(o: {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly registry: Registry;
-  readonly audit: ChainLog;
+  readonly audit: AuditAppender;
   readonly agentVersion: string;
   readonly engine: () => EnforcementEngine | null;
 }): StratumProxy {
@@ -64,4 +64,49 @@ export function proxyFacts(
       proxy.upstreamInUse() ?? engine()?.documents().consent?.payload.rules.upstreams?.[0]?.url,
     job_class: "sha256d",
   });
+}
+
+/** What heartbeats and the local API report about the data path. */
+export interface ProxyTelemetry {
+  readonly asics: number;
+  readonly hashrate_hs: number;
+  readonly shares_accepted: number;
+  readonly shares_rejected: number;
+}
+
+/**
+ * The proxy's telemetry with a hashrate estimated from the difficulty of the shares accepted
+ * over the last `windowMs` (default 10 min): accepted difficulty × 2^32 per second. Reading it
+ * records a sample at most every 5 s, so any number of readers see the same window. No
+ * miners connected reads 0 H/s: what was hashed before they left is not hashing now.
+ */
+export function proxyTelemetry(
+  proxy: StratumProxy,
+  clock: Clock,
+  windowMs = 600_000,
+): () => ProxyTelemetry {
+  const samples: { t: number; d: number }[] = [];
+  return () => {
+    const t = clock.now();
+    const totals = proxy.accounting.totals;
+    const last = samples.at(-1);
+    if (last === undefined || t - last.t >= 5_000 || t < last.t) {
+      if (last !== undefined && t < last.t) samples.length = 0; // the clock went back
+      samples.push({ t, d: totals.difficulty });
+    }
+    while (samples.length > 2 && t - (samples[0]?.t ?? t) > windowMs) samples.shift();
+    const first = samples[0];
+    const seconds = first === undefined ? 0 : (t - first.t) / 1000;
+    const asics = proxy.miners;
+    const hashrate =
+      asics === 0 || first === undefined || seconds < 1
+        ? 0
+        : ((totals.difficulty - first.d) * 2 ** 32) / seconds;
+    return {
+      asics,
+      hashrate_hs: Math.min(1e21, Math.max(0, hashrate)),
+      shares_accepted: totals.accepted,
+      shares_rejected: totals.rejected,
+    };
+  };
 }

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import { chmodSync, rmSync } from "node:fs";
 import {
   createServer,
@@ -6,91 +7,282 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import { fail, isAgentdError } from "../lib/errors.ts";
+import { type AgentdError, type ErrorCode, fail, isAgentdError } from "../lib/errors.ts";
 import { parseJsonStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
 
 /**
- * The agent's local API, first layer: HTTP on a unix socket (mode 0660: the agent's user and
- * group; no TCP, so no browser page can reach it), for the owner on the machine and the CLI.
+ * The agent's local API: HTTP on a unix socket (mode 0660: the agent's user and group) and,
+ * when `api.listen` is set, on a localhost TCP port with a bearer token. For the owner and the
+ * operator on the machine, and the CLI.
  *
- *   GET  /v1/status        what `agentd status` shows
- *   POST /v1/revocations   an owner-signed revocation or decommission ({"document": JWS}),
- *                          applied through the policy guard as if the control plane had pushed
- *                          it: the owner can stop the machine with no control plane at all
- *                          (`agentd consent revoke --apply`)
+ *   GET  /v1/status         what `agentd status` shows
+ *   GET  /v1/policy         the documents in force, the decision and the local holds
+ *   GET  /v1/miners         the ASICs connected to the Stratum proxy
+ *   GET  /v1/shares         share counts, in total and per worker
+ *   GET  /v1/services       the supervised services (none until the supervisor runs)
+ *   GET  /v1/eligibility    the node-reward eligibility and its reasons
+ *   GET  /v1/audit?n=N      the last N audit records (default 20, at most 1000)
+ *   GET  /v1/logs?n=N       the agent's last N log lines (default 100, at most 1000)
+ *   POST /v1/revocations    an owner-signed revocation or decommission ({"document": JWS})
+ *   POST /v1/bundles        an owner-signed consent with its publication ({"consent", "publication"})
+ *   POST /v1/mining/pause   the operator's pause (persisted until resumed)
+ *   POST /v1/mining/resume
  *
- * Errors are `{"error": {"code", "message"}}` with a stable code; bodies are at most 64 KiB
- * of strict JSON. Every document goes through the policy guard's checks like any other: the
- * socket's permissions say who may talk to it, the owner's signature says what it may do.
+ * Documents go through the policy guard's checks like any other: the socket's permissions
+ * and the token say who may talk to the agent, the owner's signature what a document may do.
+ * Pause and resume need no signature: they can only stop mining, or lift the operator's own
+ * stop (never allow what the decision denies).
+ *
+ * The TCP listener is for tools on the same host. No browser page can drive it: it sends no
+ * CORS headers, refuses any request carrying an `Origin` (browsers send one on cross-origin
+ * requests, and scripts cannot remove it), refuses a `Host` other than the loopback address
+ * it listens on (DNS rebinding), and wants `Authorization: Bearer <token>`. Both listeners are
+ * rate-limited (a token bucket per listener). Errors are `{"error": {"code", "message"}}`
+ * with a stable code; bodies are at most 64 KiB of strict JSON.
  */
 
+type Json = Record<string, unknown>;
+export type ApplyResult = { readonly accepted: boolean; readonly reasons: readonly string[] };
+
 export interface LocalApiHandlers {
-  status(): Record<string, unknown>;
+  status(): Json;
+  policy(): Json;
+  miners(): Json;
+  shares(): Json;
+  services(): Json;
+  eligibility(): Json;
+  audit(n: number): Json;
+  logs(n: number): Json;
   /** Applies a revocation or decommission; what the policy guard answered. */
-  revoke(jws: string): Promise<{ readonly accepted: boolean; readonly reasons: readonly string[] }>;
+  revoke(jws: string): Promise<ApplyResult>;
+  bundle(bundle: { readonly consent: string; readonly publication: string }): Promise<ApplyResult>;
+  pause(): Promise<Json>;
+  resume(): Promise<Json>;
 }
 
 export interface LocalApi {
   readonly socket: string;
+  /** The TCP listener's address, when one was asked for. */
+  readonly tcp: { readonly host: string; readonly port: number } | null;
   close(): Promise<void>;
 }
 
-const MAX_BODY = 64 * 1024;
-
-export async function startLocalApi(o: {
+export interface LocalApiOptions {
   readonly socket: string;
   readonly handlers: LocalApiHandlers;
   readonly logger: Logger;
-}): Promise<LocalApi> {
-  const server: Server = createServer((req, res) => {
-    handle(req, res, o.handlers).catch((err: unknown) => {
-      o.logger.error({ err }, "local API");
-      reply(res, 500, { error: { code: "AGENTD_E_INTERNAL", message: "internal error" } });
+  /** A loopback TCP listener (port 0 allowed) and the bearer token it wants. */
+  readonly tcp?: { readonly host: string; readonly port: number; readonly token: string };
+  /** Requests per second per listener, and the burst (default 50/s, 100). */
+  readonly rate?: { readonly perSecond: number; readonly burst: number };
+  readonly now?: () => number;
+}
+
+const MAX_BODY = 64 * 1024;
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+type Route = (req: IncomingMessage, url: URL, h: LocalApiHandlers) => Promise<[number, Json]>;
+
+const count = (url: URL, fallback: number) => {
+  const raw = url.searchParams.get("n");
+  if (raw === null) return fallback;
+  if (!/^[0-9]{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) {
+    throw fail("AGENTD_E_USAGE", "n must be an integer from 1 to 1000", { n: raw });
+  }
+  return Number(raw);
+};
+const view =
+  (f: (h: LocalApiHandlers, url: URL) => Json): Route =>
+  async (_req, url, h) => [200, f(h, url)];
+
+const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
+  "/v1/status": { GET: view((h) => h.status()) },
+  "/v1/policy": { GET: view((h) => h.policy()) },
+  "/v1/miners": { GET: view((h) => h.miners()) },
+  "/v1/shares": { GET: view((h) => h.shares()) },
+  "/v1/services": { GET: view((h) => h.services()) },
+  "/v1/eligibility": { GET: view((h) => h.eligibility()) },
+  "/v1/audit": { GET: view((h, url) => h.audit(count(url, 20))) },
+  "/v1/logs": { GET: view((h, url) => h.logs(count(url, 100))) },
+  "/v1/revocations": {
+    POST: async (req, _url, h) => {
+      const body = await readJson(req);
+      const document = body.document;
+      if (typeof document !== "string" || document === "") {
+        throw fail("AGENTD_E_SCHEMA", 'the body must be {"document": "<JWS>"}');
+      }
+      return applied(await h.revoke(document));
+    },
+  },
+  "/v1/bundles": {
+    POST: async (req, _url, h) => {
+      const { consent, publication } = await readJson(req);
+      if (typeof consent !== "string" || typeof publication !== "string") {
+        throw fail("AGENTD_E_SCHEMA", 'the body must be {"consent": JWS, "publication": JWS}');
+      }
+      return applied(await h.bundle({ consent, publication }));
+    },
+  },
+  "/v1/mining/pause": { POST: async (_req, _url, h) => [200, await h.pause()] },
+  "/v1/mining/resume": { POST: async (_req, _url, h) => [200, await h.resume()] },
+};
+
+const applied = (r: ApplyResult): [number, Json] => [
+  r.accepted ? 200 : 422,
+  { accepted: r.accepted, reasons: r.reasons },
+];
+
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  AGENTD_E_USAGE: 400,
+  AGENTD_E_SCHEMA: 400,
+  AGENTD_E_JSON_INVALID: 400,
+  AGENTD_E_JSON_DUPLICATE_KEY: 400,
+  AGENTD_E_JSON_INTEGER_RANGE: 400,
+  AGENTD_E_API_TOO_LARGE: 413,
+  AGENTD_E_API_UNAUTHENTICATED: 401,
+  AGENTD_E_API_FORBIDDEN: 403,
+  AGENTD_E_API_NOT_FOUND: 404,
+  AGENTD_E_API_METHOD_NOT_ALLOWED: 405,
+  AGENTD_E_API_RATE_LIMITED: 429,
+};
+
+export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
+  const now = o.now ?? Date.now;
+  const rate = o.rate ?? { perSecond: 50, burst: 100 };
+  const serve = (guard: (req: IncomingMessage) => void): Server => {
+    const bucket = tokenBucket(rate.perSecond, rate.burst, now);
+    return createServer((req, res) => {
+      handle(req, res, () => {
+        if (!bucket()) throw fail("AGENTD_E_API_RATE_LIMITED", "too many requests; slow down");
+        guard(req);
+      }).catch((err: unknown) => {
+        o.logger.error({ err }, "local API");
+        reply(res, 500, { error: { code: "AGENTD_E_INTERNAL", message: "internal error" } });
+      });
     });
-  });
+  };
+  const handle = async (req: IncomingMessage, res: ServerResponse, admit: () => void) => {
+    try {
+      admit();
+      const url = new URL(req.url ?? "/", "http://local");
+      const methods = ROUTES[url.pathname];
+      if (methods === undefined) throw fail("AGENTD_E_API_NOT_FOUND", "no such endpoint");
+      const route = methods[req.method ?? ""];
+      if (route === undefined) {
+        res.setHeader("allow", Object.keys(methods).join(", "));
+        throw fail("AGENTD_E_API_METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
+      }
+      const [status, body] = await route(req, url, o.handlers);
+      reply(res, status, body);
+    } catch (err) {
+      const status = isAgentdError(err) ? STATUS_OF[err.code] : undefined;
+      if (status === undefined) throw err;
+      const e = err as AgentdError;
+      reply(res, status, { error: { code: e.code, message: e.message } });
+    }
+  };
+
+  const servers: Server[] = [];
   // A socket file left by a process that died: nothing listens on it any more.
   rmSync(o.socket, { force: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.socket, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const unix = serve(() => {});
+  await listen(unix, (cb) => unix.listen(o.socket, cb));
+  servers.push(unix);
   chmodSync(o.socket, 0o660);
+
+  let tcp: { host: string; port: number } | null = null;
+  try {
+    if (o.tcp !== undefined) {
+      const t = o.tcp;
+      if (!LOOPBACK.has(t.host)) {
+        throw fail("AGENTD_E_CONFIG_RANGE", "api.listen must be a loopback address", {
+          host: t.host,
+        });
+      }
+      if (t.token.length < 32) {
+        throw fail("AGENTD_E_CONFIG_RANGE", "the local API token must be at least 32 characters");
+      }
+      let port = t.port;
+      const server = serve((req) => checkTcpRequest(req, t.token, port));
+      await listen(server, (cb) => server.listen(t.port, t.host, cb));
+      servers.push(server);
+      const a = server.address();
+      port = typeof a === "object" && a !== null ? a.port : t.port;
+      tcp = { host: t.host, port };
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    rmSync(o.socket, { force: true });
+    throw err;
+  }
+
   let closed: Promise<void> | undefined;
   return {
     socket: o.socket,
+    tcp,
     close: () => {
-      closed ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }).then(() => rmSync(o.socket, { force: true }));
+      closed ??= Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      ).then(() => rmSync(o.socket, { force: true }));
       return closed;
     },
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, h: LocalApiHandlers) {
-  const path = (req.url ?? "").split("?")[0];
-  if (req.method === "GET" && path === "/v1/status") return reply(res, 200, h.status());
-  if (req.method === "POST" && path === "/v1/revocations") {
-    let document: unknown;
-    try {
-      const body = parseJsonStrict(await readBody(req)) as { document?: unknown } | null;
-      document = body?.document;
-      if (typeof document !== "string" || document === "") {
-        throw fail("AGENTD_E_SCHEMA", 'the body must be {"document": "<JWS>"}');
-      }
-    } catch (err) {
-      const code = isAgentdError(err) ? err.code : "AGENTD_E_SCHEMA";
-      return reply(res, 400, { error: { code, message: (err as Error).message } });
-    }
-    const r = await h.revoke(document);
-    return reply(res, r.accepted ? 200 : 422, { accepted: r.accepted, reasons: r.reasons });
+/** What the TCP listener checks before anything else: no browser, the right host, the token. */
+function checkTcpRequest(req: IncomingMessage, token: string, port: number): void {
+  if (req.headers.origin !== undefined) {
+    throw fail("AGENTD_E_API_FORBIDDEN", "requests from web pages are refused");
   }
-  return reply(res, 404, { error: { code: "AGENTD_E_CP_NOT_FOUND", message: "no such endpoint" } });
+  const host = req.headers.host ?? "";
+  const m = /^(\[::1\]|127\.0\.0\.1|localhost):([0-9]+)$/.exec(host);
+  if (m === null || Number(m[2]) !== port) {
+    throw fail("AGENTD_E_API_FORBIDDEN", "the Host header must name this loopback listener");
+  }
+  const auth = req.headers.authorization ?? "";
+  const given = Buffer.from(auth.startsWith("Bearer ") ? auth.slice(7) : "", "utf8");
+  const want = Buffer.from(token, "utf8");
+  if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    throw fail("AGENTD_E_API_UNAUTHENTICATED", "a valid bearer token is required");
+  }
+}
+
+function tokenBucket(perSecond: number, burst: number, now: () => number): () => boolean {
+  let tokens = burst;
+  let last = now();
+  return () => {
+    const t = now();
+    tokens = Math.min(burst, tokens + ((t - last) / 1000) * perSecond);
+    last = t;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  };
+}
+
+function listen(server: Server, start: (cb: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    start(() => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+async function readJson(req: IncomingMessage): Promise<Json> {
+  const v = parseJsonStrict(await readBody(req));
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw fail("AGENTD_E_SCHEMA", "the body must be a JSON object");
+  }
+  return v as Json;
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
@@ -100,7 +292,7 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on("data", (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(fail("AGENTD_E_CP_TOO_LARGE", `the body is larger than ${MAX_BODY} bytes`));
+        reject(fail("AGENTD_E_API_TOO_LARGE", `the body is larger than ${MAX_BODY} bytes`));
         req.destroy();
         return;
       }
@@ -112,6 +304,7 @@ function readBody(req: IncomingMessage): Promise<string> {
 }
 
 function reply(res: ServerResponse, status: number, body: unknown) {
+  if (res.headersSent) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
     "content-type": "application/json",
@@ -121,13 +314,13 @@ function reply(res: ServerResponse, status: number, body: unknown) {
   res.end(text);
 }
 
-/** A client of the local API (the CLI): one request, JSON both ways. */
+/** A client of the local API (the CLI): one request over the unix socket, JSON both ways. */
 export function localApiRequest(
   socket: string,
   method: "GET" | "POST",
   path: string,
   body?: unknown,
-): Promise<{ readonly status: number; readonly json: Record<string, unknown> }> {
+): Promise<{ readonly status: number; readonly json: Json }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
@@ -150,7 +343,7 @@ export function localApiRequest(
           try {
             resolve({
               status: res.statusCode ?? 0,
-              json: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>,
+              json: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json,
             });
           } catch (err) {
             reject(
@@ -171,5 +364,24 @@ export function localApiRequest(
       ),
     );
     req.end(payload);
+  });
+}
+
+/**
+ * The local API's answer, or its error as an AgentdError (its code when it is one of ours):
+ * what every CLI verb reading through the API does.
+ */
+export async function localApiGet(socket: string, path: string): Promise<Json> {
+  const r = await localApiRequest(socket, "GET", path);
+  if (r.status === 200) return r.json;
+  throw apiError(r);
+}
+
+export function apiError(r: { readonly status: number; readonly json: Json }): AgentdError {
+  const e = (r.json.error ?? {}) as { code?: unknown; message?: unknown };
+  const message = typeof e.message === "string" ? e.message : `the local API answered ${r.status}`;
+  return fail("AGENTD_E_HTTP", message, {
+    status: r.status,
+    code: typeof e.code === "string" ? e.code : null,
   });
 }

@@ -93,6 +93,14 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_CP_METHOD_NOT_ALLOWED: "denied",
   AGENTD_E_CP_UNSUPPORTED_MEDIA: "denied",
   AGENTD_E_ENROLL_PIN_MISMATCH: "denied",
+
+  // the agent's local API (agent/local-api.ts)
+  AGENTD_E_API_UNAUTHENTICATED: "denied",
+  AGENTD_E_API_FORBIDDEN: "denied",
+  AGENTD_E_API_NOT_FOUND: "failure",
+  AGENTD_E_API_METHOD_NOT_ALLOWED: "denied",
+  AGENTD_E_API_TOO_LARGE: "denied",
+  AGENTD_E_API_RATE_LIMITED: "failure",
   AGENTD_E_STORE: "failure",
   AGENTD_E_STORE_SCHEMA_NEWER: "failure",
 } as const satisfies Record<string, ExitClass>);

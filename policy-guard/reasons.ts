@@ -76,6 +76,14 @@ export const REASONS = Object.freeze({
   "facts.job_class_missing": "job_classes is set but there is no job_class fact.",
   // services
   "services.none_allowed": "The consent allows no service images.",
+  // the agent: holds on this machine, outside the documents (agent/mining-holds.ts); they
+  // never come from the decision, they are added to it on the way to the data path
+  "agent.audit_unwritable":
+    "The audit log cannot be written (disk full, I/O error): nothing happens that cannot be recorded, so mining waits until it can.",
+  "agent.quarantined":
+    "This machine is quarantined (a cloned identity, or the control plane's security signal): nothing mines until it is enrolled again.",
+  "agent.paused":
+    "The operator paused mining on this machine (agentd mining pause, or an owner-allowed mining.pause command) until resumed.",
 } as const);
 
 export type Reason = keyof typeof REASONS;

@@ -37,6 +37,8 @@ export class ProxyAccounting {
     forwardAccepted: 0,
     forwardRejected: 0,
     blocks: 0,
+    /** Sum of the difficulties of all accepted shares (every worker, also past the cap). */
+    difficulty: 0,
   };
   allowed = false;
   readonly #m: Record<string, Metric> | null;
@@ -127,6 +129,7 @@ export class ProxyAccounting {
     const w = this.#worker(s.worker || "_unknown", now);
     if (s.accepted) {
       this.totals.accepted++;
+      this.totals.difficulty += s.difficulty;
       if (w !== undefined) {
         w.accepted++;
         w.difficultySum += s.difficulty;

@@ -53,6 +53,15 @@ const VARDIFF_TICK_MS = 15_000;
 /** Miners sent a new job per event-loop turn (see #fanOut). */
 const FAN_OUT_BATCH = 1000;
 
+export interface MinerView {
+  readonly id: number;
+  readonly ip: string;
+  readonly workers: readonly string[];
+  readonly difficulty: number;
+  readonly ready: boolean;
+  readonly upstream_lane: number | null;
+}
+
 export class StratumProxy implements MiningGate {
   readonly name = "stratum-proxy";
   readonly accounting: ProxyAccounting;
@@ -113,6 +122,26 @@ export class StratumProxy implements MiningGate {
 
   get miners(): number {
     return this.#miners.size;
+  }
+
+  /**
+   * The connected miners as the operator sees them (the local API's `/v1/miners`): at most
+   * `limit`, with their address, authorized workers, difficulty and whether they get work.
+   */
+  minerViews(limit = 1000): MinerView[] {
+    const out: MinerView[] = [];
+    for (const m of this.#miners) {
+      if (out.length >= limit) break;
+      out.push({
+        id: m.id,
+        ip: m.ip,
+        workers: [...m.workers],
+        difficulty: m.difficulty,
+        ready: m.ready,
+        upstream_lane: m.lane?.id ?? null,
+      });
+    }
+    return out;
   }
 
   /** The upstream URL in use (the `upstream` fact of DOCUMENTS.md section 6), or the first allowed. */

@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { fail } from "../../lib/errors.ts";
-import { listSegments, verifyChainLog } from "../../lib/fs/chain-log.ts";
+import { readChainTail, verifyChainLog } from "../../lib/fs/chain-log.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
@@ -66,16 +66,7 @@ export function registerAudit(program: Command, io: CliIo, run: Run): void {
         }
         const file = auditFile(io, cmd, opts.stateDir);
         if (!existsSync(file)) throw fail("AGENTD_E_IO", `${file}: no audit log`, { path: file });
-        // Newest segment first, until enough records are read.
-        const files = [...listSegments(file).map((s) => s.path), file].reverse();
-        const records: string[] = [];
-        for (const f of files) {
-          const lines = readFileSync(f, "utf8")
-            .split("\n")
-            .filter((l) => l.trim() !== "");
-          records.unshift(...lines.slice(-(n - records.length)));
-          if (records.length >= n) break;
-        }
+        const records = readChainTail(file, n);
         if (opts.json) io.stdout(`${JSON.stringify(records.map((r) => JSON.parse(r)))}\n`);
         else for (const r of records) io.stdout(`${r}\n`);
         return 0;

@@ -29,6 +29,7 @@ import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
 import { nowFrom, parseDuration, parsePositiveInt, parseWorkerId } from "../time.ts";
 import { emitDocument, readTextFile } from "./consent.ts";
+import { registerPolicyShow } from "./local-views.ts";
 
 /**
  * `agentd policy publish | verify | explain` (DOCUMENTS.md sections 4 and 7).
@@ -89,7 +90,8 @@ function readOptions(cmd: Command): Command {
 export function registerPolicy(program: Command, io: CliIo, run: Run): void {
   const policy = program
     .command("policy")
-    .description("bundles of consent and publication: publish, verify, explain");
+    .description("bundles of consent and publication: publish, verify, explain, show");
+  registerPolicyShow(policy, io, run);
 
   policy
     .command("publish")

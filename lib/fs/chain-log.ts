@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, renameSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
 import { type AgentdError, fail } from "../errors.ts";
 import { canonicalize, canonicalSha256Hex } from "../json/canonical.ts";
@@ -479,4 +479,27 @@ function toAgentdError(e: ChainVerifyError): AgentdError {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * The last `n` records of a log (its rotated segments included), oldest first, as the lines
+ * stored: for `agentd audit tail` and the local API. Not a verification (verifyChainLog is).
+ */
+export function readChainTail(path: string, n: number): string[] {
+  // Newest segment first, until enough records are read.
+  const files = [...listSegments(path).map((s) => s.path), path].reverse();
+  const records: string[] = [];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = readFileSync(f, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+      throw ioError(f, "read", err);
+    }
+    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    records.unshift(...lines.slice(-(n - records.length)));
+    if (records.length >= n) break;
+  }
+  return records;
 }

@@ -16,6 +16,8 @@ export interface LoggerOptions {
   /** Where JSON lines go; stderr (fd 2) by default, so stdout stays machine-readable. */
   readonly destination?: DestinationStream;
   readonly base?: Record<string, unknown>;
+  /** A second destination that gets every line too (the agent's in-memory ring, ring.ts). */
+  readonly tee?: DestinationStream;
 }
 
 /**
@@ -23,7 +25,14 @@ export interface LoggerOptions {
  * Components take `componentLogger(root, "…")`; nothing creates a logger of its own.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = options.destination ?? pino.destination({ fd: 2, sync: true });
+  const primary = options.destination ?? pino.destination({ fd: 2, sync: true });
+  const destination =
+    options.tee === undefined
+      ? primary
+      : pino.multistream([
+          { stream: primary, level: "trace" },
+          { stream: options.tee, level: "trace" },
+        ]);
   const logger = pino(
     {
       level: options.level,

@@ -90,9 +90,10 @@ async function refusal(p: Promise<unknown>): Promise<AgentdError> {
 
 const statusOf = (a: { status(): Record<string, unknown> }) =>
   a.status() as {
-    decision: { mining: boolean };
+    decision: { mining: boolean; reasons: string[] };
     policy: { version: number | null };
     keyset_seq: number;
+    holds: string[];
   };
 
 describe("agentd run", () => {
@@ -191,8 +192,8 @@ describe("agentd run", () => {
       );
       expect(statusOf(agent).keyset_seq).toBe(2);
       expect(readEnrollment(m.stateDir)?.keyset.seq).toBe(2);
-      // a command signed by the new command key is verified and answered (no handler in this
-      // build: refused, saying so), with a signed result and an audit record
+      // a command signed by the new command key is verified and run (mining.pause: the
+      // operator's pause, held and persisted), with a signed result and an audit record
       const op = await cp.api(cp.adminKey).createApiKey({ role: "operator" });
       const sent = await cp
         .api(op.api_key)
@@ -209,11 +210,13 @@ describe("agentd run", () => {
         }
       })();
       await until(() => result !== null, "the command's result");
-      expect(result).toBe("refused");
+      expect(result).toBe("done");
       const audit = readFileSync(join(m.stateDir, "audit.jsonl"), "utf8");
       expect(audit).toContain('"type":"keys.updated"');
       expect(audit).toMatch(/"command_seq":\d+/);
-      expect(audit).toContain("command.unsupported: mining.pause");
+      expect(audit).toContain(`"by":"command ${sent.cmd_id}"`);
+      expect(statusOf(agent).holds).toEqual(["agent.paused"]);
+      expect(statusOf(agent).decision).toEqual({ mining: false, reasons: ["agent.paused"] });
     } finally {
       await agent.close();
     }

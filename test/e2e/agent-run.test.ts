@@ -190,7 +190,7 @@ describe("agentd run with a control plane", () => {
           }),
         );
         await until("the consent taken", () =>
-          ["POLICY_SYNCED", "ELIGIBLE"].includes(agentState()) ? true : undefined,
+          ["POLICY_SYNCED", "ELIGIBLE", "ASSIGNED"].includes(agentState()) ? true : undefined,
         );
         const synced = await until("a heartbeat naming the publication", async () =>
           (await heartbeats()).find((h) => h.policy.version !== null),
@@ -208,7 +208,13 @@ describe("agentd run with a control plane", () => {
         });
         try {
           await until("shares at the pool", () => (pool.stats().accepted >= 3 ? true : undefined));
-          expect(agentState()).toBe("ELIGIBLE");
+          // the pool accepted forwarded work: the machine mines (BRIEF section 6)
+          await until("MINING", () => (agentState() === "MINING" ? true : undefined));
+          const mining = await until("a heartbeat saying MINING", async () =>
+            (await heartbeats()).find((h) => h.state === "MINING" && h.telemetry.asics === 2),
+          );
+          expect(mining.decision.mining).toBe(true);
+          expect(mining.telemetry.shares_accepted).toBeGreaterThan(0);
 
           // the owner revokes on the machine itself, through the local API: no control plane
           writeFileSync(
@@ -261,7 +267,7 @@ describe("agentd run with a control plane", () => {
           }),
         );
         await until("back after the newer consent", () =>
-          ["POLICY_SYNCED", "ELIGIBLE"].includes(agentState()) ? true : undefined,
+          ["POLICY_SYNCED", "ELIGIBLE", "ASSIGNED"].includes(agentState()) ? true : undefined,
         );
         await api.postRevocation(
           worker,

@@ -59,9 +59,9 @@ describe("agentd devnet", () => {
       });
       const mining = await next("shares at the pool", (l) => {
         const s = l as unknown as Status;
-        return s.mining && s.pool_accepted > 0 ? s : undefined;
+        return s.mining && s.pool_accepted > 0 && s.state === "MINING" ? s : undefined;
       });
-      expect(mining).toMatchObject({ state: "ELIGIBLE", miners: 3 });
+      expect(mining).toMatchObject({ state: "MINING", miners: 3 });
 
       const revoke = agentd([
         "consent",

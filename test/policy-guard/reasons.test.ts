@@ -33,7 +33,7 @@ describe("reason codes", () => {
 
   it("every reason-shaped code in the docs exists", () => {
     for (const m of doc.matchAll(
-      /`((?:consent|publication|clock|rules|facts|services)\.[a-z_]+)`/g,
+      /`((?:consent|publication|clock|rules|facts|services|agent)\.[a-z_]+)`/g,
     )) {
       expect(isReason(m[1] as string), m[1]).toBe(true);
     }

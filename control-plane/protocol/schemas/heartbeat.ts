@@ -53,6 +53,15 @@ export interface HeartbeatPayload {
   readonly agent: { readonly version: string; readonly binary_sha256: string };
   /** Hash of the last record of the agent's audit log, or null before the first. */
   readonly audit_head: string | null;
+  /**
+   * Optional: node-reward eligibility as the agent tracks it (docs/eligibility.md).
+   * Self-reported, so advisory like all telemetry.
+   */
+  readonly eligibility?: {
+    readonly eligible: boolean;
+    readonly reasons: readonly string[];
+    readonly uptime_ratio: number;
+  };
 }
 
 /** A policy-guard reason code (policy-guard/reasons.ts), e.g. `publication.expired`. */
@@ -67,35 +76,55 @@ const COUNT = { type: "integer", minimum: 0, maximum: 9007199254740991 };
 
 export const heartbeatSchema = frozen(
   root("heartbeat", "Heartbeat payload (agentd-heartbeat+jwt)", {
-    ...closed({
-      v: { const: 1 },
-      worker: THUMBPRINT,
-      counter: POSITIVE,
-      iat: UNIX_TIME,
-      state: { enum: [...AGENT_STATES] },
-      policy: closed({
-        version: { type: ["integer", "null"], minimum: 1, maximum: 9007199254740991 },
-        consent_sha256: { ...SHA256_HEX, type: ["string", "null"] },
-      }),
-      decision: closed({
-        mining: { type: "boolean" },
-        reasons: { type: "array", maxItems: 32, uniqueItems: true, items: REASON_CODE },
-      }),
-      telemetry: closed({
-        asics: { type: "integer", minimum: 0, maximum: 1_000_000 },
-        // 1e21 H/s is far beyond the whole Bitcoin network: a bound, not a guess.
-        hashrate_hs: { type: "number", minimum: 0, maximum: 1e21 },
-        shares_accepted: COUNT,
-        shares_rejected: COUNT,
-        uptime_s: { type: "integer", minimum: 0, maximum: 3_153_600_000 },
-      }),
-      services: closed(
-        Object.fromEntries(SERVICE_KINDS.map((k) => [k, { enum: [...SERVICE_STATUSES] }])),
-        [],
-      ),
-      agent: closed({ version: AGENT_VERSION, binary_sha256: SHA256_HEX }),
-      audit_head: { ...SHA256_HEX, type: ["string", "null"] },
-    }),
+    ...closed(
+      {
+        v: { const: 1 },
+        worker: THUMBPRINT,
+        counter: POSITIVE,
+        iat: UNIX_TIME,
+        state: { enum: [...AGENT_STATES] },
+        policy: closed({
+          version: { type: ["integer", "null"], minimum: 1, maximum: 9007199254740991 },
+          consent_sha256: { ...SHA256_HEX, type: ["string", "null"] },
+        }),
+        decision: closed({
+          mining: { type: "boolean" },
+          reasons: { type: "array", maxItems: 32, uniqueItems: true, items: REASON_CODE },
+        }),
+        telemetry: closed({
+          asics: { type: "integer", minimum: 0, maximum: 1_000_000 },
+          // 1e21 H/s is far beyond the whole Bitcoin network: a bound, not a guess.
+          hashrate_hs: { type: "number", minimum: 0, maximum: 1e21 },
+          shares_accepted: COUNT,
+          shares_rejected: COUNT,
+          uptime_s: { type: "integer", minimum: 0, maximum: 3_153_600_000 },
+        }),
+        services: closed(
+          Object.fromEntries(SERVICE_KINDS.map((k) => [k, { enum: [...SERVICE_STATUSES] }])),
+          [],
+        ),
+        agent: closed({ version: AGENT_VERSION, binary_sha256: SHA256_HEX }),
+        audit_head: { ...SHA256_HEX, type: ["string", "null"] },
+        eligibility: closed({
+          eligible: { type: "boolean" },
+          reasons: { type: "array", maxItems: 16, uniqueItems: true, items: REASON_CODE },
+          uptime_ratio: { type: "number", minimum: 0, maximum: 1 },
+        }),
+      },
+      [
+        "v",
+        "worker",
+        "counter",
+        "iat",
+        "state",
+        "policy",
+        "decision",
+        "telemetry",
+        "services",
+        "agent",
+        "audit_head",
+      ],
+    ),
   }),
 );
 

@@ -1,0 +1,66 @@
+import type { MiningGate, MiningGateInput } from "../policy-guard/gates.ts";
+import type { Reason } from "../policy-guard/reasons.ts";
+
+/**
+ * Reasons on this machine, outside the owner's documents, that stop mining even where the
+ * decision allows it: the audit log cannot be written, the machine is quarantined, or the
+ * operator paused. The policy
+ * guard's decision stays what the documents say; this gate sits between the engine and the
+ * data path and denies while any hold is on. Holds only ever deny: the owner's consent
+ * remains the only thing that can allow.
+ */
+export type HoldReason = Extract<
+  Reason,
+  "agent.audit_unwritable" | "agent.quarantined" | "agent.paused"
+>;
+
+export interface HeldGate extends MiningGate {
+  hold(reason: HoldReason): void;
+  release(reason: HoldReason): void;
+  holds(): readonly HoldReason[];
+  /** What the data path was last given: the decision with the holds applied. */
+  effective(): { readonly allow: boolean; readonly reasons: readonly Reason[] } | null;
+}
+
+export function holdingGate(inner: MiningGate, onChange: () => void = () => {}): HeldGate {
+  const held = new Set<HoldReason>();
+  let last: MiningGateInput | null = null;
+  let applied: MiningGateInput | null = null;
+
+  const withHolds = (input: MiningGateInput): MiningGateInput =>
+    held.size === 0
+      ? input
+      : {
+          ...input,
+          allow: false,
+          reasons: [...held, ...input.reasons.filter((r) => !held.has(r as HoldReason))],
+        };
+
+  const drive = () => {
+    if (last === null) return; // fail closed: the data path denies until the first decision
+    applied = withHolds(last);
+    const r = inner.apply(applied);
+    if (r instanceof Promise) r.catch(() => {});
+    onChange();
+  };
+
+  return {
+    name: `${inner.name} (with local holds)`,
+    apply(input) {
+      last = input;
+      applied = withHolds(input);
+      return inner.apply(applied);
+    },
+    hold(reason) {
+      if (held.has(reason)) return;
+      held.add(reason);
+      drive();
+    },
+    release(reason) {
+      if (!held.delete(reason)) return;
+      drive();
+    },
+    holds: () => [...held],
+    effective: () => (applied === null ? null : { allow: applied.allow, reasons: applied.reasons }),
+  };
+}

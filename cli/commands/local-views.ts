@@ -1,0 +1,144 @@
+import type { Command } from "commander";
+import { apiError, localApiGet, localApiRequest } from "../../agent/local-api.ts";
+import { globalsOf, loadCliConfig } from "../config-context.ts";
+import type { CliIo } from "../io.ts";
+import { printResult } from "../output.ts";
+import type { Run } from "../program.ts";
+
+/**
+ * The operator's views of a running agent, all read through its local API (agentd run must
+ * be running): `agentd miners`, `agentd policy show`, `agentd eligibility`, `agentd logs`,
+ * `agentd mining pause|resume`. Every one takes `--json` (the API's answer as is).
+ */
+
+type Json = Record<string, unknown>;
+
+const socketOf = (io: CliIo, cmd: Command) => loadCliConfig(io, globalsOf(cmd)).config.api.socket;
+
+function view(
+  program: Command,
+  io: CliIo,
+  run: Run,
+  name: string,
+  description: string,
+  path: (opts: Json) => string,
+  text: (doc: Json) => string,
+  extra: (c: Command) => Command = (c) => c,
+): void {
+  extra(program.command(name).description(description))
+    .option("--json", "machine-readable output", false)
+    .action((opts: Json & { json: boolean }, cmd: Command) =>
+      run(opts.json, async () => {
+        const doc = await localApiGet(socketOf(io, cmd), path(opts));
+        printResult(io, opts.json, doc, text(doc));
+        return 0;
+      }),
+    );
+}
+
+export function registerLocalViews(program: Command, io: CliIo, run: Run): void {
+  view(
+    program,
+    io,
+    run,
+    "miners",
+    "the ASICs connected to the running agent's Stratum proxy",
+    () => "/v1/miners",
+    (d) => {
+      const miners = (d.miners ?? []) as {
+        id: number;
+        ip: string;
+        workers: string[];
+        difficulty: number;
+        ready: boolean;
+      }[];
+      const rows = miners.map(
+        (m) =>
+          `${String(m.id).padEnd(6)} ${m.ip.padEnd(16)} ${String(m.difficulty).padEnd(10)} ${m.ready ? "mining " : "waiting"} ${m.workers.join(",")}`,
+      );
+      return [
+        `${d.count} miner(s)`,
+        ...(rows.length > 0 ? ["id     ip               difficulty state   workers", ...rows] : []),
+      ].join("\n");
+    },
+  );
+  view(
+    program,
+    io,
+    run,
+    "eligibility",
+    "node-reward eligibility: uptime over 7 days, Lightning channel, bitcoind sync",
+    () => "/v1/eligibility",
+    (d) => {
+      const reasons = (d.reasons ?? []) as string[];
+      const ratio =
+        typeof d.uptime_ratio === "number" ? `${(d.uptime_ratio * 100).toFixed(2)}%` : "unknown";
+      return [
+        `eligible  ${d.eligible === true ? "yes" : `no: ${reasons.join(", ")}`}`,
+        `uptime    ${ratio}`,
+        `lightning ${String(d.lightning ?? "unknown")}`,
+        `bitcoind  ${String(d.bitcoind ?? "unknown")}`,
+      ].join("\n");
+    },
+  );
+  view(
+    program,
+    io,
+    run,
+    "logs",
+    "the running agent's last log lines (JSON, as logged)",
+    (o) => `/v1/logs?n=${encodeURIComponent(String(o.lines ?? "100"))}`,
+    (d) => ((d.lines ?? []) as string[]).join("\n"),
+    (c) => c.option("-n, --lines <n>", "how many lines (1..1000)", "100"),
+  );
+
+  const mining = program
+    .command("mining")
+    .description("pause or resume mining on this machine (the operator's hold; local API)");
+  for (const [verb, what] of [
+    ["pause", "stop mining until resumed (persisted across restarts)"],
+    ["resume", "lift the operator's pause (the owner's policy still decides)"],
+  ] as const) {
+    mining
+      .command(verb)
+      .description(what)
+      .option("--json", "machine-readable output", false)
+      .action((opts: { json: boolean }, cmd: Command) =>
+        run(opts.json, async () => {
+          const r = await localApiRequest(socketOf(io, cmd), "POST", `/v1/mining/${verb}`, {});
+          if (r.status !== 200) throw apiError(r);
+          const d = r.json.decision as { mining: boolean; reasons: string[] };
+          printResult(
+            io,
+            opts.json,
+            r.json,
+            `state    ${String(r.json.state)}\nmining   ${d.mining ? "allowed" : `denied: ${d.reasons.join(", ")}`}`,
+          );
+          return 0;
+        }),
+      );
+  }
+}
+
+/** `agentd policy show`: the documents in force on the running agent and its decision. */
+export function registerPolicyShow(policy: Command, io: CliIo, run: Run): void {
+  view(
+    policy,
+    io,
+    run,
+    "show",
+    "the running agent's consent, publication, decision and local holds (local API)",
+    () => "/v1/policy",
+    (d) => {
+      const consent = d.consent as { identity: string; payload: Json; reasons: string[] } | null;
+      const publication = d.publication as { payload: Json } | null;
+      const e = d.effective as { allow: boolean; reasons: string[] };
+      return [
+        `consent      ${consent === null ? "none" : `seq ${consent.payload.seq} (${consent.identity.slice(0, 16)}…)${consent.reasons.length > 0 ? ` ${consent.reasons.join(", ")}` : ""}`}`,
+        `publication  ${publication === null ? "none" : `version ${publication.payload.version}, expires ${new Date(Number(publication.payload.exp) * 1000).toISOString()}`}`,
+        `mining       ${e.allow ? "allowed" : `denied: ${e.reasons.join(", ")}`}`,
+        `holds        ${((d.holds ?? []) as string[]).join(", ") || "none"}`,
+      ].join("\n");
+    },
+  );
+}
