@@ -1,3 +1,5 @@
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { isAgentdError } from "../lib/errors.ts";
 import type { ChainHead, ChainLog } from "../lib/fs/chain-log.ts";
 
@@ -26,11 +28,19 @@ export interface AuditSink extends AuditAppender {
 }
 
 export interface AuditSinkOptions {
+  /** The log file (its directory's free space is what the probe looks at). */
+  readonly path: string;
   /** Opens (or reopens) the chain log; a torn tail is repaired by opening. */
   readonly open: () => ChainLog;
   readonly onUnwritable: (err: unknown) => void;
   readonly onWritable: (lost: number) => void;
   readonly probeMs?: number;
+  /**
+   * The probe writes again only with at least this much free space (default 1 MiB): a full
+   * disk still takes a small record into the last page of the file, and lifting the hold for
+   * that would only flap.
+   */
+  readonly minFreeBytes?: number;
   readonly timers?: {
     setTimeout(fn: () => void, ms: number): unknown;
     clearTimeout(handle: unknown): void;
@@ -45,6 +55,7 @@ const realTimers = {
 export function openAuditSink(o: AuditSinkOptions): AuditSink {
   const timers = o.timers ?? realTimers;
   const probeMs = o.probeMs ?? 2_000;
+  const minFree = o.minFreeBytes ?? 1024 * 1024;
   let log: ChainLog | null = o.open();
   let failedAt: unknown = null;
   let lost = 0;
@@ -67,6 +78,10 @@ export function openAuditSink(o: AuditSinkOptions): AuditSink {
   };
   const tryRecover = () => {
     if (closed || failedAt === null) return;
+    if (freeBytes() < minFree) {
+      armProbe();
+      return;
+    }
     try {
       log?.close();
     } catch {
@@ -86,13 +101,20 @@ export function openAuditSink(o: AuditSinkOptions): AuditSink {
     o.onWritable(n);
   };
 
+  const freeBytes = () => {
+    try {
+      const st = statfsSync(dirname(o.path));
+      return st.bavail * st.bsize;
+    } catch {
+      return 0;
+    }
+  };
+
   return {
     get writable() {
       return failedAt === null;
     },
-    get path() {
-      return log?.path ?? "";
-    },
+    path: o.path,
     head: () => log?.head() ?? null,
     append(body) {
       if (failedAt !== null || log === null) {

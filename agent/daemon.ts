@@ -81,8 +81,15 @@ export interface AgentDaemonOptions {
   readonly stratum: { readonly host: string; readonly port: number };
   /** The agent's last log lines (the local API's /v1/logs); none kept when absent. */
   readonly recentLogs?: (n: number) => string[];
+  /**
+   * Attestation with fresh host facts at least this often (default 15 min), and a minute
+   * before each access token expires.
+   */
+  readonly attestIntervalMs?: number;
   /** How often the audit log is probed while it cannot be written (default 2 s). */
   readonly auditProbeMs?: number;
+  /** Free space the audit log's disk needs before mining resumes after it was full (1 MiB). */
+  readonly auditMinFreeBytes?: number;
 }
 
 export interface RunningAgent {
@@ -158,6 +165,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     let onAuditChange: (writable: boolean, lost: number) => void = () => {};
     const auditPath = join(o.stateDir, "audit.jsonl");
     const audit = openAuditSink({
+      path: auditPath,
       open: () => ChainLog.open(auditPath).log,
       onUnwritable: (err) => {
         log.error({ err }, "the audit log cannot be written: mining is held until it can");
@@ -168,6 +176,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         onAuditChange(true, lost);
       },
       ...(o.auditProbeMs === undefined ? {} : { probeMs: o.auditProbeMs }),
+      ...(o.auditMinFreeBytes === undefined ? {} : { minFreeBytes: o.auditMinFreeBytes }),
     });
     onStop("audit log", () => audit.close());
     const state: AgentStateStore = openAgentState(
@@ -409,13 +418,15 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     } catch (err) {
       log.warn({ err }, "attestation failed at start; running on the stored policy, retrying");
     }
-    // Again a minute before the access token expires (so at least once per token lifetime);
-    // never once stopping has begun.
+    // Again every attestIntervalMs, and a minute before the access token expires; never once
+    // stopping has begun.
+    const attestEveryMs = o.attestIntervalMs ?? 15 * 60_000;
     let attestTimer: ReturnType<typeof setTimeout> | undefined;
     let attesting = true;
     const scheduleAttest = (expiresAt: number) => {
       if (!attesting) return;
-      const inMs = Math.max(5_000, expiresAt * 1000 - o.clock.now() - 60_000);
+      const beforeExpiry = expiresAt * 1000 - o.clock.now() - 60_000;
+      const inMs = Math.max(Math.min(5_000, attestEveryMs), Math.min(attestEveryMs, beforeExpiry));
       attestTimer = setTimeout(() => {
         attest().then(
           (a) => scheduleAttest(a.expires_at),
@@ -434,14 +445,22 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       clearTimeout(attestTimer);
     });
 
-    /** The operator's pause: audited, persisted, then held (stop direction: the hold first). */
+    /**
+     * The operator's pause. A stop: held first, at once, even if it cannot be recorded or
+     * persisted (a full disk must not keep a machine mining that its operator stopped; the
+     * audit hold then stops it anyway).
+     */
     const pause = (by: string) => {
       gate.hold("agent.paused");
-      audit.append({ type: "mining.paused", by });
-      writePause(pausePath, { paused: true, by, at: o.clock.now() });
+      try {
+        audit.append({ type: "mining.paused", by });
+        writePause(pausePath, { paused: true, by, at: o.clock.now() });
+      } catch (err) {
+        log.error({ err }, "the pause holds, but could not be recorded or persisted");
+      }
       follow(`paused by ${by}`);
     };
-    /** Lifts only the operator's own hold; the decision still decides. Recorded before. */
+    /** Lifts only the operator's own hold (the decision still decides); recorded first. */
     const resume = (by: string) => {
       audit.append({ type: "mining.resumed", by });
       writePause(pausePath, { paused: false, by, at: o.clock.now() });

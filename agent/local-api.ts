@@ -145,6 +145,8 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   AGENTD_E_API_NOT_FOUND: 404,
   AGENTD_E_API_METHOD_NOT_ALLOWED: 405,
   AGENTD_E_API_RATE_LIMITED: 429,
+  // the agent's disk (the audit log, a state file): try again once it can write
+  AGENTD_E_IO: 503,
 };
 
 export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
@@ -179,6 +181,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       const status = isAgentdError(err) ? STATUS_OF[err.code] : undefined;
       if (status === undefined) throw err;
       const e = err as AgentdError;
+      if (e.code === "AGENTD_E_API_TOO_LARGE") res.setHeader("connection", "close");
       reply(res, status, { error: { code: e.code, message: e.message } });
     }
   };
@@ -292,8 +295,9 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on("data", (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
+        // Answer 413 (and close): the rest is read and dropped, not kept.
+        if (chunks.length > 0) chunks.length = 0;
         reject(fail("AGENTD_E_API_TOO_LARGE", `the body is larger than ${MAX_BODY} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(c);

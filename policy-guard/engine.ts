@@ -102,6 +102,13 @@ export class EnforcementEngine {
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #lastFloorWrite = 0;
+  /**
+   * The latest time (unix s) this engine has seen, in memory. The decision checks the clock
+   * against this, not against the floor last persisted (written at most every few minutes):
+   * otherwise a clock set back by less than that lag would revive documents that time has
+   * already ended.
+   */
+  #seenFloorS = 0;
   /** Publication keys given after start (setPublicationKeys); null: the options' ones. */
   #publicationKeys: readonly KeyObject[] | null = null;
   readonly #mining: MiningGate[] = [];
@@ -300,11 +307,12 @@ export class EnforcementEngine {
   }
 
   #verify(bundle: Bundle | null, state: GuardState): VerifiedDocuments {
+    const clockFloorS = Math.max(state.counters.clockFloorS, this.#seenFloorS);
     return verifyDocuments({
       bundle,
       trust: this.#trust(state),
       worker: this.#o.worker,
-      counters: state.counters,
+      counters: { ...state.counters, clockFloorS },
     });
   }
 
@@ -406,7 +414,7 @@ export class EnforcementEngine {
     this.#docs = this.#verify(this.#state.bundle, this.#state);
     const previous = this.#decision;
     this.#decision = this.#evaluate();
-    this.#bumpFloor();
+    this.#bumpFloor(!sameDecision(previous, this.#decision));
     // The gates are driven when what they are given changes, not only allow/deny: a new
     // consent with another upstream user or other networks must reach the proxy at once.
     const inputs = this.#gateInputs();
@@ -476,11 +484,17 @@ export class EnforcementEngine {
     return true;
   }
 
-  /** The clock floor follows the clock forward, persisted at most every few minutes. */
-  #bumpFloor(): void {
+  /**
+   * The clock floor follows the clock forward: at once in memory, on disk at most every few
+   * minutes — and whenever the decision changed, so that a restart cannot bring back what
+   * time just ended (a grace run out) by setting the clock back across the write lag.
+   */
+  #bumpFloor(decisionChanged = false): void {
     const now = this.#o.clock.now();
     const nowS = Math.floor(now / 1000);
-    if (nowS > this.#state.counters.clockFloorS && now - this.#lastFloorWrite >= FLOOR_PERSIST_MS) {
+    this.#seenFloorS = Math.max(this.#seenFloorS, nowS);
+    const due = decisionChanged || now - this.#lastFloorWrite >= FLOOR_PERSIST_MS;
+    if (nowS > this.#state.counters.clockFloorS && due) {
       this.#persist(
         { ...this.#state, counters: { ...this.#state.counters, clockFloorS: nowS } },
         "best-effort",

@@ -1,83 +1,18 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { type AgentDaemonOptions, startAgent } from "../../agent/daemon.ts";
-import { enrollMachine, readEnrollment } from "../../agent/enrollment.ts";
+import { describe, expect, it } from "vitest";
+import { readEnrollment } from "../../agent/enrollment.ts";
 import { initMachineIdentity } from "../../agent/identity.ts";
-import type { HostFacts } from "../../control-plane/protocol/schemas/attestation.ts";
-import { loadConfig } from "../../lib/config/load.ts";
-import { generateEd25519KeyPair, publicJwk } from "../../lib/crypto/ed25519.ts";
 import { AgentdError } from "../../lib/errors.ts";
-import { createLogger } from "../../lib/log/logger.ts";
 import { signConsent, signDecommission } from "../../policy-guard/sign.ts";
-import {
-  FACTS,
-  type ServedCp,
-  until,
-  useServedCp,
-} from "../control-plane/protocol/client-fixture.ts";
+import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
+import { enrolledMachine } from "./daemon-fixture.ts";
 
 /**
  * `agentd run` in-process (startAgent) against a real control plane over TLS: a cloned
  * identity, one agent per state directory, a key rotation, the control plane unreachable at
  * start, a decommission. (test/e2e/agent-run.test.ts runs it as a process.)
  */
-
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-/** An owner registered, a machine enrolled in a new state directory, and how to start it. */
-async function enrolledMachine(cp: ServedCp) {
-  const owner = generateEd25519KeyPair();
-  const created = await cp.api(cp.adminKey).createOwner({ jwk: publicJwk(owner.publicKey) });
-  const ownerApi = cp.api(created.api_key);
-  const stateDir = mkdtempSync(join(tmpdir(), "agentd-daemon-"));
-  dirs.push(stateDir);
-  const enroll = async (force = false) =>
-    enrollMachine({
-      stateDir,
-      token: (await ownerApi.createEnrollmentToken()).token,
-      ownerPub: owner.publicKey,
-      facts: FACTS,
-      clock: cp.clock,
-      force,
-    });
-  const enrolled = await enroll();
-  const start = (facts: HostFacts = FACTS, over: Partial<AgentDaemonOptions> = {}) =>
-    startAgent({
-      stateDir,
-      clock: cp.clock,
-      logger: createLogger({ level: "silent" }),
-      agentVersion: "0.1.0",
-      heartbeatIntervalS: 30,
-      hostFacts: () => facts,
-      apiSocket: join(stateDir, "agentd.sock"),
-      config: loadConfig({ env: {}, defaultPath: join(stateDir, "absent.toml") }).config,
-      stratum: { host: "127.0.0.1", port: 0 },
-      longPollS: 1,
-      ...over,
-    });
-  /** The owner's consent for this machine, seq `seq`, a day long. */
-  const consent = (seq: number, commands: ("mining.pause" | "mining.resume")[] = []) => {
-    const iat = Math.floor(cp.clock.now() / 1000);
-    return signConsent({
-      ownerKey: owner.privateKey,
-      worker: enrolled.worker_id,
-      policyId: "daemon",
-      seq,
-      iat,
-      exp: iat + 86_400,
-      rules: {
-        upstreams: [{ url: "stratum+tcp://pool.example:3333", user: "o.rig" }],
-        commands,
-      },
-    });
-  };
-  return { owner, ownerApi, stateDir, enrolled, enroll, start, consent };
-}
 
 async function refusal(p: Promise<unknown>): Promise<AgentdError> {
   try {

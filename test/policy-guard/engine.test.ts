@@ -765,6 +765,43 @@ describe("clock floor", () => {
   });
 });
 
+describe("clock floor between writes", () => {
+  it("a clock set back less than the write lag cannot revive a grace that time ended (in memory, and across a restart)", async () => {
+    const { clock, w } = setup(T0);
+    const h = w.engine();
+    await h.engine.start();
+    const iat = nowS(clock) - 10;
+    const b = bundleFor(
+      keys,
+      { seq: 1, rules: untimedRules({ offline_grace_s: 120, max_publication_ttl_s: 60 }) },
+      { version: 1, iat, ttlS: 60 },
+    );
+    expect(await h.engine.submitBundle(b, "cp")).toEqual({ accepted: true, reasons: [] });
+    const graceEnd = (iat + 60 + 120) * 1000;
+    // the grace ends less than the floor's write interval after the last write
+    clock.set(graceEnd);
+    await h.engine.refresh("time");
+    expect(h.mining.last()).toMatchObject({
+      allow: false,
+      reasons: ["publication.offline_grace_exceeded"],
+    });
+    // the clock is set back into the grace by more than the 60 s tolerance: still denied,
+    // now also behind the floor — the floor is what the engine has seen, not what it wrote
+    clock.set(graceEnd - 120_000);
+    await h.engine.refresh("upstream");
+    expect(h.mining.last()).toMatchObject({ allow: false, reasons: ["clock.behind_floor"] });
+    h.engine.close();
+    // the decision change was persisted with the floor: a restart does not revive it either
+    expect(stateCounters(w).clockFloorS).toBe(graceEnd / 1000);
+    const restarted = w.engine();
+    await restarted.engine.start();
+    expect(restarted.mining.last()).toMatchObject({
+      allow: false,
+      reasons: ["clock.behind_floor"],
+    });
+  });
+});
+
 describe("re-verification on load", () => {
   it("a stored bundle edited on disk is verified again and denied (consent.signature)", async () => {
     const { w } = setup();

@@ -169,8 +169,9 @@ export function useServedCp(): (o?: ServeFixtureOptions) => Promise<ServedCp> {
 export async function until(
   check: () => boolean | Promise<boolean>,
   what = "condition",
+  timeoutMs = 15_000,
 ): Promise<void> {
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));

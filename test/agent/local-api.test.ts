@@ -1,0 +1,237 @@
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type LocalApi,
+  type LocalApiHandlers,
+  localApiRequest,
+  startLocalApi,
+} from "../../agent/local-api.ts";
+import { createLogger } from "../../lib/log/logger.ts";
+
+/**
+ * The local API's HTTP layer on real sockets (a unix socket and a loopback TCP port): routes,
+ * errors with stable codes, and what keeps a browser page and other hosts out of the TCP
+ * listener. The handlers here only record; the daemon's tests drive the real ones.
+ */
+
+const TOKEN = "t".repeat(43);
+const open: LocalApi[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const a of open.splice(0)) await a.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function handlers(calls: string[]): LocalApiHandlers {
+  const rec = (name: string, out: Record<string, unknown> = { ok: name }) => {
+    calls.push(name);
+    return out;
+  };
+  return {
+    status: () => rec("status", { state: "MINING" }),
+    policy: () => rec("policy"),
+    miners: () => rec("miners"),
+    shares: () => rec("shares"),
+    services: () => rec("services"),
+    eligibility: () => rec("eligibility"),
+    audit: (n) => rec(`audit ${n}`),
+    logs: (n) => rec(`logs ${n}`),
+    revoke: async (jws) => {
+      calls.push(`revoke ${jws}`);
+      return { accepted: jws === "good", reasons: jws === "good" ? [] : ["consent.signature"] };
+    },
+    bundle: async (b) => {
+      calls.push(`bundle ${b.consent} ${b.publication}`);
+      return { accepted: true, reasons: [] };
+    },
+    pause: async () => rec("pause"),
+    resume: async () => rec("resume"),
+  };
+}
+
+async function start(
+  calls: string[],
+  over: Partial<Parameters<typeof startLocalApi>[0]> = {},
+): Promise<LocalApi> {
+  const dir = mkdtempSync(join(tmpdir(), "agentd-api-"));
+  dirs.push(dir);
+  const api = await startLocalApi({
+    socket: join(dir, "agentd.sock"),
+    handlers: handlers(calls),
+    logger: createLogger({ level: "silent" }),
+    tcp: { host: "127.0.0.1", port: 0, token: TOKEN },
+    ...over,
+  });
+  open.push(api);
+  return api;
+}
+
+/** One raw TCP request with exactly the headers given (Host included). */
+function tcp(
+  api: LocalApi,
+  path: string,
+  headers: Record<string, string>,
+  method = "GET",
+): Promise<{
+  status: number;
+  headers: Record<string, unknown>;
+  json: { error?: { code: string } };
+}> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port: api.tcp?.port, path, method, headers, setHost: false },
+      (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, json: JSON.parse(body) }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("the local API", () => {
+  it("serves every view and action on the unix socket (mode 0660)", async () => {
+    const calls: string[] = [];
+    const api = await start(calls, { tcp: undefined } as never);
+    expect(statSync(api.socket).mode & 0o777).toBe(0o660);
+    expect(api.tcp).toBeNull();
+    for (const p of [
+      "/v1/status",
+      "/v1/policy",
+      "/v1/miners",
+      "/v1/shares",
+      "/v1/services",
+      "/v1/eligibility",
+    ]) {
+      expect((await localApiRequest(api.socket, "GET", p)).status, p).toBe(200);
+    }
+    expect((await localApiRequest(api.socket, "GET", "/v1/audit?n=5")).status).toBe(200);
+    expect((await localApiRequest(api.socket, "GET", "/v1/logs")).status).toBe(200);
+    const bad = await localApiRequest(api.socket, "POST", "/v1/revocations", { document: "bad" });
+    expect(bad).toEqual({ status: 422, json: { accepted: false, reasons: ["consent.signature"] } });
+    const good = await localApiRequest(api.socket, "POST", "/v1/revocations", { document: "good" });
+    expect(good.status).toBe(200);
+    const b = await localApiRequest(api.socket, "POST", "/v1/bundles", {
+      consent: "c",
+      publication: "p",
+    });
+    expect(b.status).toBe(200);
+    expect((await localApiRequest(api.socket, "POST", "/v1/mining/pause", {})).status).toBe(200);
+    expect((await localApiRequest(api.socket, "POST", "/v1/mining/resume", {})).status).toBe(200);
+    expect(calls).toEqual([
+      "status",
+      "policy",
+      "miners",
+      "shares",
+      "services",
+      "eligibility",
+      "audit 5",
+      "logs 100",
+      "revoke bad",
+      "revoke good",
+      "bundle c p",
+      "pause",
+      "resume",
+    ]);
+  });
+
+  it("answers bad requests with stable codes, touching no handler", async () => {
+    const calls: string[] = [];
+    const api = await start(calls);
+    const code = async (method: "GET" | "POST", path: string, body?: unknown) => {
+      const r = await localApiRequest(api.socket, method, path, body);
+      return [r.status, (r.json.error as { code: string } | undefined)?.code];
+    };
+    expect(await code("GET", "/v1/nothing")).toEqual([404, "AGENTD_E_API_NOT_FOUND"]);
+    expect(await code("POST", "/v1/status", {})).toEqual([405, "AGENTD_E_API_METHOD_NOT_ALLOWED"]);
+    expect(await code("GET", "/v1/audit?n=0")).toEqual([400, "AGENTD_E_USAGE"]);
+    expect(await code("GET", "/v1/audit?n=1001")).toEqual([400, "AGENTD_E_USAGE"]);
+    expect(await code("POST", "/v1/revocations", { document: 5 })).toEqual([
+      400,
+      "AGENTD_E_SCHEMA",
+    ]);
+    expect(await code("POST", "/v1/revocations", [1])).toEqual([400, "AGENTD_E_SCHEMA"]);
+    expect(await code("POST", "/v1/bundles", { consent: "c" })).toEqual([400, "AGENTD_E_SCHEMA"]);
+    expect(await code("POST", "/v1/revocations", { document: "x".repeat(70_000) })).toEqual([
+      413,
+      "AGENTD_E_API_TOO_LARGE",
+    ]);
+    expect(calls).toEqual([]);
+  });
+
+  it("TCP: wants the bearer token, the loopback Host, and no Origin", async () => {
+    const calls: string[] = [];
+    const api = await start(calls);
+    const port = api.tcp?.port ?? 0;
+    const host = `127.0.0.1:${port}`;
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const ok = await tcp(api, "/v1/status", { host, ...auth });
+    expect(ok.status).toBe(200);
+    expect(ok.headers["access-control-allow-origin"]).toBeUndefined();
+    expect((await tcp(api, "/v1/status", { host: `localhost:${port}`, ...auth })).status).toBe(200);
+    const refused = async (headers: Record<string, string>) => {
+      const r = await tcp(api, "/v1/status", headers);
+      return [r.status, r.json.error?.code];
+    };
+    expect(await refused({ host })).toEqual([401, "AGENTD_E_API_UNAUTHENTICATED"]);
+    expect(await refused({ host, authorization: `Bearer ${"u".repeat(43)}` })).toEqual([
+      401,
+      "AGENTD_E_API_UNAUTHENTICATED",
+    ]);
+    expect(await refused({ host, authorization: `Bearer ${TOKEN}x` })).toEqual([
+      401,
+      "AGENTD_E_API_UNAUTHENTICATED",
+    ]);
+    // DNS rebinding: a page on evil.example resolved to 127.0.0.1
+    expect(await refused({ host: `evil.example:${port}`, ...auth })).toEqual([
+      403,
+      "AGENTD_E_API_FORBIDDEN",
+    ]);
+    expect(await refused({ host: `127.0.0.1:${port + 1}`, ...auth })).toEqual([
+      403,
+      "AGENTD_E_API_FORBIDDEN",
+    ]);
+    // a browser's cross-origin request, even with the right token
+    expect(await refused({ host, origin: "http://evil.example", ...auth })).toEqual([
+      403,
+      "AGENTD_E_API_FORBIDDEN",
+    ]);
+    expect(calls).toEqual(["status", "status"]);
+  });
+
+  it("TCP only on loopback, and only with a long token", async () => {
+    await expect(
+      start([], { tcp: { host: "0.0.0.0", port: 0, token: TOKEN } }),
+    ).rejects.toMatchObject({ code: "AGENTD_E_CONFIG_RANGE" });
+    await expect(
+      start([], { tcp: { host: "127.0.0.1", port: 0, token: "short" } }),
+    ).rejects.toMatchObject({ code: "AGENTD_E_CONFIG_RANGE" });
+  });
+
+  it("rate-limits each listener with a token bucket", async () => {
+    let now = 0;
+    const calls: string[] = [];
+    const api = await start(calls, { rate: { perSecond: 2, burst: 3 }, now: () => now });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      statuses.push((await localApiRequest(api.socket, "GET", "/v1/status")).status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    now += 1000; // two more tokens
+    statuses.length = 0;
+    for (let i = 0; i < 3; i++) {
+      statuses.push((await localApiRequest(api.socket, "GET", "/v1/status")).status);
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+    expect(calls).toHaveLength(5);
+  });
+});
