@@ -763,6 +763,15 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           services: {},
         }),
         eligibility: () => ({ ...eligibility.current(), maintenance: eligibility.maintenance() }),
+        maintenance: (windows) => {
+          // A claim that affects rewards: recorded first, like every operator action.
+          audit.append({
+            type: "eligibility.maintenance",
+            windows: windows.map((w) => ({ ...w })),
+          });
+          eligibility.setMaintenance(windows);
+          return { ...eligibility.current(), maintenance: eligibility.maintenance() };
+        },
         audit: (n) => ({
           writable: audit.writable,
           records: readChainTail(auditPath, n).map((l) => JSON.parse(l) as unknown),

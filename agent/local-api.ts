@@ -22,6 +22,8 @@ import type { Logger } from "../lib/log/logger.ts";
  *   GET  /v1/shares         share counts, in total and per worker
  *   GET  /v1/services       the supervised services (none until the supervisor runs)
  *   GET  /v1/eligibility    the node-reward eligibility and its reasons
+ *   POST /v1/eligibility/maintenance  {"windows": [{"start_ms", "end_ms"}]}: planned
+ *                          maintenance, left out of the uptime ratio (docs/eligibility.md)
  *   GET  /v1/audit?n=N      the last N audit records (default 20, at most 1000)
  *   GET  /v1/logs?n=N       the agent's last N log lines (default 100, at most 1000)
  *   POST /v1/revocations    an owner-signed revocation or decommission ({"document": JWS})
@@ -52,6 +54,8 @@ export interface LocalApiHandlers {
   shares(): Json;
   services(): Json;
   eligibility(): Json;
+  /** Replaces the maintenance windows to come (unix ms); past ones stay as they were. */
+  maintenance(windows: readonly { start_ms: number; end_ms: number }[]): Json;
   audit(n: number): Json;
   logs(n: number): Json;
   /** Applies a revocation or decommission; what the policy guard answered. */
@@ -122,6 +126,33 @@ const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
         throw fail("AGENTD_E_SCHEMA", 'the body must be {"consent": JWS, "publication": JWS}');
       }
       return applied(await h.bundle({ consent, publication }));
+    },
+  },
+  "/v1/eligibility/maintenance": {
+    POST: async (req, _url, h) => {
+      const { windows } = await readJson(req);
+      const ok =
+        Array.isArray(windows) &&
+        windows.length <= 256 &&
+        windows.every((w: unknown) => {
+          const r = w as { start_ms?: unknown; end_ms?: unknown } | null;
+          return (
+            typeof r === "object" &&
+            r !== null &&
+            Object.keys(r).length === 2 &&
+            Number.isSafeInteger(r.start_ms) &&
+            Number.isSafeInteger(r.end_ms) &&
+            (r.start_ms as number) >= 0 &&
+            (r.start_ms as number) < (r.end_ms as number)
+          );
+        });
+      if (!ok) {
+        throw fail(
+          "AGENTD_E_SCHEMA",
+          'the body must be {"windows": [{"start_ms": int, "end_ms": int}, …]} with start < end, at most 256',
+        );
+      }
+      return [200, h.maintenance(windows as { start_ms: number; end_ms: number }[])];
     },
   },
   "/v1/mining/pause": { POST: async (_req, _url, h) => [200, await h.pause()] },

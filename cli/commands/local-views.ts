@@ -4,6 +4,7 @@ import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
+import { parseInstant } from "../time.ts";
 
 /**
  * The operator's views of a running agent, all read through its local API (agentd run must
@@ -91,6 +92,54 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     (d) => ((d.lines ?? []) as string[]).join("\n"),
     (c) => c.option("-n, --lines <n>", "how many lines (1..1000)", "100"),
   );
+
+  const maintenance = program
+    .command("maintenance")
+    .description("planned maintenance: left out of the eligibility uptime ratio (local API)");
+  const post = async (io2: CliIo, cmd: Command, windows: unknown[], json: boolean) => {
+    const r = await localApiRequest(socketOf(io2, cmd), "POST", "/v1/eligibility/maintenance", {
+      windows,
+    });
+    if (r.status !== 200) throw apiError(r);
+    const list = (r.json.maintenance ?? []) as { start_ms: number; end_ms: number }[];
+    printResult(
+      io2,
+      json,
+      r.json,
+      list.length === 0
+        ? "no maintenance windows"
+        : list
+            .map(
+              (w) => `${new Date(w.start_ms).toISOString()} – ${new Date(w.end_ms).toISOString()}`,
+            )
+            .join("\n"),
+    );
+    return 0;
+  };
+  maintenance
+    .command("add")
+    .description("announce a maintenance window (kept with the ones already set)")
+    .requiredOption("--from <iso>", "start (ISO 8601)")
+    .requiredOption("--until <iso>", "end (ISO 8601)")
+    .option("--json", "machine-readable output", false)
+    .action((opts: { from: string; until: string; json: boolean }, cmd: Command) =>
+      run(opts.json, async () => {
+        const start_ms = parseInstant(opts.from, "--from");
+        const end_ms = parseInstant(opts.until, "--until");
+        const now = await localApiGet(socketOf(io, cmd), "/v1/eligibility");
+        const kept = ((now.maintenance ?? []) as { start_ms: number; end_ms: number }[]).filter(
+          (w) => w.end_ms > io.clock.now(),
+        );
+        return post(io, cmd, [...kept, { start_ms, end_ms }], opts.json);
+      }),
+    );
+  maintenance
+    .command("clear")
+    .description("cancel the maintenance to come (what has passed stays as it was)")
+    .option("--json", "machine-readable output", false)
+    .action((opts: { json: boolean }, cmd: Command) =>
+      run(opts.json, () => post(io, cmd, [], opts.json)),
+    );
 
   const mining = program
     .command("mining")

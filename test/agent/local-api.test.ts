@@ -37,6 +37,7 @@ function handlers(calls: string[]): LocalApiHandlers {
     shares: () => rec("shares"),
     services: () => rec("services"),
     eligibility: () => rec("eligibility"),
+    maintenance: (w) => rec(`maintenance ${JSON.stringify(w)}`),
     audit: (n) => rec(`audit ${n}`),
     logs: (n) => rec(`logs ${n}`),
     revoke: async (jws) => {
@@ -125,6 +126,11 @@ describe("the local API", () => {
       publication: "p",
     });
     expect(b.status).toBe(200);
+    const windows = [{ start_ms: 1000, end_ms: 2000 }];
+    const mw = await localApiRequest(api.socket, "POST", "/v1/eligibility/maintenance", {
+      windows,
+    });
+    expect(mw.status).toBe(200);
     expect((await localApiRequest(api.socket, "POST", "/v1/mining/pause", {})).status).toBe(200);
     expect((await localApiRequest(api.socket, "POST", "/v1/mining/resume", {})).status).toBe(200);
     expect(calls).toEqual([
@@ -139,6 +145,7 @@ describe("the local API", () => {
       "revoke bad",
       "revoke good",
       "bundle c p",
+      `maintenance ${JSON.stringify([{ start_ms: 1000, end_ms: 2000 }])}`,
       "pause",
       "resume",
     ]);
@@ -161,6 +168,18 @@ describe("the local API", () => {
     ]);
     expect(await code("POST", "/v1/revocations", [1])).toEqual([400, "AGENTD_E_SCHEMA"]);
     expect(await code("POST", "/v1/bundles", { consent: "c" })).toEqual([400, "AGENTD_E_SCHEMA"]);
+    for (const windows of [
+      [{ start_ms: 5, end_ms: 5 }],
+      [{ start_ms: 5, end_ms: 6, extra: 1 }],
+      [{ start_ms: -1, end_ms: 6 }],
+      [{ start_ms: 1.5, end_ms: 6 }],
+      "soon",
+    ]) {
+      expect(await code("POST", "/v1/eligibility/maintenance", { windows })).toEqual([
+        400,
+        "AGENTD_E_SCHEMA",
+      ]);
+    }
     expect(await code("POST", "/v1/revocations", { document: "x".repeat(70_000) })).toEqual([
       413,
       "AGENTD_E_API_TOO_LARGE",

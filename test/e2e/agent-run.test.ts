@@ -215,6 +215,59 @@ describe("agentd run with a control plane", () => {
           );
           expect(mining.decision.mining).toBe(true);
           expect(mining.telemetry.shares_accepted).toBeGreaterThan(0);
+          expect(mining.eligibility).toMatchObject({ eligible: false });
+          expect(mining.eligibility.reasons).toContain("uptime.window_incomplete");
+
+          // the operator's views, through the local API
+          const cli = (...args: string[]) => {
+            const r = agentd([...args, "--json", "--set", `api.socket=${socket}`]);
+            expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+            return json(r.stdout);
+          };
+          expect(cli("miners")).toMatchObject({ count: 2 });
+          expect((cli("miners").miners as { workers: string[] }[])[0]?.workers[0]).toMatch(
+            /^sim\./,
+          );
+          expect(cli("policy", "show")).toMatchObject({
+            consent: { payload: { seq: 1 } },
+            effective: { allow: true, reasons: [] },
+            holds: [],
+          });
+          expect(cli("eligibility")).toMatchObject({ eligible: false, lightning: "unknown" });
+          expect((cli("logs", "-n", "5").lines as string[]).length).toBe(5);
+          const hour = 3_600_000;
+          const from = new Date(Date.now() + hour).toISOString();
+          const until2 = new Date(Date.now() + 2 * hour).toISOString();
+          const planned = cli("maintenance", "add", "--from", from, "--until", until2);
+          expect(planned.maintenance).toEqual([
+            { start_ms: Date.parse(from), end_ms: Date.parse(until2) },
+          ]);
+          expect(cli("maintenance", "clear").maintenance).toEqual([]);
+          expect(cli("mining", "pause")).toMatchObject({ state: "PAUSED" });
+          expect(cli("mining", "resume")).toMatchObject({ state: "MINING" });
+          const doctor = agentd([
+            "doctor",
+            "--json",
+            "--set",
+            `api.socket=${socket}`,
+            "--set",
+            `paths.state_dir=${state}`,
+          ]);
+          const checks = json(doctor.stdout).checks as { name: string; status: string }[];
+          const byName = Object.fromEntries(checks.map((c) => [c.name, c.status]));
+          expect(byName).toMatchObject({
+            config: "ok",
+            state_dir: "ok",
+            machine_key: "ok",
+            enrollment: "ok",
+            clock: "ok",
+            control_plane: "ok",
+            agent: "ok",
+            audit_log: "ok",
+            stratum_port: "ok",
+          });
+          // no engine socket here: a warning, not a failure
+          expect(doctor.code, doctor.stderr).toBe(0);
 
           // the owner revokes on the machine itself, through the local API: no control plane
           writeFileSync(
