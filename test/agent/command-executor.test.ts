@@ -92,8 +92,16 @@ describe("command executor", () => {
       [b.cmd_id]: "failed",
     });
     // the same commands again (a reconnecting stream replays them): nothing runs twice —
-    // also in a new process, from the ledger on disk
-    const again = await createCommandExecutor(s.options).executeAll(await s.poll());
+    // also in a new process, from the ledger on disk — and no second result is posted
+    let posted = 0;
+    const again = await createCommandExecutor({
+      ...s.options,
+      postResult: async (r) => {
+        posted++;
+        return s.options.postResult(r);
+      },
+    }).executeAll(await s.poll());
+    expect(posted).toBe(0);
     expect(again.map((o) => [o.status, o.reason])).toEqual([
       ["refused", "command.replayed"],
       ["refused", "command.replayed"],

@@ -3,8 +3,9 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readEnrollment } from "../../agent/enrollment.ts";
 import { initMachineIdentity } from "../../agent/identity.ts";
+import { localApiRequest } from "../../agent/local-api.ts";
 import { AgentdError } from "../../lib/errors.ts";
-import { signConsent, signDecommission } from "../../policy-guard/sign.ts";
+import { signConsent, signDecommission, signRevocation } from "../../policy-guard/sign.ts";
 import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
 import { enrolledMachine } from "./daemon-fixture.ts";
 
@@ -201,5 +202,102 @@ describe("agentd run", () => {
     } finally {
       await agent.close();
     }
+  });
+
+  it("a revocation of an older consent leaves the one in force: not REVOKED, still mining", async () => {
+    const cp = await serve();
+    const m = await enrolledMachine(cp);
+    const agent = await m.start();
+    const audit = () => readFileSync(join(m.stateDir, "audit.jsonl"), "utf8");
+    try {
+      await m.ownerApi.postConsent(m.consent(1));
+      const second = await m.ownerApi.postConsent(m.consent(2));
+      await until(() => statusOf(agent).policy.version === second.version, "consent 2");
+      const iat = Math.floor(cp.clock.now() / 1000);
+      const revoke = (throughSeq: number) =>
+        m.ownerApi.postRevocation(
+          m.enrolled.worker_id,
+          signRevocation({
+            ownerKey: m.owner.privateKey,
+            worker: m.enrolled.worker_id,
+            throughSeq,
+            iat,
+          }),
+        );
+      await revoke(1);
+      await until(() => audit().includes('"through_seq":1'), "the revocation of seq 1");
+      expect(agent.state()).not.toBe("REVOKED");
+      expect(statusOf(agent).decision.mining).toBe(true);
+      // the one in force, revoked: REVOKED at once
+      await revoke(2);
+      await until(() => agent.state() === "REVOKED", "REVOKED");
+      expect(statusOf(agent).decision).toMatchObject({ mining: false });
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it("commands run only under a consent in force; a restart resumes the stream where it was", async () => {
+    const cp = await serve();
+    const m = await enrolledMachine(cp);
+    let agent = await m.start();
+    const audit = () => readFileSync(join(m.stateDir, "audit.jsonl"), "utf8");
+    const op = await cp.api(cp.adminKey).createApiKey({ role: "operator" });
+    const send = () =>
+      cp
+        .api(op.api_key)
+        .createCommand({ worker: m.enrolled.worker_id, action: "mining.pause", args: {} });
+    const resultOf = async (id: string) => (await cp.serving.store.getCommand(id))?.result ?? null;
+    try {
+      const published = await m.ownerApi.postConsent(m.consent(1, ["mining.pause"]));
+      await until(() => statusOf(agent).policy.version === published.version, "consent 1");
+      // revoked on the machine itself: the control plane does not know, and still sends
+      const local = await localApiRequest(agent.apiSocket, "POST", "/v1/revocations", {
+        document: signRevocation({
+          ownerKey: m.owner.privateKey,
+          worker: m.enrolled.worker_id,
+          throughSeq: 1,
+          iat: Math.floor(cp.clock.now() / 1000),
+        }),
+      });
+      expect(local.status).toBe(200);
+      await until(() => agent.state() === "REVOKED", "REVOKED");
+      const sent = await send();
+      await until(async () => (await resultOf(sent.cmd_id)) !== null, "the command's result");
+      expect(await resultOf(sent.cmd_id)).toMatchObject({ status: "refused" });
+      expect(statusOf(agent).holds).toEqual([]); // it did not run
+      const events = (audit().match(/"type":"revocation.accepted"/g) ?? []).length;
+      expect(events).toBe(1);
+      await agent.close();
+      // restarted: the stream resumes after the last event handled — nothing is handled twice
+      const position = () =>
+        (
+          JSON.parse(readFileSync(join(m.stateDir, "stream.json"), "utf8")) as {
+            data: { after: number };
+          }
+        ).data.after;
+      const before = position();
+      agent = await m.start();
+      await m.ownerApi.postConsent(m.consent(2, ["mining.pause"]));
+      await until(() => position() > before, "a new event through the resumed stream");
+      expect((audit().match(/"type":"revocation.accepted"/g) ?? []).length).toBe(1);
+      expect((audit().match(/"type":"document.refused"/g) ?? []).length).toBe(0);
+      expect((audit().match(new RegExp(`"cmd_id":"${sent.cmd_id}"`, "g")) ?? []).length).toBe(1);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it("once stopped, it sends nothing more to the control plane", async () => {
+    const cp = await serve();
+    const m = await enrolledMachine(cp);
+    const agent = await m.start(FACTS, { heartbeatIntervalS: 1, attestIntervalMs: 200 });
+    await until(() => cp.seen.filter((r) => r.includes("attest")).length >= 2, "re-attestation");
+    await agent.close();
+    const after = cp.seen.length;
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(cp.seen.slice(after)).toEqual([]);
+    expect(existsSync(join(m.stateDir, "agentd.lock"))).toBe(false);
+    expect(existsSync(join(m.stateDir, "agentd.sock"))).toBe(false);
   });
 });

@@ -201,3 +201,49 @@ describe("heartbeat sender answers (the send function scripted)", () => {
     expect(sender.stats()).toMatchObject({ queued: 0, sent: 2, refused: 1, failures: 1 });
   });
 });
+
+describe("heartbeat sender, the backlog while a heartbeat is in flight", () => {
+  it("drops the oldest waiting beat, never the one being sent: a failed send is retried as it was", async () => {
+    // A pure queue test: the transport only records (the tests above use the real one).
+    const dir = mkdtempSync(join(tmpdir(), "agentd-sender-"));
+    dirs.push(dir);
+    const clock = { now: () => 1_800_000_000_000 };
+    const counter = openHeartbeatCounter(join(dir, COUNTER_FILE), clock);
+    const sent: number[] = [];
+    let fail1: () => void = () => {};
+    let holding = true;
+    const sender = createHeartbeatSender({
+      sign: (body) => String(body.counter),
+      send: (jws) => {
+        sent.push(Number(jws));
+        if (!holding) return Promise.resolve({ accepted: true } as unknown as HeartbeatResponse);
+        return new Promise((_r, reject) => {
+          fail1 = () => reject(fail("AGENTD_E_HTTP", "connect ECONNRESET", {}));
+        });
+      },
+      counter,
+      snapshot: () => {
+        const { counter: _c, ...rest } = heartbeatBody(1);
+        return rest;
+      },
+      timers: manualTimers().timers,
+      maxQueue: 2,
+    });
+    sender.beat();
+    const flushing = sender.flush(); // the first is now in flight, held
+    const inFlight = sent[0] as number;
+    for (let i = 0; i < 4; i++) sender.beat();
+    expect(sender.stats()).toMatchObject({ queued: 2, dropped: 3 });
+    // the send in flight fails: it is still the head, retried with its own counter
+    holding = false;
+    fail1();
+    await flushing;
+    await sender.flush();
+    expect(sent).toHaveLength(3);
+    expect(sent[0]).toBe(inFlight);
+    expect(sent[1]).toBe(inFlight);
+    expect(sent[2] as number).toBeGreaterThan(inFlight);
+    expect(sender.stats()).toMatchObject({ queued: 0, sent: 2, dropped: 3 });
+    await sender.stop();
+  });
+});
