@@ -84,6 +84,8 @@ export interface CommandExecutor {
   executeAll(jwss: readonly string[]): Promise<CommandOutcome[]>;
   /** The highest seq executed (or refused after verification). */
   lastSeq(): number;
+  /** Whether this command id is in the ledger (executed or refused after verification). */
+  has(cmdId: string): boolean;
 }
 
 interface Ledger {
@@ -194,6 +196,7 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
       return out;
     },
     lastSeq: () => ledger.last_seq,
+    has: (cmdId) => Object.hasOwn(ledger.ids, cmdId),
   };
 }
 

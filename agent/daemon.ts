@@ -23,6 +23,15 @@ import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { agentMetrics } from "./agent-metrics.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
 import { apiToken } from "./api-token.ts";
+import {
+  ASSIGNMENT_FILE,
+  type Assignment,
+  assignmentInForce,
+  type ConsentInForce,
+  checkAssignment,
+  readAssignmentJws,
+  writeAssignmentJws,
+} from "./assignment.ts";
 import { openAuditSink } from "./audit-sink.ts";
 import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
 import { ELIGIBILITY_FILE, startEligibilityTracker } from "./eligibility.ts";
@@ -246,6 +255,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         audit.append({ type: "mining.hold_released", hold: "agent.audit_unwritable", lost });
       } else gate.hold("agent.audit_unwritable");
     };
+    // Until an assignment for the consent in force is verified (below), nothing mines.
+    gate.hold("agent.unassigned");
     const pausePath = join(o.stateDir, PAUSE_FILE);
     if (readPause(pausePath)?.paused === true) gate.hold("agent.paused");
 
@@ -286,28 +297,74 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       const d = engine.current().mining;
       return e ?? { allow: false, reasons: d.reasons };
     };
+    /** The consent in force: verified, not revoked, expired or decommissioned. */
+    const consentInForce = (): ConsentInForce | null => {
+      const d = engine.documents();
+      if (d.consent === null || d.consentReasons.length > 0) return null;
+      return { identity: d.consent.identity, payload: d.consent.payload };
+    };
+    // The control plane's assignment (assignment.ts): kept across restarts, verified again.
+    const assignmentPath = join(o.stateDir, ASSIGNMENT_FILE);
+    let assignment: Assignment | null = null;
+    // Nothing fetched yet counts as a failed fetch: a kept assignment holds until one answers.
+    let assignmentFetchFailed = true;
+    const kept = readAssignmentJws(assignmentPath);
+    const consentAtStart = consentInForce();
+    if (kept !== null && consentAtStart !== null) {
+      const c = checkAssignment(kept, {
+        keyset: enrolled.keyset,
+        worker: workerId,
+        consent: consentAtStart,
+        clock: o.clock,
+        acceptExpired: true,
+      });
+      if (c.ok) assignment = c.assignment;
+    }
+    const assigned = () =>
+      assignmentInForce(
+        assignment,
+        consentInForce()?.identity ?? null,
+        o.clock.now(),
+        assignmentFetchFailed,
+      );
+    /** Holds or releases the data path by the assignment, and points it at the assigned pool. */
+    const applyAssignment = () => {
+      if (assigned() && assignment !== null) {
+        gate.prefer(assignment.upstream);
+        gate.release("agent.unassigned");
+      } else {
+        gate.hold("agent.unassigned");
+      }
+    };
+
     // Forwarded shares the pool accepted when the machine was assigned: MINING after more.
     let acceptedAtAssign = proxy.accounting.totals.forwardAccepted;
     const follow = (why: string) => {
+      // A new consent makes the assignment of the old one count no more, at once.
+      applyAssignment();
       for (let step = 0; step < 4; step++) {
         const e = effective();
+        // Eligibility is the decision with the other holds; the assignment is its own step.
+        const others = e.reasons.filter((r) => r !== "agent.unassigned");
         const current = state.current().state;
         const event = nextEvent(current, {
-          allow: e.allow,
-          reasons: e.reasons,
-          upstreamReady: proxy.lanes().some((l) => l.ready),
+          allow: e.allow || (e.reasons.length > 0 && others.length === 0),
+          reasons: others,
+          assigned: assigned(),
           sharesAccepted: proxy.accounting.totals.forwardAccepted > acceptedAtAssign,
         });
         if (event === null) break;
         if (event === "assigned") acceptedAtAssign = proxy.accounting.totals.forwardAccepted;
         const detail =
           event === "assigned"
-            ? `a session with ${proxy.upstreamInUse() ?? "the pool"} is ready`
+            ? `assigned to ${assignment?.upstream.url ?? "a pool"} as ${assignment?.upstream.user ?? "?"}`
             : event === "mining_started"
               ? "the pool accepted forwarded work"
-              : e.allow
-                ? why
-                : `${why}: ${e.reasons.join(", ")}`;
+              : event === "ineligible" && others.length === 0
+                ? `${why}: no assignment in force`
+                : others.length === 0
+                  ? why
+                  : `${why}: ${others.join(", ")}`;
         if (!move(event, detail)) break;
       }
       const now = effective();
@@ -315,8 +372,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     };
     followDecision = follow;
     follow("start");
-    // The data path changes without the decision changing (a pool session comes up, the first
-    // share is accepted): looked at every second, cheaply.
+    // The data path changes without the decision changing (the first share is accepted, an
+    // assignment expires): looked at every second, cheaply.
     const followTimer = setInterval(() => follow("the data path"), 1_000);
     followTimer.unref();
     onStop("state follower", () => clearInterval(followTimer));
@@ -330,6 +387,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         move("consent_renewed", `a newer consent (${source})`);
       }
       follow(`decision after the bundle (${source})`);
+      void fetchAssignment(`bundle (${source})`);
     };
     /** Stops mining for good on this enrollment (the state is persisted: restarts refuse). */
     const quarantine = (why: string) => {
@@ -385,11 +443,119 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       log.info({ seq: next.seq, why }, "accepted a rotated key set");
       return true;
     };
-    const refreshKeysQuietly = (why: string) =>
-      refreshKeys(why).catch((err: unknown) => {
-        log.warn({ err }, "fetching the key set failed");
-        return false;
-      });
+    /**
+     * True when the key set in force is newer than `seenSeq` (the one in force when the caller
+     * met the unknown key) after refreshing: also when another
+     * path (the assignment, a command, the poll) fetched the rotation first, so every path
+     * that met an unknown key retries once the new keys are in.
+     */
+    let keysRefresh: Promise<boolean> | null = null;
+    const refreshKeysQuietly = async (why: string, seenSeq: number): Promise<boolean> => {
+      keysRefresh ??= refreshKeys(why)
+        .catch((err: unknown) => {
+          log.warn({ err }, "fetching the key set failed");
+          return false;
+        })
+        .finally(() => {
+          keysRefresh = null;
+        });
+      await keysRefresh;
+      return keyset.seq > seenSeq;
+    };
+
+    /**
+     * Fetches the assignment for the consent in force: after every accepted bundle, after
+     * attestation, and a minute before the one held expires. One fetch at a time. A fetch that
+     * fails keeps the one held (assignment.ts says why); one that answers replaces it, and an
+     * answer that does not verify leaves none (fail closed), audited.
+     */
+    let assignmentFetch: Promise<void> | null = null;
+    let assignmentTimer: ReturnType<typeof setTimeout> | undefined;
+    let assignmentStopped = false;
+    const fetchAssignment = (why: string): Promise<void> => {
+      assignmentFetch ??= (async () => {
+        // Yield first: the `finally` below must not run before this promise is assigned.
+        await Promise.resolve();
+        try {
+          const consent = consentInForce();
+          if (consent === null) return;
+          let jws: string;
+          try {
+            jws = (await client.getAssignment()).assignment;
+          } catch (err) {
+            assignmentFetchFailed = true;
+            if (!assignmentStopped) log.warn({ err, why }, "fetching the assignment failed");
+            return;
+          }
+          const check = () =>
+            checkAssignment(jws, { keyset, worker: workerId, consent, clock: o.clock });
+          const seq0 = keyset.seq;
+          let c = check();
+          if (!c.ok && c.reason === "AGENTD_E_JWS_UNKNOWN_KEY") {
+            if (await refreshKeysQuietly("unknown assignment key", seq0)) c = check();
+          }
+          // Already expired by this machine's clock (the clocks disagree, or the control
+          // plane answers with an old one): everything else verified, it is kept as if no
+          // fresh one could be fetched — it counts while the decision, which owns time
+          // (publication, offline grace, clock floor), allows mining.
+          let stale = false;
+          if (!c.ok && c.reason === "AGENTD_E_JWS_EXPIRED") {
+            const again = checkAssignment(jws, {
+              keyset,
+              worker: workerId,
+              consent,
+              clock: o.clock,
+              acceptExpired: true,
+            });
+            if (again.ok) {
+              c = again;
+              stale = true;
+            }
+          }
+          assignmentFetchFailed = stale;
+          if (!c.ok) {
+            assignment = null;
+            audit.append({ type: "assignment.refused", reason: c.reason, why });
+            log.warn({ reason: c.reason }, "the control plane's assignment was refused");
+            return;
+          }
+          if (assignment?.jws !== c.assignment.jws) {
+            assignment = c.assignment;
+            writeAssignmentJws(assignmentPath, jws);
+            audit.append({
+              type: "assignment.accepted",
+              upstream: { ...c.assignment.upstream },
+              exp: c.assignment.exp,
+              why,
+              ...(stale ? { stale: true } : {}),
+            });
+          }
+        } finally {
+          assignmentFetch = null;
+          follow(`assignment (${why})`);
+          scheduleAssignment();
+        }
+      })();
+      return assignmentFetch;
+    };
+    const scheduleAssignment = () => {
+      clearTimeout(assignmentTimer);
+      if (assignmentStopped) return;
+      const held = assignment?.exp;
+      const inMs =
+        held === undefined || assignmentFetchFailed
+          ? 30_000
+          : Math.max(5_000, held * 1000 - o.clock.now() - 60_000);
+      assignmentTimer = setTimeout(
+        () => void fetchAssignment("renewal"),
+        Math.min(inMs, 3_600_000),
+      );
+      assignmentTimer.unref();
+    };
+    onStop("assignment", () => {
+      assignmentStopped = true;
+      clearTimeout(assignmentTimer);
+    });
 
     let lastAttestation: { at: number; verdict: string } | null = null;
     const attest = async () => {
@@ -406,7 +572,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       lastAttestation = { at: o.clock.now(), verdict: a.verdict };
       if (a.quarantined) quarantine(`the control plane quarantined this machine (${a.verdict})`);
       else if (state.current().state === "REGISTERED") move("attested", `attestation ${a.verdict}`);
-      await refreshKeysQuietly("attestation");
+      await refreshKeysQuietly("attestation", keyset.seq);
       return a;
     };
     // The control plane may be unreachable when the machine starts (a reboot during an
@@ -418,6 +584,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     } catch (err) {
       log.warn({ err }, "attestation failed at start; running on the stored policy, retrying");
     }
+    void fetchAssignment("start");
     // Again every attestIntervalMs, and a minute before the access token expires; never once
     // stopping has begun.
     const attestEveryMs = o.attestIntervalMs ?? 15 * 60_000;
@@ -501,12 +668,39 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       postResult: (r) => client.postCommandResult(r),
     });
 
+    /** The fallback to push for commands: one poll at a time, only commands not yet seen. */
+    let commandPoll: Promise<void> | null = null;
+    const pollCommands = (): Promise<void> => {
+      commandPoll ??= (async () => {
+        try {
+          const { events } = await client.pollCommands({ after: 0 });
+          const fresh = events
+            .filter((e) => e.kind === "command")
+            .map((e) => e.jws)
+            .filter((jws) => {
+              const id = commandIdOf(jws);
+              return id !== null && !executor.has(id);
+            });
+          if (fresh.length > 0) {
+            log.info({ count: fresh.length }, "commands fetched by polling");
+            await executor.executeAll(fresh);
+          }
+        } catch (err) {
+          log.warn({ err }, "polling commands failed");
+        } finally {
+          commandPoll = null;
+        }
+      })();
+      return commandPoll;
+    };
+
     /** A bundle from the push stream, the long poll or the local API, through the guard. */
     const submitBundle = async (bundle: unknown, source: "push" | "poll" | "local") => {
+      const seq0 = keyset.seq;
       let r = await engine.submitBundle(bundle, source);
       // Signed by a key not known yet: a rotation; fetch the key set and try again.
       if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
-        if (await refreshKeysQuietly("unknown publication key")) {
+        if (await refreshKeysQuietly("unknown publication key", seq0)) {
           r = await engine.submitBundle(bundle, source);
         }
       }
@@ -530,9 +724,11 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           return;
         }
         case "command": {
+          const seq0 = keyset.seq;
           const out = await executor.execute(e.jws);
           if (out.reason === "command.invalid: AGENTD_E_JWS_UNKNOWN_KEY") {
-            if (await refreshKeysQuietly("unknown command key")) await executor.execute(e.jws);
+            if (await refreshKeysQuietly("unknown command key", seq0))
+              await executor.execute(e.jws);
           }
           return;
         }
@@ -620,8 +816,11 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       reauthenticate: async () => {
         await attest();
       },
-      onReply: () => {
+      onReply: (reply) => {
         lastAcceptedAt = o.clock.now();
+        // Commands the control plane still waits for that the stream has not brought (it is
+        // down, or behind a proxy that cuts it): fetched by polling instead.
+        if (reply.pending_commands.some((id) => !executor.has(id))) void pollCommands();
       },
       onReplay: (c) => audit.append({ type: "heartbeat.replay", counter: c }),
     });
@@ -824,6 +1023,16 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/** A command's id, read before verification only to skip ones already handled. */
+function commandIdOf(jws: string): string | null {
+  try {
+    const id = (decodeJwsUnverified(jws).payload as { cmd_id?: unknown }).cmd_id;
+    return typeof id === "string" ? id : null;
+  } catch {
+    return null;
   }
 }
 

@@ -11,13 +11,18 @@ import type { Reason } from "../policy-guard/reasons.ts";
  */
 export type HoldReason = Extract<
   Reason,
-  "agent.audit_unwritable" | "agent.quarantined" | "agent.paused"
+  "agent.audit_unwritable" | "agent.quarantined" | "agent.unassigned" | "agent.paused"
 >;
 
 export interface HeldGate extends MiningGate {
   hold(reason: HoldReason): void;
   release(reason: HoldReason): void;
   holds(): readonly HoldReason[];
+  /**
+   * The upstream the control plane assigned, tried first (it must be one of the decision's
+   * upstreams, exactly; anything else is ignored). Null: the owner's order.
+   */
+  prefer(upstream: { readonly url: string; readonly user: string } | null): void;
   /** What the data path was last given: the decision with the holds applied. */
   effective(): { readonly allow: boolean; readonly reasons: readonly Reason[] } | null;
 }
@@ -26,15 +31,27 @@ export function holdingGate(inner: MiningGate, onChange: () => void = () => {}):
   const held = new Set<HoldReason>();
   let last: MiningGateInput | null = null;
   let applied: MiningGateInput | null = null;
+  let preferred: { readonly url: string; readonly user: string } | null = null;
 
-  const withHolds = (input: MiningGateInput): MiningGateInput =>
-    held.size === 0
+  const ordered = (input: MiningGateInput): MiningGateInput => {
+    if (preferred === null) return input;
+    const p = preferred;
+    const i = input.upstreams.findIndex((u) => u.url === p.url && u.user === p.user);
+    if (i <= 0) return input;
+    const first = input.upstreams[i];
+    if (first === undefined) return input;
+    return { ...input, upstreams: [first, ...input.upstreams.filter((_, k) => k !== i)] };
+  };
+  const withHolds = (raw: MiningGateInput): MiningGateInput => {
+    const input = ordered(raw);
+    return held.size === 0
       ? input
       : {
           ...input,
           allow: false,
           reasons: [...held, ...input.reasons.filter((r) => !held.has(r as HoldReason))],
         };
+  };
 
   const drive = () => {
     if (last === null) return; // fail closed: the data path denies until the first decision
@@ -61,6 +78,17 @@ export function holdingGate(inner: MiningGate, onChange: () => void = () => {}):
       drive();
     },
     holds: () => [...held],
+    prefer(upstream) {
+      const same =
+        upstream === preferred ||
+        (upstream !== null &&
+          preferred !== null &&
+          upstream.url === preferred.url &&
+          upstream.user === preferred.user);
+      if (same) return;
+      preferred = upstream === null ? null : { url: upstream.url, user: upstream.user };
+      drive();
+    },
     effective: () => (applied === null ? null : { allow: applied.allow, reasons: applied.reasons }),
   };
 }

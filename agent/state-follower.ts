@@ -6,9 +6,11 @@ import type { AgentEvent, AgentState } from "./state-machine.ts";
  * the daemon applies the event, audited, and asks again until there is none).
  *
  *   allowed, POLICY_SYNCED              → eligible
- *   allowed, ELIGIBLE, upstream ready   → assigned   (a session with an allowed pool: work
- *                                                     is assigned to this machine)
+ *   allowed, ELIGIBLE, assigned         → assigned   (the control plane's signed assignment
+ *                                                     for the consent in force: assignment.ts)
  *   allowed, ASSIGNED, a share accepted → mining_started (upstream accepted forwarded work)
+ *   allowed, ASSIGNED or MINING, the assignment lost → ineligible (POLICY_SYNCED, then
+ *                                                     ELIGIBLE again until a new one comes)
  *   allowed, PAUSED                     → resumed
  *   denied only for a pause reason (schedule, power, temperature, the operator),
  *     in ASSIGNED or MINING             → paused
@@ -27,10 +29,11 @@ export const PAUSE_REASONS: ReadonlySet<Reason> = new Set<Reason>([
 ]);
 
 export interface DataPathView {
+  /** The decision with the local holds, except the missing assignment (that is `assigned`). */
   readonly allow: boolean;
   readonly reasons: readonly string[];
-  /** An upstream session is ready (subscribed and authorized with an allowed pool). */
-  readonly upstreamReady: boolean;
+  /** A verified assignment for the consent in force (assignment.ts assignmentInForce). */
+  readonly assigned: boolean;
   /** Upstream accepted a forwarded share since this machine was assigned. */
   readonly sharesAccepted: boolean;
 }
@@ -41,9 +44,12 @@ export function nextEvent(state: AgentState, v: DataPathView): AgentEvent | null
       case "POLICY_SYNCED":
         return "eligible";
       case "ELIGIBLE":
-        return v.upstreamReady ? "assigned" : null;
+        return v.assigned ? "assigned" : null;
       case "ASSIGNED":
+        if (!v.assigned) return "ineligible";
         return v.sharesAccepted ? "mining_started" : null;
+      case "MINING":
+        return v.assigned ? null : "ineligible";
       case "PAUSED":
         return "resumed";
       default:

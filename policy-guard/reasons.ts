@@ -82,6 +82,8 @@ export const REASONS = Object.freeze({
     "The audit log cannot be written (disk full, I/O error): nothing happens that cannot be recorded, so mining waits until it can.",
   "agent.quarantined":
     "This machine is quarantined (a cloned identity, or the control plane's security signal): nothing mines until it is enrolled again.",
+  "agent.unassigned":
+    "No assignment from the control plane for the consent in force (or it expired and a new one could be fetched but was not valid): mining happens only in ASSIGNED and MINING.",
   "agent.paused":
     "The operator paused mining on this machine (agentd mining pause, or an owner-allowed mining.pause command) until resumed.",
 } as const);

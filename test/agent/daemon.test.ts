@@ -88,7 +88,9 @@ describe("agentd run", () => {
         () => statusOf(second).policy.version === fresh.version,
         "the new worker's consent",
       );
-      expect(statusOf(second).decision.mining).toBe(true);
+      // mining once the new worker's assignment is in
+      await until(() => statusOf(second).decision.mining, "mining");
+      expect(second.state()).toBe("ASSIGNED");
     } finally {
       await second.close();
     }
@@ -126,6 +128,8 @@ describe("agentd run", () => {
         () => statusOf(agent).policy.version === second.version,
         "a new key's publication",
       );
+      // the assignment, signed by the new assignment key, is in too
+      await until(() => statusOf(agent).decision.mining, "mining under the new keys");
       expect(statusOf(agent).keyset_seq).toBe(2);
       expect(readEnrollment(m.stateDir)?.keyset.seq).toBe(2);
       // a command signed by the new command key is verified and run (mining.pause: the
@@ -164,14 +168,15 @@ describe("agentd run", () => {
     const online = await m.start();
     const published = await m.ownerApi.postConsent(m.consent(1));
     await until(() => statusOf(online).policy.version === published.version, "the publication");
-    expect(statusOf(online).decision.mining).toBe(true);
+    await until(() => statusOf(online).decision.mining, "mining (the assignment in)");
     await online.close();
     await cp.serving.close(); // the control plane goes away
     const offline = await m.start();
     try {
+      // the stored policy, and the kept assignment (verified again; none can be fetched)
       expect(statusOf(offline).policy.version).toBe(published.version);
-      expect(statusOf(offline).decision.mining).toBe(true);
-      expect(offline.state()).toBe("ELIGIBLE");
+      expect(statusOf(offline).decision).toEqual({ mining: true, reasons: [] });
+      expect(offline.state()).toBe("ASSIGNED");
     } finally {
       await offline.close();
     }
@@ -213,6 +218,7 @@ describe("agentd run", () => {
       await m.ownerApi.postConsent(m.consent(1));
       const second = await m.ownerApi.postConsent(m.consent(2));
       await until(() => statusOf(agent).policy.version === second.version, "consent 2");
+      await until(() => statusOf(agent).decision.mining, "mining under consent 2");
       const iat = Math.floor(cp.clock.now() / 1000);
       const revoke = (throughSeq: number) =>
         m.ownerApi.postRevocation(
@@ -265,7 +271,7 @@ describe("agentd run", () => {
       const sent = await send();
       await until(async () => (await resultOf(sent.cmd_id)) !== null, "the command's result");
       expect(await resultOf(sent.cmd_id)).toMatchObject({ status: "refused" });
-      expect(statusOf(agent).holds).toEqual([]); // it did not run
+      expect(statusOf(agent).holds).not.toContain("agent.paused"); // it did not run
       const events = (audit().match(/"type":"revocation.accepted"/g) ?? []).length;
       expect(events).toBe(1);
       await agent.close();

@@ -5,7 +5,7 @@ import { type AgentState, transition } from "../../agent/state-machine.ts";
 const allowed: DataPathView = {
   allow: true,
   reasons: [],
-  upstreamReady: false,
+  assigned: false,
   sharesAccepted: false,
 };
 const denied = (...reasons: string[]): DataPathView => ({ ...allowed, allow: false, reasons });
@@ -26,14 +26,17 @@ function settle(state: AgentState, v: DataPathView): AgentState[] {
 describe("the state follows the data path (BRIEF section 6)", () => {
   it("climbs POLICY_SYNCED → ELIGIBLE → ASSIGNED → MINING as the data path comes up", () => {
     expect(settle("POLICY_SYNCED", allowed)).toEqual(["POLICY_SYNCED", "ELIGIBLE"]);
-    expect(settle("POLICY_SYNCED", { ...allowed, upstreamReady: true })).toEqual([
+    expect(settle("POLICY_SYNCED", { ...allowed, assigned: true })).toEqual([
       "POLICY_SYNCED",
       "ELIGIBLE",
       "ASSIGNED",
     ]);
-    expect(
-      settle("POLICY_SYNCED", { ...allowed, upstreamReady: true, sharesAccepted: true }),
-    ).toEqual(["POLICY_SYNCED", "ELIGIBLE", "ASSIGNED", "MINING"]);
+    expect(settle("POLICY_SYNCED", { ...allowed, assigned: true, sharesAccepted: true })).toEqual([
+      "POLICY_SYNCED",
+      "ELIGIBLE",
+      "ASSIGNED",
+      "MINING",
+    ]);
   });
 
   it("pauses for the schedule, power, temperature or the operator, and resumes", () => {
@@ -47,7 +50,7 @@ describe("the state follows the data path (BRIEF section 6)", () => {
       expect(settle("ASSIGNED", denied(r)), r).toEqual(["ASSIGNED", "PAUSED"]);
     }
     expect(settle("PAUSED", denied("agent.paused", "rules.schedule_outside"))).toEqual(["PAUSED"]);
-    expect(settle("PAUSED", { ...allowed, upstreamReady: true })).toEqual(["PAUSED", "MINING"]);
+    expect(settle("PAUSED", { ...allowed, assigned: true })).toEqual(["PAUSED", "MINING"]);
   });
 
   it("any other denial goes back to POLICY_SYNCED, also from PAUSED and mixed with a pause", () => {
@@ -65,6 +68,11 @@ describe("the state follows the data path (BRIEF section 6)", () => {
     expect(settle("ELIGIBLE", denied("agent.paused"))).toEqual(["ELIGIBLE", "POLICY_SYNCED"]);
   });
 
+  it("losing the assignment goes back to POLICY_SYNCED, then ELIGIBLE until a new one comes", () => {
+    expect(settle("MINING", allowed)).toEqual(["MINING", "POLICY_SYNCED", "ELIGIBLE"]);
+    expect(settle("ASSIGNED", allowed)).toEqual(["ASSIGNED", "POLICY_SYNCED", "ELIGIBLE"]);
+  });
+
   it("never moves out of the states documents own", () => {
     for (const s of [
       "UNREGISTERED",
@@ -74,7 +82,7 @@ describe("the state follows the data path (BRIEF section 6)", () => {
       "QUARANTINED",
       "TERMINATED",
     ] as const) {
-      expect(nextEvent(s, { ...allowed, upstreamReady: true, sharesAccepted: true }), s).toBeNull();
+      expect(nextEvent(s, { ...allowed, assigned: true, sharesAccepted: true }), s).toBeNull();
       expect(nextEvent(s, denied("consent.revoked")), s).toBeNull();
     }
   });
