@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { readEnrollment } from "../../agent/enrollment.ts";
 import { initMachineIdentity } from "../../agent/identity.ts";
 import { localApiRequest } from "../../agent/local-api.ts";
+import { allGroups } from "../../control-plane/api/index.ts";
 import { AgentdError } from "../../lib/errors.ts";
 import { signConsent, signDecommission, signRevocation } from "../../policy-guard/sign.ts";
 import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
@@ -305,5 +306,35 @@ describe("agentd run", () => {
     expect(cp.seen.slice(after)).toEqual([]);
     expect(existsSync(join(m.stateDir, "agentd.lock"))).toBe(false);
     expect(existsSync(join(m.stateDir, "agentd.sock"))).toBe(false);
+  });
+
+  it("without the push stream, commands arrive by polling when heartbeats say some are pending", async () => {
+    const noStream = (ctx: Parameters<typeof allGroups>[0]) =>
+      allGroups(ctx).map((g) => ({ ...g, wsRoutes: [] }));
+    const cp = await serve({ groups: noStream });
+    const m = await enrolledMachine(cp);
+    const agent = await m.start(FACTS, { heartbeatIntervalS: 1 });
+    try {
+      const published = await m.ownerApi.postConsent(m.consent(1, ["mining.pause"]));
+      await until(
+        () => statusOf(agent).policy.version === published.version,
+        "the publication (poll)",
+      );
+      const op = await cp.api(cp.adminKey).createApiKey({ role: "operator" });
+      const sent = await cp
+        .api(op.api_key)
+        .createCommand({ worker: m.enrolled.worker_id, action: "mining.pause", args: {} });
+      await until(() => statusOf(agent).holds.includes("agent.paused"), "the pause, polled");
+      await until(
+        async () => (await cp.serving.store.getCommand(sent.cmd_id))?.result?.status === "done",
+        "its result",
+      );
+      // once, however many heartbeats listed it
+      await new Promise((r) => setTimeout(r, 1_500));
+      const audit = readFileSync(join(m.stateDir, "audit.jsonl"), "utf8");
+      expect((audit.match(new RegExp(`"cmd_id":"${sent.cmd_id}"`, "g")) ?? []).length).toBe(1);
+    } finally {
+      await agent.close();
+    }
   });
 });
