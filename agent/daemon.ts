@@ -173,9 +173,16 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     // fails the start itself.
     let onAuditChange: (writable: boolean, lost: number) => void = () => {};
     const auditPath = join(o.stateDir, "audit.jsonl");
+    // A torn tail repaired on opening (a power loss mid-write) is recorded once the log is
+    // open, so that the chain itself says where it was cut.
+    let repaired: number | null = null;
     const audit = openAuditSink({
       path: auditPath,
-      open: () => ChainLog.open(auditPath).log,
+      open: () => {
+        const { log: chain, recovery } = ChainLog.open(auditPath);
+        if (recovery.recovered) repaired = recovery.tornBytes;
+        return chain;
+      },
       onUnwritable: (err) => {
         log.error({ err }, "the audit log cannot be written: mining is held until it can");
         onAuditChange(false, 0);
@@ -188,6 +195,10 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       ...(o.auditMinFreeBytes === undefined ? {} : { minFreeBytes: o.auditMinFreeBytes }),
     });
     onStop("audit log", () => audit.close());
+    if (repaired !== null) {
+      log.warn({ torn_bytes: repaired }, "the audit log's torn tail was cut on opening");
+      audit.append({ type: "audit.tail_repaired", torn_bytes: repaired });
+    }
     const state: AgentStateStore = openAgentState(
       join(o.stateDir, STATE_FILE),
       (r) => audit.append({ ...r }),

@@ -1,24 +1,69 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { registerAudit } from "./commands/audit.ts";
-import { registerConfig } from "./commands/config.ts";
-import { registerConsent } from "./commands/consent.ts";
-import { registerCp } from "./commands/cp.ts";
-import { registerDevnet } from "./commands/devnet.ts";
-import { registerDoctor } from "./commands/doctor.ts";
-import { registerEnroll } from "./commands/enroll.ts";
-import { registerInit } from "./commands/init.ts";
-import { registerLocalViews } from "./commands/local-views.ts";
-import { registerLog } from "./commands/log.ts";
-import { registerOwner } from "./commands/owner.ts";
-import { registerPolicy } from "./commands/policy.ts";
-import { registerRun } from "./commands/run.ts";
-import { registerSimAsic } from "./commands/sim-asic.ts";
-import { registerSimPool } from "./commands/sim-pool.ts";
-import { registerStatus } from "./commands/status.ts";
-import { registerStratum } from "./commands/stratum.ts";
 import type { CliIo } from "./io.ts";
 import { reportError } from "./output.ts";
+
+type Register = (program: Command, io: CliIo, run: Run) => void;
+
+/**
+ * The verbs and the modules that define them, in help order. Only the module of the verb
+ * given is imported (a command module imports what its verb needs: the control plane, the
+ * simulators, PostgreSQL's client…, and `agentd run` should not pay for all of them at start,
+ * bench/agent.ts); help, or a verb not listed, imports all.
+ */
+const VERBS: readonly {
+  readonly names: readonly string[];
+  readonly load: () => Promise<Register[]>;
+}[] = [
+  { names: ["init"], load: async () => [(await import("./commands/init.ts")).registerInit] },
+  { names: ["enroll"], load: async () => [(await import("./commands/enroll.ts")).registerEnroll] },
+  { names: ["run"], load: async () => [(await import("./commands/run.ts")).registerRun] },
+  { names: ["status"], load: async () => [(await import("./commands/status.ts")).registerStatus] },
+  {
+    names: ["miners", "eligibility", "logs", "maintenance", "mining"],
+    load: async () => [(await import("./commands/local-views.ts")).registerLocalViews],
+  },
+  { names: ["doctor"], load: async () => [(await import("./commands/doctor.ts")).registerDoctor] },
+  { names: ["owner"], load: async () => [(await import("./commands/owner.ts")).registerOwner] },
+  {
+    names: ["consent"],
+    load: async () => [(await import("./commands/consent.ts")).registerConsent],
+  },
+  { names: ["policy"], load: async () => [(await import("./commands/policy.ts")).registerPolicy] },
+  { names: ["config"], load: async () => [(await import("./commands/config.ts")).registerConfig] },
+  { names: ["log"], load: async () => [(await import("./commands/log.ts")).registerLog] },
+  { names: ["audit"], load: async () => [(await import("./commands/audit.ts")).registerAudit] },
+  {
+    names: ["sim"],
+    load: async () => [
+      (await import("./commands/sim-pool.ts")).registerSimPool,
+      (await import("./commands/sim-asic.ts")).registerSimAsic,
+    ],
+  },
+  {
+    names: ["stratum"],
+    load: async () => [(await import("./commands/stratum.ts")).registerStratum],
+  },
+  { names: ["cp"], load: async () => [(await import("./commands/cp.ts")).registerCp] },
+  { names: ["devnet"], load: async () => [(await import("./commands/devnet.ts")).registerDevnet] },
+];
+
+/** The root options that take a value: their value is not the verb. */
+const VALUED_ROOT_OPTIONS = new Set(["--config", "--set", "--log-level"]);
+
+/** The verb of argv (the first word that is neither an option nor an option's value). */
+function verbOf(argv: readonly string[]): string | null {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (VALUED_ROOT_OPTIONS.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith("-")) continue;
+    return a;
+  }
+  return null;
+}
 
 /** Runs a command body, turning its result or error into the process exit code. */
 export type Run = (json: boolean, body: () => number | Promise<number>) => Promise<void>;
@@ -61,23 +106,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     });
   for (const o of globalOptions()) program.addOption(o);
 
-  registerInit(program, io, run);
-  registerEnroll(program, io, run);
-  registerRun(program, io, run);
-  registerStatus(program, io, run);
-  registerLocalViews(program, io, run);
-  registerDoctor(program, io, run);
-  registerOwner(program, io, run);
-  registerConsent(program, io, run);
-  registerPolicy(program, io, run);
-  registerConfig(program, io, run);
-  registerLog(program, io, run);
-  registerAudit(program, io, run);
-  registerSimPool(program, io, run);
-  registerSimAsic(program, io, run);
-  registerStratum(program, io, run);
-  registerCp(program, io, run);
-  registerDevnet(program, io, run);
+  const verb = verbOf(argv);
+  const wanted = VERBS.filter((v) => verb !== null && v.names.includes(verb));
+  const help = argv.includes("--help") || argv.includes("-h");
+  for (const v of wanted.length > 0 && !(help && verb === null) ? wanted : VERBS) {
+    for (const register of await v.load()) register(program, io, run);
+  }
   // Every subcommand reports usage errors like the root does and never exits by itself.
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput(program.configureOutput());

@@ -15,10 +15,11 @@ import { SCHEMAS, type SchemaName, type SchemaTypes } from "./schemas/index.ts";
  * wrong field (an API key pasted as a label) cannot reach a log through an error.
  */
 
-let validators: ReadonlyMap<SchemaName, ValidateFunction> | undefined;
+let ajv: Ajv2020 | undefined;
+const validators = new Map<SchemaName, ValidateFunction>();
 
-function compileAll(): ReadonlyMap<SchemaName, ValidateFunction> {
-  const ajv = new Ajv2020({
+function compiler(): Ajv2020 {
+  ajv ??= new Ajv2020({
     strict: true,
     allErrors: false,
     // `["integer", "null"]` is the plainest way to say "nullable"; strict mode still checks
@@ -28,23 +29,29 @@ function compileAll(): ReadonlyMap<SchemaName, ValidateFunction> {
     verbose: false,
     messages: false,
   });
-  const out = new Map<SchemaName, ValidateFunction>();
-  for (const [name, schema] of Object.entries(SCHEMAS) as [SchemaName, object][]) {
-    out.set(name, ajv.compile(schema));
-  }
-  return out;
+  return ajv;
 }
 
+/**
+ * Each schema is compiled on its first use: an agent uses about ten of the wire's schemas,
+ * and compiling all of them cost it 115–140 ms of its start (bench/agent.ts). The control
+ * plane compiles all at start (compileSchemas), so a broken schema still stops it early, and
+ * the schema tests compile every one.
+ */
 function validatorFor(name: SchemaName): ValidateFunction {
-  validators ??= compileAll();
-  const v = validators.get(name);
-  if (v === undefined) throw fail("AGENTD_E_INTERNAL", `no schema named ${JSON.stringify(name)}`);
+  let v = validators.get(name);
+  if (v !== undefined) return v;
+  if (!Object.hasOwn(SCHEMAS, name)) {
+    throw fail("AGENTD_E_INTERNAL", `no schema named ${JSON.stringify(name)}`);
+  }
+  v = compiler().compile(SCHEMAS[name] as object);
+  validators.set(name, v);
   return v;
 }
 
 /** Compiles every schema now (at start-up, so a broken schema stops the process early). */
 export function compileSchemas(): void {
-  validators ??= compileAll();
+  for (const name of Object.keys(SCHEMAS) as SchemaName[]) validatorFor(name);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readEnrollment } from "../../agent/enrollment.ts";
@@ -6,6 +6,7 @@ import { initMachineIdentity } from "../../agent/identity.ts";
 import { localApiRequest } from "../../agent/local-api.ts";
 import { allGroups } from "../../control-plane/api/index.ts";
 import { AgentdError } from "../../lib/errors.ts";
+import { verifyChainLog } from "../../lib/fs/chain-log.ts";
 import { signConsent, signDecommission, signRevocation } from "../../policy-guard/sign.ts";
 import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
 import { enrolledMachine } from "./daemon-fixture.ts";
@@ -336,5 +337,19 @@ describe("agentd run", () => {
     } finally {
       await agent.close();
     }
+  });
+
+  it("a torn audit tail (a write cut by a power loss) is cut on start and recorded in the chain", async () => {
+    const cp = await serve();
+    const m = await enrolledMachine(cp);
+    await (await m.start()).close();
+    const path = join(m.stateDir, "audit.jsonl");
+    appendFileSync(path, '{"type":"half a rec');
+    const agent = await m.start();
+    await agent.close();
+    const text = readFileSync(path, "utf8");
+    expect(text).not.toContain("half a rec");
+    expect(text).toMatch(/"torn_bytes":19,"type":"audit.tail_repaired"/);
+    expect(verifyChainLog(path).ok).toBe(true);
   });
 });
