@@ -127,6 +127,44 @@ export function registerCpAdmin(cp: Command, io: CliIo, run: Run): void {
       }),
     ),
   );
+  withRemoteOptions(
+    apikey
+      .command("revoke")
+      .description("revoke an API key for good, by its key id (its next request is refused)")
+      .requiredOption("--id <key_id>", "the key id (printed with --json when it was created)"),
+  ).action((opts: RemoteOpts & { id: string }, cmd: Command) =>
+    run(opts.json, () =>
+      withClient(io, cmd, opts, async (c) => {
+        if (!/^[A-Za-z0-9_-]{22}$/.test(opts.id)) {
+          throw fail(
+            "AGENTD_E_USAGE",
+            `--id: expected an API key id (22 base64url characters), found ${JSON.stringify(opts.id)}`,
+          );
+        }
+        const r = await c.revokeApiKey(opts.id);
+        printResult(io, opts.json, r, `revoked ${r.key_id}`);
+        return 0;
+      }),
+    ),
+  );
+
+  const quarantine = cp.command("quarantine").description("worker quarantine (operator)");
+  withRemoteOptions(
+    quarantine
+      .command("lift")
+      .description(
+        "lift a worker's quarantine on the control plane (mining resumes only with a new consent of its owner)",
+      )
+      .requiredOption("--worker <id>", "the worker id"),
+  ).action((opts: RemoteOpts & { worker: string }, cmd: Command) =>
+    run(opts.json, () =>
+      withClient(io, cmd, opts, async (c) => {
+        const r = await c.liftQuarantine(parseWorkerId(opts.worker));
+        printResult(io, opts.json, r, `lifted ${r.worker}`);
+        return 0;
+      }),
+    ),
+  );
 
   const keys = cp.command("keys").description("the control plane's working keys (admin)");
   withRemoteOptions(

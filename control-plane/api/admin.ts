@@ -2,11 +2,13 @@ import { randomUUID } from "node:crypto";
 import { unixSeconds } from "../../lib/clock.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import type { Caller } from "../http/auth.ts";
+import { realTimers } from "../http/long-poll.ts";
 import { defineRoute, type Route } from "../http/route.ts";
 import {
   type EmergencyStopApproveRequest,
   type EmergencyStopRequest,
   type EmergencyStopResponse,
+  type QuarantineLiftResponse,
   type QuarantineRequest,
   type QuarantineResponse,
   REQUIRED_APPROVALS,
@@ -15,11 +17,13 @@ import {
 import { validate } from "../protocol/validate.ts";
 import type { EmergencyStop, Worker } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
-import { isNothingToPublish, publishForWorker } from "./publish.ts";
+import { periodic } from "./periodic.ts";
+import { isNothingToPublish, isOwnerResumed, publishForWorker } from "./publish.ts";
 
 /**
- * Fleet operations (docs/protocol.md sections 5 and 8): quarantining one worker, and the
- * emergency stop of all workers or one cohort under the two-person rule.
+ * Fleet operations (docs/protocol.md sections 5 and 8): quarantining one worker and lifting
+ * its quarantine, and the emergency stop of all workers or one cohort under the two-person
+ * rule.
  *
  * Two-person rule: a stop executes once two distinct operator keys have approved it. The
  * requester's own approval is recorded at creation when it is an operator (an admin's request
@@ -27,70 +31,121 @@ import { isNothingToPublish, publishForWorker } from "./publish.ts";
  * key creation is audited). The store makes a second approval by the same key a conflict and
  * the execution mark single (`markEmergencyStopExecuted`), so of two approvals racing, exactly
  * one executes; the stop `publication`s follow, one per worker in scope, each pushed at once.
+ *
+ * What a stop covers: the consents accepted up to its execution (`executed_at`; a consent of
+ * the same second included — the tie goes to the stop). A worker whose owner posted a
+ * consent after that has decided to mine again after the stop, and the stop leaves it alone
+ * (`workers_skipped`): decided per worker when its stop is planned, and planned again if a
+ * consent is committed meanwhile (publish.ts), so a stop published late — by a slow run over
+ * a large fleet, or by a resume after a crash — never overrides an owner who acted since.
+ *
+ * Who publishes the stops: one claim at a time (`Store.claimEmergencyStop`), a lease renewed
+ * while it works. The approval that executes the stop claims it in the same transaction;
+ * `resumeEmergencyStops` claims a stop whose executor died (its lease ran out) and finishes
+ * it. Of instances racing for one stop exactly one holds the claim, and only the holder
+ * records the completion, once.
  */
 
 /** Workers stopped at once during an emergency stop (each is a signature and a commit). */
 const STOP_CONCURRENCY = 8;
 const WORKER_PAGE = 1000;
+/** How long a claim on publishing a stop's publications holds unless renewed. */
+export const STOP_CLAIM_LEASE_S = 300;
+/** How often each instance looks for executed stops nobody is finishing (default). */
+const RESUME_INTERVAL_MS = 60_000;
 
-export function adminGroup(ctx: ApiContext): ApiGroup {
-  let resuming: Promise<unknown> | undefined;
+export interface AdminGroupOptions {
+  /** Default 60,000; the first look is at once, when the server starts. */
+  readonly resumeIntervalMs?: number;
+  /** False: no background resume (tests that call resumeEmergencyStops themselves). */
+  readonly resumeInBackground?: boolean;
+}
+
+export function adminGroup(ctx: ApiContext, o: AdminGroupOptions = {}): ApiGroup {
+  // In the background: a slow resume must not hold up the server's start. Never two at once.
+  const resumer = periodic({
+    timers: realTimers,
+    intervalMs: o.resumeIntervalMs ?? RESUME_INTERVAL_MS,
+    random: () => 0,
+    tick: () => resumeEmergencyStops(ctx),
+    onError: (err) => ctx.logger.error({ err }, "resuming emergency stops failed"),
+  });
   return {
-    routes: [quarantine(ctx), createStop(ctx), approveStop(ctx)],
-    // In the background: a slow resume must not hold up the server's start.
+    routes: [quarantine(ctx), liftQuarantine(ctx), createStop(ctx), approveStop(ctx)],
     async start() {
-      resuming = resumeEmergencyStops(ctx).catch((err: unknown) =>
-        ctx.logger.error({ err }, "resuming emergency stops failed"),
-      );
+      if (o.resumeInBackground !== false) resumer.start();
     },
     async stop() {
-      await resuming;
+      await resumer.stop();
     },
   };
 }
 
 /**
- * An approved emergency stop is executed to the end even across a crash: one marked executed
- * (`emergency_stop.executed` in the audit log) without its `emergency_stop.completed` was cut
- * off while publishing its stops — by a crash, a restart, a lost database connection — so
- * every instance, when it starts, publishes them again for the whole scope (stopping a
- * stopped worker again changes nothing but a version) and then records the completion
- * (`resumed: true`). Returns the ids resumed.
+ * An approved emergency stop is executed to the end even across a crash: one executed but not
+ * completed whose claim has run out was cut off while publishing its stops — by a crash, a
+ * restart, a lost database connection — so an instance claims it (one only: the claim is a
+ * conditional update), publishes the stops again for the whole scope (stopping a stopped
+ * worker again changes nothing but a version; a worker whose owner consented after the stop
+ * is left alone) and records the completion (`resumed: true`). Every instance looks when it
+ * starts and every minute after. Returns the ids it finished.
  */
 export async function resumeEmergencyStops(ctx: ApiContext): Promise<string[]> {
   const resumed: string[] = [];
-  let after = 0;
-  for (;;) {
-    const executed = await ctx.store.listAudit({
-      type: "emergency_stop.executed",
-      after_seq: after,
-      limit: 1000,
-    });
-    for (const e of executed) {
-      const done = await ctx.store.listAudit({
-        type: "emergency_stop.completed",
-        object: e.object,
-        limit: 1,
-      });
-      if (done.length > 0) continue;
-      const id = e.object.replace(/^emergency_stop:/, "");
-      const stop = await ctx.store.getEmergencyStop(id);
-      if (stop === null || stop.executed_at === null) continue;
-      const counts = await executeStop(ctx, stop, "system");
-      await ctx.store.appendAudit({
-        actor: "system",
-        type: "emergency_stop.completed",
-        object: e.object,
-        data: { ...counts, resumed: true },
-      });
-      ctx.logger.warn({ stop: id, ...counts }, "resumed an emergency stop cut off before it ended");
-      resumed.push(id);
-    }
-    const last = executed.at(-1);
-    if (last === undefined || executed.length < 1000) break;
-    after = last.seq;
+  for (const candidate of await ctx.store.listUnfinishedEmergencyStops(100)) {
+    const by = randomUUID();
+    const now = unixSeconds(ctx.clock);
+    const stop = await ctx.store.claimEmergencyStop(
+      candidate.id,
+      {
+        by,
+        until: now + STOP_CLAIM_LEASE_S,
+      },
+      now,
+    );
+    // Another instance is on it (or finished it meanwhile).
+    if (stop === null) continue;
+    const counts = await runStop(ctx, stop, "system", by, true);
+    if (counts === null) continue;
+    ctx.logger.warn(
+      { stop: stop.id, ...counts },
+      "resumed an emergency stop cut off before it ended",
+    );
+    resumed.push(stop.id);
   }
   return resumed;
+}
+
+/**
+ * Publishes the stops of an executed stop under the claim `by`, then records the completion
+ * (audited `emergency_stop.completed`). Null when the claim was lost on the way (another
+ * instance took over after the lease ran out, and finishes it).
+ */
+async function runStop(
+  ctx: ApiContext,
+  stop: EmergencyStop,
+  actor: string,
+  by: string,
+  resumed: boolean,
+): Promise<StopCounts | null> {
+  const counts = await executeStop(ctx, stop, actor, by);
+  if (counts === null) return null;
+  const object = `emergency_stop:${stop.id}`;
+  try {
+    await ctx.store.completeEmergencyStop(stop.id, by, unixSeconds(ctx.clock), {
+      audit: {
+        actor,
+        type: "emergency_stop.completed",
+        object,
+        data: { ...counts, ...(resumed ? { resumed: true } : {}) },
+      },
+    });
+  } catch (err) {
+    if (!isAgentdError(err) || err.code !== "AGENTD_E_CP_CONFLICT") throw err;
+    ctx.logger.warn({ stop: stop.id, err }, "another instance finishes this emergency stop");
+    return null;
+  }
+  return counts;
 }
 
 function apiKeyId(caller: Caller): string {
@@ -138,26 +193,69 @@ function quarantine(ctx: ApiContext): Route<QuarantineRequest> {
   });
 }
 
+function liftQuarantine(ctx: ApiContext): Route {
+  return defineRoute({
+    method: "DELETE",
+    path: "/v1/admin/workers/{id}/quarantine",
+    auth: ["operator"],
+    async authorize({ params }) {
+      if ((await ctx.store.getWorker(params.id as string)) === null) {
+        throw fail("AGENTD_E_CP_NOT_FOUND", "no such worker");
+      }
+    },
+    async handler({ caller, params }) {
+      const workerId = params.id as string;
+      const actor = `apikey:${apiKeyId(caller)}`;
+      const at = unixSeconds(ctx.clock);
+      // Conditional in the store: not quarantined (or decommissioned) is 409, nothing audited.
+      const { lifted } = await ctx.store.liftQuarantine(workerId, {
+        audit: (r) => ({
+          actor,
+          type: "worker.quarantine_lifted",
+          object: `worker:${workerId}`,
+          data: { reason: r.lifted.reason, quarantined_at: r.lifted.at },
+        }),
+      });
+      // Nothing is published: a stop in force stays until the owner posts a new consent.
+      const reply: QuarantineLiftResponse = { worker: workerId, quarantined: false, at, lifted };
+      return { status: 200, body: reply };
+    },
+  });
+}
+
+type StopOutcome = "stopped" | "not_stopped" | "skipped";
+
 /**
- * Publishes `stop: true` for one worker; false when it could not (no valid consent to
- * countersign: such an agent does not mine anyway; or a failure, logged). The quarantine or
- * the emergency stop stays recorded either way, and publish.ts keeps a stop in force in every
- * later re-issue until the owner posts a new consent.
+ * Publishes `stop: true` for one worker: `not_stopped` when it could not (no valid consent
+ * to countersign: such an agent does not mine anyway; or a failure, logged), `skipped` when
+ * the stop covers consents up to `coversConsentsUntil` and the owner consented after that.
+ * The quarantine or the emergency stop stays recorded either way, and publish.ts keeps a stop
+ * in force in every later re-issue until the owner posts a new consent.
  */
 async function stopOne(
   ctx: ApiContext,
   w: Worker,
   actor: string,
   reason: string,
-): Promise<boolean> {
-  if (w.decommissioned_at !== null) return false;
+  coversConsentsUntil?: number,
+): Promise<StopOutcome> {
+  if (w.decommissioned_at !== null) return "not_stopped";
   try {
-    await publishForWorker(ctx, w.worker_id, { stop: true, actor, reason });
-    return true;
+    await publishForWorker(ctx, w.worker_id, {
+      stop: true,
+      actor,
+      reason,
+      ...(coversConsentsUntil === undefined ? {} : { coversConsentsUntil }),
+    });
+    return "stopped";
   } catch (err) {
+    if (isOwnerResumed(err)) {
+      ctx.logger.info({ worker: w.worker_id }, "the owner consented after the stop: left alone");
+      return "skipped";
+    }
     if (isNothingToPublish(err)) ctx.logger.info({ worker: w.worker_id }, "nothing to stop");
     else ctx.logger.error({ err, worker: w.worker_id }, "stop publication failed");
-    return false;
+    return "not_stopped";
   }
 }
 
@@ -268,8 +366,11 @@ function approveStop(ctx: ApiContext): Route<EmergencyStopApproveRequest> {
         return { status: 200, body: stopResponse(stop, now, null) };
       }
       let executed: EmergencyStop;
+      // This request publishes the stops: claimed in the same transaction as the execution.
+      const by = randomUUID();
       try {
         executed = await ctx.store.markEmergencyStopExecuted(id, now, {
+          claim: { by, until: now + STOP_CLAIM_LEASE_S },
           audit: {
             actor,
             type: "emergency_stop.executed",
@@ -284,24 +385,35 @@ function approveStop(ctx: ApiContext): Route<EmergencyStopApproveRequest> {
         const s = await ctx.store.getEmergencyStop(id);
         return { status: 200, body: stopResponse(s ?? stop, now, null) };
       }
-      const counts = await executeStop(ctx, executed, actor);
-      await ctx.store.appendAudit({
-        actor,
-        type: "emergency_stop.completed",
-        object,
-        data: { ...counts },
-      });
-      return { status: 200, body: stopResponse(executed, now, counts.workers_stopped) };
+      const counts = await runStop(ctx, executed, actor, by, false);
+      return {
+        status: 200,
+        body: stopResponse(executed, now, counts === null ? null : counts.workers_stopped),
+      };
     },
   });
 }
 
-/** `stop: true` for every live worker in scope, a few at a time; failures are counted. */
+interface StopCounts {
+  readonly workers_stopped: number;
+  readonly workers_not_stopped: number;
+  /** Left alone: their owner consented after the stop was executed. */
+  readonly workers_skipped: number;
+}
+
+/**
+ * `stop: true` for every live worker in scope whose consent the stop covers, a few at a
+ * time; failures are counted. The claim `by` is renewed as it goes; null when it was lost
+ * (another instance took the stop over): this one then stops publishing.
+ */
 async function executeStop(
   ctx: ApiContext,
   stop: EmergencyStop,
   actor: string,
-): Promise<{ workers_stopped: number; workers_not_stopped: number }> {
+  by: string,
+): Promise<StopCounts | null> {
+  if (stop.executed_at === null) throw fail("AGENTD_E_INTERNAL", "the stop is not executed");
+  const executedAt = stop.executed_at;
   const created = await ctx.store.listAudit({
     type: "emergency_stop.created",
     object: `emergency_stop:${stop.id}`,
@@ -309,8 +421,8 @@ async function executeStop(
   });
   const why = created[0]?.data.reason;
   const reason = `emergency stop ${stop.id}${typeof why === "string" ? `: ${why}` : ""}`;
-  let stopped = 0;
-  let notStopped = 0;
+  const counts = { stopped: 0, not_stopped: 0, skipped: 0 };
+  let renewed = unixSeconds(ctx.clock);
   let after: string | undefined;
   for (;;) {
     const page = await ctx.store.listWorkers({
@@ -320,16 +432,30 @@ async function executeStop(
     });
     const live = page.filter((w) => w.decommissioned_at === null);
     for (let i = 0; i < live.length; i += STOP_CONCURRENCY) {
-      const done = await Promise.all(
-        live.slice(i, i + STOP_CONCURRENCY).map((w) => stopOne(ctx, w, actor, reason)),
-      );
-      for (const ok of done) {
-        if (ok) stopped++;
-        else notStopped++;
+      const now = unixSeconds(ctx.clock);
+      if (now - renewed >= STOP_CLAIM_LEASE_S / 3) {
+        const held = await ctx.store.claimEmergencyStop(
+          stop.id,
+          { by, until: now + STOP_CLAIM_LEASE_S },
+          now,
+        );
+        if (held === null) {
+          ctx.logger.warn({ stop: stop.id }, "lost the claim on an emergency stop: stopping here");
+          return null;
+        }
+        renewed = now;
       }
+      const done = await Promise.all(
+        live.slice(i, i + STOP_CONCURRENCY).map((w) => stopOne(ctx, w, actor, reason, executedAt)),
+      );
+      for (const outcome of done) counts[outcome]++;
     }
     if (page.length < WORKER_PAGE) break;
     after = (page[page.length - 1] as Worker).worker_id;
   }
-  return { workers_stopped: stopped, workers_not_stopped: notStopped };
+  return {
+    workers_stopped: counts.stopped,
+    workers_not_stopped: counts.not_stopped,
+    workers_skipped: counts.skipped,
+  };
 }

@@ -6,7 +6,8 @@ import { syncKeys } from "./keys.ts";
 /**
  * Probes and metrics (docs/protocol.md section 5, "Probes, metrics, keys"). `/healthz` says
  * the process serves requests; `/readyz` that it can also reach its database and signs with
- * the newest key set (keys.ts syncKeys, which also picks up a rotation made elsewhere), so a load
+ * the newest key set, the very one the database holds (keys.ts syncKeys, which also picks up a
+ * rotation made elsewhere and flags two different sets under one seq), so a load
  * balancer sends traffic only to instances that can answer it. `/metrics` is the Prometheus
  * text of the control plane's registry, for admins, operators and auditors only: it shows
  * traffic by endpoint, which is not for anyone on the network.
@@ -39,8 +40,10 @@ export function healthGroup(ctx: ApiContext): ApiGroup {
         const body: HealthResponse = { status: "not_ready" };
         return { status: 503, body, headers: { "retry-after": "1" } };
       }
-      // Keys older than the database's newest set sign what agents refuse: not ready.
-      if ((await syncKeys(ctx)) === "stale") {
+      // Keys older than the database's newest set, or another set under the same seq, sign
+      // what agents refuse: not ready.
+      const keys = await syncKeys(ctx);
+      if (keys === "stale" || keys === "conflict") {
         const body: HealthResponse = { status: "not_ready" };
         return { status: 503, body, headers: { "retry-after": "60" } };
       }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { unixSeconds } from "../../lib/clock.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import { defineRoute } from "../http/route.ts";
@@ -20,7 +21,9 @@ import { actorOf } from "./owners.ts";
  * files are the source of truth for signing; the store keeps the history of sets served.
  */
 
-export type KeySync = "current" | "reloaded" | "stale";
+export type KeySync = "current" | "reloaded" | "stale" | "conflict";
+
+const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
 
 /**
  * Several instances on one database (docs/protocol.md, "Key set"): a rotation made through
@@ -29,27 +32,50 @@ export type KeySync = "current" | "reloaded" | "stale";
  * copied from it). While its directory still holds an older set, the instance is `stale`: it
  * would sign with keys agents no longer accept, so /readyz answers 503 and a load balancer
  * sends it no traffic. The error is logged with what to do.
+ *
+ * Sets are compared by content, not by `seq` alone: the store's newest set and this
+ * instance's must be the same JWS when their seqs are equal. Two different sets under one
+ * seq — a rotation made on two instances with separate key directories at once (the second
+ * could not record its set, but signs with it), or a store row changed behind our back — is a
+ * `conflict`: agents holding the one refuse the other as a rollback, so neither is kept
+ * silently. The instance reloads its directory once (it may have been fixed meanwhile) and,
+ * if the conflict stays, is not ready (503) and logs both sets' hashes, until an operator
+ * copies the right key directory in place.
  */
 export async function syncKeys(ctx: ApiContext): Promise<KeySync> {
   const stored = await ctx.store.currentKeySet();
   const mine = ctx.keys();
-  if (stored === null || stored.seq <= mine.keyset.seq) return "current";
+  if (stored === null || stored.seq < mine.keyset.seq) return "current";
+  if (stored.seq === mine.keyset.seq && stored.jws === mine.keysetJws) return "current";
+  let loaded: ReturnType<typeof loadControlPlaneKeys>;
   try {
-    const loaded = loadControlPlaneKeys(mine.dir);
-    if (loaded.keyset.seq >= stored.seq) {
-      ctx.setKeys(loaded);
-      ctx.logger.info(
-        { from: mine.keyset.seq, to: loaded.keyset.seq },
-        "loaded the rotated key set from the key directory",
-      );
-      return "reloaded";
-    }
+    loaded = loadControlPlaneKeys(mine.dir);
   } catch (err) {
     ctx.logger.error({ err, dir: mine.dir }, "the key directory cannot be loaded");
     return "stale";
   }
+  if (loaded.keyset.seq > stored.seq || loaded.keysetJws === stored.jws) {
+    ctx.setKeys(loaded);
+    ctx.logger.info(
+      { from: mine.keyset.seq, to: loaded.keyset.seq },
+      "loaded the rotated key set from the key directory",
+    );
+    return "reloaded";
+  }
+  if (loaded.keyset.seq === stored.seq) {
+    ctx.logger.error(
+      {
+        seq: stored.seq,
+        database_sha256: sha256(stored.jws),
+        directory_sha256: sha256(loaded.keysetJws),
+        dir: mine.dir,
+      },
+      "the database and this instance's key directory hold different key sets under the same seq (a rotation made on two instances at once, or a changed database row): copy the key directory of the instance whose set the database holds here",
+    );
+    return "conflict";
+  }
   ctx.logger.error(
-    { database_seq: stored.seq, directory_seq: mine.keyset.seq, dir: mine.dir },
+    { database_seq: stored.seq, directory_seq: loaded.keyset.seq, dir: mine.dir },
     "the database holds a newer key set than this instance's key directory: copy the rotated key directory here",
   );
   return "stale";

@@ -5,7 +5,11 @@ import { jwkThumbprint, publicJwk, publicKeyFromJwk } from "../../lib/crypto/ed2
 import { fail } from "../../lib/errors.ts";
 import type { Caller } from "../http/auth.ts";
 import { defineRoute } from "../http/route.ts";
-import type { ApiKeyCreateResponse, OwnerCreateResponse } from "../protocol/schemas/api-admin.ts";
+import type {
+  ApiKeyCreateResponse,
+  ApiKeyRevokeResponse,
+  OwnerCreateResponse,
+} from "../protocol/schemas/api-admin.ts";
 import { validate } from "../protocol/validate.ts";
 import type { ApiKey, Role } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
@@ -13,6 +17,12 @@ import { sha256Hex } from "./machine-auth.ts";
 
 /**
  * Owners and API keys (docs/protocol.md section 3, "API keys"): admin actions only.
+ *
+ * A key is revoked for good (`DELETE /v1/api-keys/{id}`): its very next request is 401, on
+ * every instance (keys are looked up in the store on every request, never cached); the row
+ * stays, so neither its id nor its hash can be created again, and nothing un-revokes it. The
+ * last admin key cannot be revoked (the control plane would have no admin). Audited with the
+ * key's id, role and owner, like a creation.
  *
  * A key is `agentd_<role>_<base64url of 32 random bytes>`, shown once in the answer; the store
  * keeps its SHA-256 (a leaked database yields no usable key). Every key creation is audited
@@ -137,5 +147,33 @@ export function ownersGroup(ctx: ApiContext): ApiGroup {
     },
   });
 
-  return { routes: [createOwner, createApiKey] };
+  const revokeApiKey = defineRoute({
+    method: "DELETE",
+    path: "/v1/api-keys/{id}",
+    auth: ["admin"],
+    async handler(c) {
+      const id = c.params.id as string;
+      const now = unixSeconds(ctx.clock);
+      const actor = actorOf(c.caller);
+      // Unknown: 404; revoked already or the last admin: 409 (the store decides, atomically).
+      const revoked = await ctx.store.revokeApiKey(id, keyIdOf(c.caller), now, {
+        audit: (k) => ({
+          actor,
+          type: "apikey.revoked",
+          object: `apikey:${k.id}`,
+          data: { key_id: k.id, role: k.role, owner: k.owner_id },
+        }),
+      });
+      const body: ApiKeyRevokeResponse = {
+        key_id: revoked.id,
+        role: revoked.role,
+        owner: revoked.owner_id,
+        revoked: true,
+        revoked_at: revoked.revoked_at,
+      };
+      return { status: 200, body };
+    },
+  });
+
+  return { routes: [createOwner, createApiKey, revokeApiKey] };
 }

@@ -18,7 +18,7 @@ import { validate } from "../protocol/validate.ts";
 import type { Worker } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { workerReadAtAuthentication } from "./machine-auth.ts";
-import { publishForWorker } from "./publish.ts";
+import { publishNewConsent } from "./publish.ts";
 
 /**
  * Consents in, bundles out (docs/protocol.md, "Consent, policy, revocation, assignment").
@@ -26,8 +26,9 @@ import { publishForWorker } from "./publish.ts";
  * `POST /v1/policies`: the owner's consent is checked as an agent would check it — signed by
  * the owner key registered for the calling owner, for one of that owner's workers, well
  * formed, unexpired, `seq` above the highest accepted and not covered by a stored revocation
- * (policy-guard's own binding rules, `verifyDocuments`) — then stored (the store re-checks
- * seq and ownership atomically) and published with the next version.
+ * (policy-guard's own binding rules, `verifyDocuments`) — then stored and published with the
+ * next version in one transaction, in which the store decides seq, ownership, revocation and
+ * decommission again under the worker's lock (what was read before may have changed).
  *
  * `GET /v1/workers/{id}/policy`: the bundle `{consent, publication}` where `consent` is the
  * consent the latest publication countersigns (so the two always bind, even while a newer
@@ -225,7 +226,12 @@ async function acceptConsent(
     throw fail("AGENTD_E_JWS_PAYLOAD", `the consent does not bind: ${reason}`, { reason });
   }
 
-  await ctx.store.acceptConsent(
+  // Stored together with the publication that countersigns it, in one transaction that
+  // re-decides the seq, revocation and decommission checks under the worker's lock: two
+  // consents racing cannot both pass the checks above and both be stored, nor can one be
+  // answered with a publication of the other (publish.ts, publishNewConsent).
+  const { publication } = await publishNewConsent(
+    ctx,
     {
       identity: verified.identity,
       worker_id: worker.worker_id,
@@ -236,6 +242,8 @@ async function acceptConsent(
       accepted_at: now,
     },
     {
+      actor,
+      reason: "consent",
       audit: {
         actor,
         type: "consent.accepted",
@@ -249,11 +257,6 @@ async function acceptConsent(
       },
     },
   );
-  const publication = await publishForWorker(ctx, worker.worker_id, {
-    stop: false,
-    actor,
-    reason: "consent",
-  });
   return {
     worker: worker.worker_id,
     seq: payload.seq,

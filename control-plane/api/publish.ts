@@ -7,7 +7,7 @@ import {
   parseConsentPayload,
 } from "../../policy-guard/documents.ts";
 import { signPublication } from "../../policy-guard/sign.ts";
-import type { Consent, Publication } from "../store/store.ts";
+import type { AuditInput, Consent, ConsentPublished, Publication } from "../store/store.ts";
 import type { ApiContext } from "./context.ts";
 
 /**
@@ -42,6 +42,15 @@ import type { ApiContext } from "./context.ts";
  * before another publication committed is refused (AGENTD_E_CP_CONFLICT, reason
  * `stale_plan`) and `publishForWorker` plans again from the new state — which now holds the
  * stop in force. The re-issue timer counts a stale plan as skipped: someone else published.
+ * The compare-and-set covers the consent as well (`expect_latest_consent`): a plan that read
+ * the consent before a newer one was accepted is stale too, so an older consent is never
+ * countersigned over a newer one.
+ *
+ * A new consent is accepted and published in one transaction (`publishNewConsent`,
+ * `Store.acceptConsentAndPublish`): it is stored only together with the publication that
+ * countersigns it, so two owners' requests racing cannot leave one told "published" with a
+ * publication of the other's consent, and the seq, revocation and decommission checks are
+ * made under the worker's lock, not from what was read before.
  */
 
 /** Why a publication stops mining. */
@@ -49,8 +58,10 @@ export type StopCause = "requested" | "in_force" | "quarantined" | "revoked" | "
 
 export interface PublicationPlan {
   readonly workerId: string;
-  /** The consent it countersigns: the worker's latest accepted one. */
+  /** The consent it countersigns: the worker's latest accepted one, or the one being accepted. */
   readonly consent: Consent;
+  /** Whether `consent` is being accepted with this publication (not stored yet). */
+  readonly newConsent: boolean;
   readonly iat: number;
   readonly exp: number;
   readonly stop: boolean;
@@ -76,23 +87,46 @@ export function storedConsentPayload(consent: Consent): ConsentPayload {
   return parseConsentPayload(payload as Record<string, unknown>);
 }
 
+export interface PlanOptions {
+  readonly stop: boolean;
+  /** Plan for this consent, being accepted now, instead of the latest stored one. */
+  readonly newConsent?: Consent;
+  /**
+   * A stop that covers the consents accepted up to this time only (an emergency stop: its
+   * `executed_at`). A worker whose owner posted a consent after it has decided to mine again
+   * after the stop: planning throws AGENTD_E_CP_CONFLICT with reason `consent_after_stop`
+   * (`isOwnerResumed`) and the stop leaves it alone. Re-decided on every re-plan.
+   */
+  readonly coversConsentsUntil?: number;
+}
+
 /** What would be published for the worker now. Throws when there is nothing to publish. */
 export async function planPublication(
   ctx: ApiContext,
   workerId: string,
-  options: { readonly stop: boolean },
+  options: PlanOptions,
 ): Promise<PublicationPlan> {
-  const [worker, consent, latest, revocations] = await Promise.all([
+  const [worker, stored, latest, revocations] = await Promise.all([
     ctx.store.getWorker(workerId),
-    ctx.store.latestConsent(workerId),
+    options.newConsent === undefined ? ctx.store.latestConsent(workerId) : null,
     ctx.store.latestPublication(workerId),
     ctx.store.listRevocations(workerId),
   ]);
+  const consent = options.newConsent ?? stored;
   if (worker === null) throw fail("AGENTD_E_CP_NOT_FOUND", "no such worker", { worker: workerId });
   if (consent === null) {
     throw fail("AGENTD_E_CP_NOT_FOUND", "the worker has no consent to publish", {
       worker: workerId,
       reason: "no_consent",
+    });
+  }
+  if (
+    options.coversConsentsUntil !== undefined &&
+    consent.accepted_at > options.coversConsentsUntil
+  ) {
+    throw fail("AGENTD_E_CP_CONFLICT", "the owner consented after the stop", {
+      worker: workerId,
+      reason: "consent_after_stop",
     });
   }
   const rules = storedConsentPayload(consent).rules;
@@ -120,11 +154,48 @@ export async function planPublication(
   return {
     workerId,
     consent,
+    newConsent: options.newConsent !== undefined,
     iat: now,
     exp,
     stop: causes.length > 0,
     causes,
     basedOn: latest?.version ?? null,
+  };
+}
+
+function signer(ctx: ApiContext, plan: PublicationPlan): (version: number) => string {
+  const key = ctx.keys().signing.publication.privateKey;
+  return (version) =>
+    signPublication({
+      cpKey: key,
+      consent: plan.consent.jws,
+      worker: plan.workerId,
+      version,
+      iat: plan.iat,
+      ttlS: plan.exp - plan.iat,
+      stop: plan.stop,
+    });
+}
+
+function publicationAudit(
+  plan: PublicationPlan,
+  p: Publication,
+  options: { readonly actor: string; readonly reason: string },
+): AuditInput {
+  return {
+    actor: options.actor,
+    type: "publication.issued",
+    object: `worker:${plan.workerId}`,
+    data: {
+      version: p.version,
+      consent: plan.consent.identity,
+      seq: plan.consent.seq,
+      iat: p.iat,
+      exp: p.exp,
+      stop: p.stop,
+      causes: [...plan.causes],
+      reason: options.reason,
+    },
   };
 }
 
@@ -134,7 +205,9 @@ export async function commitPublication(
   plan: PublicationPlan,
   options: { readonly actor: string; readonly reason: string },
 ): Promise<Publication> {
-  const key = ctx.keys().signing.publication.privateKey;
+  if (plan.newConsent) {
+    throw fail("AGENTD_E_INTERNAL", "a new consent is published with publishNewConsent");
+  }
   const { publication } = await ctx.store.publish(
     {
       worker_id: plan.workerId,
@@ -143,40 +216,54 @@ export async function commitPublication(
       exp: plan.exp,
       stop: plan.stop,
       now_ms: Math.floor(ctx.clock.now()),
-      // Only over the publication the plan saw: a stop (or anything else) published since
-      // then would otherwise be overwritten by a plan that did not know of it.
+      // Only over the publication and the consent the plan saw: a stop (or anything else)
+      // published since, or a newer consent, would otherwise be overwritten by a plan that
+      // did not know of it.
       expect_version: plan.basedOn,
+      expect_latest_consent: true,
     },
-    (version) =>
-      signPublication({
-        cpKey: key,
-        consent: plan.consent.jws,
-        worker: plan.workerId,
-        version,
-        iat: plan.iat,
-        ttlS: plan.exp - plan.iat,
-        stop: plan.stop,
-      }),
-    {
-      audit: ({ publication: p }) => ({
-        actor: options.actor,
-        type: "publication.issued",
-        object: `worker:${plan.workerId}`,
-        data: {
-          version: p.version,
-          consent: plan.consent.identity,
-          seq: plan.consent.seq,
-          iat: p.iat,
-          exp: p.exp,
-          stop: p.stop,
-          causes: [...plan.causes],
-          reason: options.reason,
-        },
-      }),
-    },
+    signer(ctx, plan),
+    { audit: ({ publication: p }) => publicationAudit(plan, p, options) },
   );
   ctx.policyNotifier.notify(plan.workerId);
   return publication;
+}
+
+/**
+ * Accepts an owner's consent and publishes it, in one transaction (the module comment):
+ * audited as `consent` (the caller's event) and `publication.issued`. A plan made stale by a
+ * publication committed meanwhile is made again; the store's refusals (seq, revoked,
+ * decommissioned) are thrown with nothing stored.
+ */
+export async function publishNewConsent(
+  ctx: ApiContext,
+  consent: Consent,
+  options: { readonly actor: string; readonly reason: string; readonly audit: AuditInput },
+): Promise<ConsentPublished> {
+  for (let attempt = 1; ; attempt++) {
+    const plan = await planPublication(ctx, consent.worker_id, {
+      stop: false,
+      newConsent: consent,
+    });
+    try {
+      const published = await ctx.store.acceptConsentAndPublish(
+        consent,
+        {
+          iat: plan.iat,
+          exp: plan.exp,
+          stop: plan.stop,
+          now_ms: Math.floor(ctx.clock.now()),
+          expect_version: plan.basedOn,
+        },
+        signer(ctx, plan),
+        { audit: (r) => [options.audit, publicationAudit(plan, r.publication, options)] },
+      );
+      ctx.policyNotifier.notify(consent.worker_id);
+      return published;
+    } catch (err) {
+      if (!isStalePlan(err) || attempt >= MAX_PLAN_ATTEMPTS) throw err;
+    }
+  }
 }
 
 /**
@@ -186,7 +273,12 @@ export async function commitPublication(
 export async function publishForWorker(
   ctx: ApiContext,
   workerId: string,
-  options: { readonly stop: boolean; readonly actor: string; readonly reason: string },
+  options: {
+    readonly stop: boolean;
+    readonly actor: string;
+    readonly reason: string;
+    readonly coversConsentsUntil?: number;
+  },
 ): Promise<Publication> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -205,6 +297,15 @@ export async function publishForWorker(
 export function isStalePlan(err: unknown): boolean {
   return (
     isAgentdError(err) && err.code === "AGENTD_E_CP_CONFLICT" && err.context.reason === "stale_plan"
+  );
+}
+
+/** Whether a stop was not published because the owner consented after it (PlanOptions). */
+export function isOwnerResumed(err: unknown): boolean {
+  return (
+    isAgentdError(err) &&
+    err.code === "AGENTD_E_CP_CONFLICT" &&
+    err.context.reason === "consent_after_stop"
   );
 }
 

@@ -1,14 +1,17 @@
 import { fail } from "../../lib/errors.ts";
 import { call, createTransport, type TransportOptions } from "./client-http.ts";
+import type { Method } from "./roles.ts";
 import type {
   ApiKeyCreateRequest,
   ApiKeyCreateResponse,
+  ApiKeyRevokeResponse,
   EmergencyStopRequest,
   EmergencyStopResponse,
   KeysResponse,
   KeysRotateRequest,
   OwnerCreateRequest,
   OwnerCreateResponse,
+  QuarantineLiftResponse,
   QuarantineResponse,
 } from "./schemas/api-admin.ts";
 import type { AuditEvent, AuditEventsQuery, AuditEventsResponse } from "./schemas/api-audit.ts";
@@ -23,7 +26,6 @@ import type {
   WorkerPolicyResponse,
 } from "./schemas/api-policy.ts";
 import type { CommandCreateRequest, CommandCreateResponse } from "./schemas/api-worker.ts";
-import type { HttpMethod } from "./schemas/proof.ts";
 
 /**
  * The calls people and their scripts make with an API key (`Authorization: Bearer agentd_…`):
@@ -45,6 +47,8 @@ export interface ApiClient {
   rotateKeys(r?: KeysRotateRequest): Promise<KeysResponse>;
   createOwner(r: OwnerCreateRequest): Promise<OwnerCreateResponse>;
   createApiKey(r: ApiKeyCreateRequest): Promise<ApiKeyCreateResponse>;
+  /** Revokes an API key by its id, for good (admin). */
+  revokeApiKey(keyId: string): Promise<ApiKeyRevokeResponse>;
   createEnrollmentToken(r?: EnrollmentTokenCreateRequest): Promise<EnrollmentTokenCreateResponse>;
   /** An owner posts its signed consent. */
   postConsent(consent: string): Promise<PolicyCreateResponse>;
@@ -53,6 +57,8 @@ export interface ApiClient {
   postRevocation(worker: string, document: string): Promise<RevocationCreateResponse>;
   createCommand(r: CommandCreateRequest): Promise<CommandCreateResponse>;
   quarantine(worker: string, reason: string): Promise<QuarantineResponse>;
+  /** Lifts a worker's quarantine on the control plane (operator); resumes no mining. */
+  liftQuarantine(worker: string): Promise<QuarantineLiftResponse>;
   emergencyStop(r: EmergencyStopRequest): Promise<EmergencyStopResponse>;
   approveEmergencyStop(id: string): Promise<EmergencyStopResponse>;
   /** One page of the audit log. */
@@ -73,7 +79,7 @@ export function createApiClient(o: ApiClientOptions): ApiClient {
     if (o.apiKey === undefined) throw fail("AGENTD_E_USAGE", "an API key is needed for this call");
     return { authorization: `Bearer ${o.apiKey}` };
   };
-  const send = async <R>(method: HttpMethod, path: string, body?: unknown, query?: object) =>
+  const send = async <R>(method: Method, path: string, body?: unknown, query?: object) =>
     (
       await call(t, method, path, {
         headers: auth,
@@ -91,6 +97,7 @@ export function createApiClient(o: ApiClientOptions): ApiClient {
     rotateKeys: (r = {}) => send("POST", "/v1/admin/keys/rotate", r),
     createOwner: (r) => send("POST", "/v1/owners", r),
     createApiKey: (r) => send("POST", "/v1/api-keys", r),
+    revokeApiKey: (keyId) => send("DELETE", `/v1/api-keys/${keyId}`),
     createEnrollmentToken: (r = {}) => send("POST", "/v1/enrollment-tokens", r),
     postConsent: (consent) => send("POST", "/v1/policies", { consent }),
     getWorkerPolicy: (worker) => send("GET", `/v1/workers/${worker}/policy`),
@@ -99,6 +106,7 @@ export function createApiClient(o: ApiClientOptions): ApiClient {
     createCommand: (r) => send("POST", "/v1/commands", r),
     quarantine: (worker, reason) =>
       send("POST", `/v1/admin/workers/${worker}/quarantine`, { reason }),
+    liftQuarantine: (worker) => send("DELETE", `/v1/admin/workers/${worker}/quarantine`),
     emergencyStop: (r) => send("POST", "/v1/admin/emergency-stop", r),
     approveEmergencyStop: (id) => send("POST", `/v1/admin/emergency-stop/${id}/approve`, {}),
     auditEvents: (q = {}) => send("GET", "/v1/audit/events", undefined, q),

@@ -4,9 +4,8 @@ import { Agent, request } from "node:https";
 import type { Clock } from "../../lib/clock.ts";
 import { type AgentdError, fail, isAgentdError } from "../../lib/errors.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
-import { matchRoute } from "./roles.ts";
+import { type Method, matchRoute } from "./roles.ts";
 import type { SchemaName, SchemaTypes } from "./schemas/index.ts";
-import type { HttpMethod } from "./schemas/proof.ts";
 import { pinnedClientTlsOptions } from "./tls.ts";
 import { matches, validate } from "./validate.ts";
 
@@ -47,7 +46,7 @@ export interface Transport {
 }
 
 export interface RawRequest {
-  readonly method: HttpMethod;
+  readonly method: Method;
   /** Path and query, e.g. `/v1/audit/events?after=3`. */
   readonly target: string;
   /** Built per attempt: a retried machine request needs a fresh proof. */
@@ -221,11 +220,11 @@ type ResponseOf<N extends SchemaName | undefined> = N extends SchemaName
  */
 export async function call<N extends SchemaName | undefined = undefined>(
   t: Transport,
-  method: HttpMethod,
+  method: Method,
   path: string,
   o: CallOptions = {},
 ): Promise<CallReply<ResponseOf<N>>> {
-  if (method !== "GET" && method !== "POST") {
+  if (method !== "GET" && method !== "POST" && method !== "DELETE") {
     throw fail("AGENTD_E_INTERNAL", `the protocol has no ${method} endpoints`);
   }
   const m = matchRoute(method, path);

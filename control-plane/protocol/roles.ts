@@ -30,7 +30,8 @@ export const CALLERS = [
 ] as const;
 export type Caller = (typeof CALLERS)[number];
 export type Access = "yes" | "own";
-export type Method = "GET" | "POST";
+/** The methods the endpoints use (DELETE: undoing an administrative action, API keys only). */
+export type Method = "GET" | "POST" | "DELETE";
 
 export interface Route {
   readonly method: Method;
@@ -77,6 +78,12 @@ export const ROUTES: readonly Route[] = Object.freeze([
     access: { admin: yes },
     request: "apikey-create-request",
     response: "apikey-create-response",
+  },
+  {
+    method: "DELETE",
+    path: "/v1/api-keys/{id}",
+    access: { admin: yes },
+    response: "apikey-revoke-response",
   },
   // enrollment and attestation
   {
@@ -176,6 +183,12 @@ export const ROUTES: readonly Route[] = Object.freeze([
     access: { admin: yes, operator: yes },
     request: "quarantine-request",
     response: "quarantine-response",
+  },
+  {
+    method: "DELETE",
+    path: "/v1/admin/workers/{id}/quarantine",
+    access: { operator: yes },
+    response: "quarantine-lift-response",
   },
   {
     method: "POST",

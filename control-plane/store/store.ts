@@ -111,6 +111,13 @@ export interface ApiKey {
   readonly created_by: string | null;
 }
 
+/** A key as `revokeApiKey` left it: revoked for good (the row stays, so it is never reused). */
+export interface RevokedApiKey extends ApiKey {
+  readonly revoked_at: number;
+  /** The id of the API key that revoked it (null: not through the API). */
+  readonly revoked_by: string | null;
+}
+
 export interface Owner {
   /** RFC 7638 thumbprint of `jwk`. */
   readonly id: string;
@@ -151,6 +158,13 @@ export type AttestationVerdict = "ok" | "clone" | "unknown_binary";
 export interface Quarantine {
   readonly reason: string;
   readonly at: number;
+}
+
+export interface LiftedQuarantine {
+  /** The worker as it is now (not quarantined). */
+  readonly worker: Worker;
+  /** The quarantine that was lifted. */
+  readonly lifted: Quarantine;
 }
 
 export interface Worker {
@@ -294,6 +308,20 @@ export interface PublishInput {
    * from the worker's state (stop or not) is then never committed over a newer publication.
    */
   readonly expect_version?: number | null;
+  /**
+   * Compare-and-set on the consent too: publish only if `consent_identity` is still the
+   * worker's latest accepted consent (the one with its highest seq), else CONFLICT with reason
+   * `stale_plan`. A plan that read the consent before a newer one was accepted can then never
+   * countersign the older consent over it.
+   */
+  readonly expect_latest_consent?: boolean;
+}
+
+/** What `acceptConsentAndPublish` stored: the consent, its publication and its event. */
+export interface ConsentPublished {
+  readonly consent: Consent;
+  readonly publication: Publication;
+  readonly event: StreamEvent;
 }
 
 export type RevocationKind = "revocation" | "decommission";
@@ -423,10 +451,24 @@ export interface EmergencyStopApproval {
   readonly at: number;
 }
 
+/**
+ * Who publishes an executed stop's `stop` publications now: an instance id, and until when
+ * (Unix seconds) the claim holds unless renewed. A lease: an instance that dies while it
+ * publishes leaves a claim that others may take over once `until` has passed.
+ */
+export interface EmergencyStopClaim {
+  readonly by: string;
+  readonly until: number;
+}
+
 export interface EmergencyStop extends EmergencyStopInput {
   /** Distinct approvers by approval time (the API decides whether the requester counts). */
   readonly approvals: readonly EmergencyStopApproval[];
   readonly executed_at: number | null;
+  /** When every worker in scope had been handled (`completeEmergencyStop`); null before. */
+  readonly completed_at: number | null;
+  /** The claim on publishing its stops (null: none yet, or none since it completed). */
+  readonly claim: EmergencyStopClaim | null;
 }
 
 // ------------------------------------------------------------------------------ key sets
@@ -459,11 +501,28 @@ export interface Store {
   close(): Promise<void>;
 
   // API keys
-  /** CONFLICT if the id or hash exists; NOT_FOUND if an owner key names an unknown owner. */
+  /**
+   * CONFLICT if the id or hash exists (a revoked key's included); NOT_FOUND if an owner key
+   * names an unknown owner.
+   */
   createApiKey(key: ApiKey, options?: WriteOptions<ApiKey>): Promise<ApiKey>;
+  /** The key with this hash, unless it was revoked. */
   findApiKeyBySha256(key_sha256: string): Promise<ApiKey | null>;
-  /** All keys, or those of one role (is there a first admin?). */
+  /** Keys not revoked: all, or those of one role (is there a first admin?). */
   countApiKeys(role?: Role): Promise<number>;
+  /**
+   * Revokes a key for good: from this commit on `findApiKeyBySha256` no longer finds it (on
+   * every instance: nothing caches keys). The row stays, so its id and hash can never be
+   * created again, and nothing un-revokes it. NOT_FOUND for an unknown id; CONFLICT with
+   * reason `revoked` when revoked already, `last_admin` for the last admin key not revoked
+   * (decided under a lock: two revocations racing cannot leave no admin).
+   */
+  revokeApiKey(
+    id: string,
+    revoked_by: string | null,
+    at: number,
+    options?: WriteOptions<RevokedApiKey>,
+  ): Promise<RevokedApiKey>;
 
   // owners
   /** CONFLICT if the id exists. */
@@ -504,6 +563,15 @@ export interface Store {
     quarantine: Quarantine | null,
     options?: WriteOptions<Worker>,
   ): Promise<Worker>;
+  /**
+   * Lifts the quarantine only if there is one, under the worker's lock (of two lifts racing,
+   * one lifts and the other is refused). NOT_FOUND; CONFLICT with reason `not_quarantined`,
+   * or `decommissioned` (a decommissioned worker stays as it ended).
+   */
+  liftQuarantine(
+    worker_id: string,
+    options?: WriteOptions<LiftedQuarantine>,
+  ): Promise<LiftedQuarantine>;
   /** Keeps the first machine id, decides the verdict (see Attestation). NOT_FOUND. */
   recordAttestation(
     input: AttestationInput,
@@ -550,11 +618,26 @@ export interface Store {
 
   // consents
   /**
-   * seq must be strictly greater than the worker's highest (else CONFLICT, also for an
-   * existing identity); NOT_FOUND for an unknown worker; FORBIDDEN if owner_id is not the
-   * worker's owner.
+   * Decided under the worker's lock, against what is stored at that moment (never against
+   * what the caller read before): seq must be strictly greater than the worker's highest
+   * (else CONFLICT with reason `seq`; also for an existing identity) and not covered by a
+   * stored revocation (CONFLICT, reason `revoked`); NOT_FOUND for an unknown worker;
+   * FORBIDDEN if owner_id is not the worker's owner or the worker is decommissioned.
    */
   acceptConsent(consent: Consent, options?: WriteOptions<Consent>): Promise<Consent>;
+  /**
+   * acceptConsent and the publication that countersigns this very consent in one
+   * transaction (publish's compare-and-set included: `input.expect_version`), so the
+   * consent is stored only together with its own publication, and no other consent or
+   * publication can come between the two. Refusals as acceptConsent and publish; nothing is
+   * stored when either refuses.
+   */
+  acceptConsentAndPublish(
+    consent: Consent,
+    input: Omit<PublishInput, "worker_id" | "consent_identity" | "expect_latest_consent">,
+    build: (version: number) => string,
+    options?: WriteOptions<ConsentPublished>,
+  ): Promise<ConsentPublished>;
   getConsent(identity: string): Promise<Consent | null>;
   /** The worker's consent with the highest seq. */
   latestConsent(worker_id: string): Promise<Consent | null>;
@@ -699,13 +782,41 @@ export interface Store {
     at: number,
     options?: WriteOptions<EmergencyStop>,
   ): Promise<EmergencyStop>;
-  /** Once: CONFLICT if already executed; NOT_FOUND for an unknown id. */
+  /**
+   * Once: CONFLICT if already executed; NOT_FOUND for an unknown id. With `claim`, the
+   * executing instance claims the publishing of its stops in the same transaction.
+   */
   markEmergencyStopExecuted(
     id: string,
     at: number,
-    options?: WriteOptions<EmergencyStop>,
+    options?: WriteOptions<EmergencyStop> & { readonly claim?: EmergencyStopClaim },
   ): Promise<EmergencyStop>;
   getEmergencyStop(id: string): Promise<EmergencyStop | null>;
+  /**
+   * Claims the publishing of an executed, not completed stop, or renews the caller's own
+   * claim (same `by`): one conditional update, so of instances racing for it exactly one
+   * gets it, and another's claim is taken over only once its `until` ≤ now. Null when it is
+   * not executed, completed already, or claimed by another whose claim holds. NOT_FOUND.
+   */
+  claimEmergencyStop(
+    id: string,
+    claim: EmergencyStopClaim,
+    now: number,
+    options?: WriteOptions<EmergencyStop | null>,
+  ): Promise<EmergencyStop | null>;
+  /**
+   * Records that every worker in scope was handled, once, by the holder of the claim `by`
+   * (the claim ends). CONFLICT with reason `completed` when completed already, `not_claimed`
+   * when the claim is another's (the caller lost it: the other finishes). NOT_FOUND.
+   */
+  completeEmergencyStop(
+    id: string,
+    by: string,
+    at: number,
+    options?: WriteOptions<EmergencyStop>,
+  ): Promise<EmergencyStop>;
+  /** Executed stops not completed yet, oldest execution first (at most `limit`, default 100). */
+  listUnfinishedEmergencyStops(limit?: number): Promise<EmergencyStop[]>;
 
   // key sets
   /** seq must be greater than the current one (else CONFLICT). */

@@ -19,7 +19,7 @@ import {
   when,
 } from "./common.ts";
 
-/** Owners, API keys, the key set, quarantine and the emergency stop. */
+/** Owners, API keys (creation, revocation), the key set, quarantine (and its lifting) and the emergency stop. */
 
 // ---- owners and API keys -------------------------------------------------------------------
 
@@ -89,6 +89,26 @@ export const apikeyCreateResponseSchema = frozen(
   }),
 );
 
+export interface ApiKeyRevokeResponse {
+  readonly key_id: string;
+  readonly role: Role;
+  readonly owner: string | null;
+  readonly revoked: true;
+  readonly revoked_at: number;
+}
+
+export const apikeyRevokeResponseSchema = frozen(
+  root("apikey-revoke-response", "DELETE /v1/api-keys/{id} response", {
+    ...closed({
+      key_id: ID16,
+      role: { enum: [...ROLES] },
+      owner: { ...THUMBPRINT, type: ["string", "null"] },
+      revoked: { const: true },
+      revoked_at: UNIX_TIME,
+    }),
+  }),
+);
+
 // ---- the key set ---------------------------------------------------------------------------
 
 export interface KeysResponse {
@@ -137,6 +157,26 @@ export const quarantineRequestSchema = frozen(
 export const quarantineResponseSchema = frozen(
   root("quarantine-response", "POST /v1/admin/workers/{id}/quarantine response", {
     ...closed({ worker: THUMBPRINT, quarantined: { const: true }, at: UNIX_TIME }),
+  }),
+);
+
+export interface QuarantineLiftResponse {
+  readonly worker: string;
+  readonly quarantined: false;
+  /** When it was lifted. */
+  readonly at: number;
+  /** The quarantine that was lifted: its reason and since when. */
+  readonly lifted: { readonly reason: string; readonly at: number };
+}
+
+export const quarantineLiftResponseSchema = frozen(
+  root("quarantine-lift-response", "DELETE /v1/admin/workers/{id}/quarantine response", {
+    ...closed({
+      worker: THUMBPRINT,
+      quarantined: { const: false },
+      at: UNIX_TIME,
+      lifted: closed({ reason: text(200), at: UNIX_TIME }),
+    }),
   }),
 );
 

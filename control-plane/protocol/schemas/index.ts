@@ -40,6 +40,7 @@ export interface SchemaTypes {
   "owner-create-response": admin.OwnerCreateResponse;
   "apikey-create-request": admin.ApiKeyCreateRequest;
   "apikey-create-response": admin.ApiKeyCreateResponse;
+  "apikey-revoke-response": admin.ApiKeyRevokeResponse;
   "enrollment-token-create-request": enrollment.EnrollmentTokenCreateRequest;
   "enrollment-token-create-response": enrollment.EnrollmentTokenCreateResponse;
   "machine-register-request": enrollment.MachineRegisterRequest;
@@ -66,6 +67,7 @@ export interface SchemaTypes {
   "stream-server-message": worker.StreamServerMessage;
   "quarantine-request": admin.QuarantineRequest;
   "quarantine-response": admin.QuarantineResponse;
+  "quarantine-lift-response": admin.QuarantineLiftResponse;
   "emergency-stop-request": admin.EmergencyStopRequest;
   "emergency-stop-response": admin.EmergencyStopResponse;
   "emergency-stop-approve-request": admin.EmergencyStopApproveRequest;
@@ -92,6 +94,7 @@ export const SCHEMAS: Readonly<Record<SchemaName, JsonSchema>> = Object.freeze({
   "owner-create-response": admin.ownerCreateResponseSchema,
   "apikey-create-request": admin.apikeyCreateRequestSchema,
   "apikey-create-response": admin.apikeyCreateResponseSchema,
+  "apikey-revoke-response": admin.apikeyRevokeResponseSchema,
   "enrollment-token-create-request": enrollment.enrollmentTokenCreateRequestSchema,
   "enrollment-token-create-response": enrollment.enrollmentTokenCreateResponseSchema,
   "machine-register-request": enrollment.machineRegisterRequestSchema,
@@ -118,6 +121,7 @@ export const SCHEMAS: Readonly<Record<SchemaName, JsonSchema>> = Object.freeze({
   "stream-server-message": worker.streamServerMessageSchema,
   "quarantine-request": admin.quarantineRequestSchema,
   "quarantine-response": admin.quarantineResponseSchema,
+  "quarantine-lift-response": admin.quarantineLiftResponseSchema,
   "emergency-stop-request": admin.emergencyStopRequestSchema,
   "emergency-stop-response": admin.emergencyStopResponseSchema,
   "emergency-stop-approve-request": admin.emergencyStopApproveRequestSchema,

@@ -2,6 +2,7 @@ import { fail } from "../../../lib/errors.ts";
 import type { MigrateResult } from "../store.ts";
 import { all, type Dialect, exec, LOCKS, lock, type Op, run } from "./op.ts";
 import { SCHEMA_V1 } from "./schema-v1.ts";
+import { SCHEMA_V2 } from "./schema-v2.ts";
 
 /**
  * Versioned migrations, the same versions on both backends. A migration is a list of
@@ -17,6 +18,11 @@ export interface Migration {
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "initial schema", statements: SCHEMA_V1 },
+  {
+    version: 2,
+    name: "emergency stop completion and claims, API key revocation",
+    statements: SCHEMA_V2,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -21,6 +21,7 @@ export const LOCKS = Object.freeze({
   migrate: 0x61676e7464_01,
   audit: 0x61676e7464_02,
   keySet: 0x61676e7464_03,
+  apiKeys: 0x61676e7464_04,
 });
 export type LockKey = (typeof LOCKS)[keyof typeof LOCKS];
 

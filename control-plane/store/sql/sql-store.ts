@@ -16,9 +16,11 @@ import type {
   CommandInput,
   CommandResultInput,
   Consent,
+  ConsentPublished,
   ConsumeChallengeResult,
   ConsumeTokenResult,
   EmergencyStop,
+  EmergencyStopClaim,
   EmergencyStopInput,
   EnrollInput,
   EnrollmentToken,
@@ -28,6 +30,7 @@ import type {
   HeartbeatResult,
   IssueCommandInput,
   KeySetRecord,
+  LiftedQuarantine,
   MigrateResult,
   NewWorker,
   Owner,
@@ -37,6 +40,7 @@ import type {
   Quarantine,
   Revocation,
   RevocationInput,
+  RevokedApiKey,
   Role,
   Store,
   StreamEvent,
@@ -168,6 +172,15 @@ export class SqlStore implements Store {
     return this.#read(() => identity.countApiKeysOp(role));
   }
 
+  revokeApiKey(
+    id: string,
+    revokedBy: string | null,
+    at: number,
+    options?: WriteOptions<RevokedApiKey>,
+  ): Promise<RevokedApiKey> {
+    return this.#write(() => identity.revokeApiKeyOp(id, revokedBy, at), options);
+  }
+
   createOwner(owner: Owner, options?: WriteOptions<Owner>): Promise<Owner> {
     return this.#write(() => identity.createOwnerOp(owner), options);
   }
@@ -216,6 +229,13 @@ export class SqlStore implements Store {
     options?: WriteOptions<Worker>,
   ): Promise<Worker> {
     return this.#write(() => workers.setQuarantineOp(workerId, quarantine), options);
+  }
+
+  liftQuarantine(
+    workerId: string,
+    options?: WriteOptions<LiftedQuarantine>,
+  ): Promise<LiftedQuarantine> {
+    return this.#write(() => workers.liftQuarantineOp(this.#ctx, workerId), options);
   }
 
   recordAttestation(
@@ -281,6 +301,18 @@ export class SqlStore implements Store {
 
   acceptConsent(consent: Consent, options?: WriteOptions<Consent>): Promise<Consent> {
     return this.#write(() => policy.acceptConsentOp(this.#ctx, consent), options);
+  }
+
+  acceptConsentAndPublish(
+    consent: Consent,
+    input: Omit<PublishInput, "worker_id" | "consent_identity" | "expect_latest_consent">,
+    build: (version: number) => string,
+    options?: WriteOptions<ConsentPublished>,
+  ): Promise<ConsentPublished> {
+    return this.#write(
+      () => policy.acceptConsentAndPublishOp(this.#ctx, consent, input, build),
+      options,
+    );
   }
 
   getConsent(identityHash: string): Promise<Consent | null> {
@@ -460,13 +492,35 @@ export class SqlStore implements Store {
   markEmergencyStopExecuted(
     id: string,
     at: number,
-    options?: WriteOptions<EmergencyStop>,
+    options?: WriteOptions<EmergencyStop> & { readonly claim?: EmergencyStopClaim },
   ): Promise<EmergencyStop> {
-    return this.#write(() => estop.markEmergencyStopExecutedOp(id, at), options);
+    return this.#write(() => estop.markEmergencyStopExecutedOp(id, at, options?.claim), options);
   }
 
   getEmergencyStop(id: string): Promise<EmergencyStop | null> {
     return this.#read(() => estop.getEmergencyStopOp(id));
+  }
+
+  claimEmergencyStop(
+    id: string,
+    claim: EmergencyStopClaim,
+    now: number,
+    options?: WriteOptions<EmergencyStop | null>,
+  ): Promise<EmergencyStop | null> {
+    return this.#write(() => estop.claimEmergencyStopOp(id, claim, now), options);
+  }
+
+  completeEmergencyStop(
+    id: string,
+    by: string,
+    at: number,
+    options?: WriteOptions<EmergencyStop>,
+  ): Promise<EmergencyStop> {
+    return this.#write(() => estop.completeEmergencyStopOp(this.#ctx, id, by, at), options);
+  }
+
+  listUnfinishedEmergencyStops(limit = 100): Promise<EmergencyStop[]> {
+    return this.#read(() => estop.listUnfinishedEmergencyStopsOp(limit));
   }
 
   // key sets

@@ -15,7 +15,7 @@ import type { ApiContext, ApiGroup, ApiSettings } from "../../../control-plane/a
 import { initControlPlaneKeys } from "../../../control-plane/keys/init.ts";
 import { loadControlPlaneKeys } from "../../../control-plane/keys/load.ts";
 import { createProof } from "../../../control-plane/protocol/proof.ts";
-import type { HttpMethod } from "../../../control-plane/protocol/schemas/proof.ts";
+import type { Method as HttpMethod } from "../../../control-plane/protocol/roles.ts";
 import { type RunningControlPlane, startControlPlane } from "../../../control-plane/server.ts";
 import { openStore } from "../../../control-plane/store/open.ts";
 import type { Role, Store } from "../../../control-plane/store/store.ts";
@@ -164,6 +164,8 @@ export function useTestCp(): (options: StartOptions) => Promise<TestCp> {
         body = JSON.stringify(o.body);
         headers["content-type"] ??= "application/json";
       }
+      // Node sends a DELETE's body neither chunked nor sized unless told its length.
+      if (body !== undefined) headers["content-length"] ??= String(Buffer.byteLength(body));
       if (o.apiKey !== undefined) headers.authorization = `Bearer ${o.apiKey}`;
       if (o.machine !== undefined) {
         headers.authorization = `AgentD ${o.machine.accessToken}`;

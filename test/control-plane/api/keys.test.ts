@@ -171,6 +171,32 @@ describe.each(["sqlite", "postgres"] as const)("key set and rotation (%s)", (bac
     expect(await t.store.currentKeySet()).toBeNull();
     expect(await t.store.listAudit()).toEqual([]);
   });
+  it("another key set under the same seq in the database is a conflict, not current", async () => {
+    const t = await start({ backend, groups: (ctx) => [keysGroup(ctx), healthGroup(ctx)] });
+    const mine = t.ctx.keys();
+    // Same root, same seq, other keys: what a second rotation elsewhere, or a changed row, holds.
+    const other = signKeySet({
+      rootPrivateKey: mine.root.privateKey,
+      seq: mine.keyset.seq,
+      iat: NOW,
+      keys: KEY_USES.map((use) => ({ use, publicKey: generateEd25519KeyPair().publicKey })),
+    });
+    expect(other).not.toBe(mine.keysetJws);
+    await t.store.storeKeySet({ seq: mine.keyset.seq, jws: other, stored_at: NOW });
+    expect(await syncKeys(t.ctx)).toBe("conflict");
+    // Neither kept silently: this instance keeps its keys but is not ready.
+    expect(t.ctx.keys().keysetJws).toBe(mine.keysetJws);
+    const notReady = await t.call("GET", "/readyz");
+    expect([notReady.status, notReady.json.status]).toEqual([503, "not_ready"]);
+  });
+
+  it("the very key set of the directory under the same seq is current", async () => {
+    const t = await start({ backend, groups: (ctx) => [keysGroup(ctx), healthGroup(ctx)] });
+    const mine = t.ctx.keys();
+    await t.store.storeKeySet({ seq: mine.keyset.seq, jws: mine.keysetJws, stored_at: NOW });
+    expect(await syncKeys(t.ctx)).toBe("current");
+    expect((await t.call("GET", "/readyz")).status).toBe(200);
+  });
 });
 
 describe("key rotation across instances (two control planes on one PostgreSQL)", () => {
@@ -202,6 +228,38 @@ describe("key rotation across instances (two control planes on one PostgreSQL)",
       expect(seqOf(await currentKeySet(stale))).toBe(1);
       const notReady = await stale.call("GET", "/readyz");
       expect([notReady.status, notReady.json.status]).toEqual([503, "not_ready"]);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+  it("a rotation made on two instances at once: the one the database did not record is a conflict", async () => {
+    const a = await start({ backend: "postgres", groups });
+    const copy = mkdtempSync(join(tmpdir(), "agentd-keys-copy-"));
+    try {
+      // b has its own copy of the key directory (not shared with a).
+      cpSync(a.keysDir, copy, { recursive: true });
+      const b = await start({ groups, databaseUrl: a.databaseUrl, keysDir: copy });
+      const seqOf = (jws: string) => verifyKeySet(jws, { rootKid: a.ctx.keys().root.kid }).seq;
+      // Both rotate to seq 2; the database records a's, b's record is refused.
+      expect((await a.call("POST", "/v1/admin/keys/rotate", { apiKey: a.adminKey })).status).toBe(
+        200,
+      );
+      const late = await b.call("POST", "/v1/admin/keys/rotate", { apiKey: b.adminKey });
+      expect([late.status, late.json.error.code]).toEqual([409, "AGENTD_E_CP_CONFLICT"]);
+      // b signs with its own seq-2 set now: the same seq as the database's, other keys.
+      expect(seqOf(await currentKeySet(b))).toBe(2);
+      expect(await currentKeySet(b)).not.toBe(await currentKeySet(a));
+      expect(await syncKeys(a.ctx)).toBe("current");
+      expect(await syncKeys(b.ctx)).toBe("conflict");
+      const notReady = await b.call("GET", "/readyz");
+      expect([notReady.status, notReady.json.status]).toEqual([503, "not_ready"]);
+      expect((await a.call("GET", "/readyz")).status).toBe(200);
+      // Fixed by copying a's directory over b's: b then loads the database's set.
+      rmSync(copy, { recursive: true, force: true });
+      cpSync(a.keysDir, copy, { recursive: true });
+      expect(await syncKeys(b.ctx)).toBe("reloaded");
+      expect(await currentKeySet(b)).toBe(await currentKeySet(a));
+      expect((await b.call("GET", "/readyz")).status).toBe(200);
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }

@@ -3,8 +3,10 @@ import { describe, expect, it } from "vitest";
 import { enrollmentGroup } from "../../../control-plane/api/enrollment.ts";
 import { healthGroup } from "../../../control-plane/api/health.ts";
 import { ownersGroup } from "../../../control-plane/api/owners.ts";
+import { createApiClient } from "../../../control-plane/protocol/client-api.ts";
 import { validate } from "../../../control-plane/protocol/validate.ts";
 import { generateEd25519KeyPair, jwkThumbprint, publicJwk } from "../../../lib/crypto/ed25519.ts";
+import { isAgentdError } from "../../../lib/errors.ts";
 import { useTestCp } from "./harness.ts";
 
 const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
@@ -170,5 +172,104 @@ describe.each(["sqlite", "postgres"] as const)("owners and API keys (%s)", (back
       expect([path, machine.status]).toEqual([path, 403]);
     }
     expect(await t.store.listAudit({ type: "apikey.created" })).toEqual([]);
+  });
+  it("revokes an API key for good: its next request is 401, audited, never revived, never the last admin", async () => {
+    const t = await cp();
+    const adminId = (await t.store.findApiKeyBySha256(sha256(t.adminKey)))?.id as string;
+    const create = async (role: string) => {
+      const r = await t.call("POST", "/v1/api-keys", { apiKey: t.adminKey, body: { role } });
+      expect(r.status).toBe(200);
+      return r.json as { key_id: string; api_key: string };
+    };
+    const admin2 = await create("admin");
+    const operator = await create("operator");
+    const works = (apiKey: string) =>
+      t.call("POST", "/v1/api-keys", { apiKey, body: { role: "auditor" } });
+    expect((await works(admin2.api_key)).status).toBe(200);
+    const path = `/v1/api-keys/${admin2.key_id}`;
+    // Admins only; the key to revoke named by the path, no body.
+    expect((await t.call("DELETE", path)).status).toBe(401);
+    expect((await t.call("DELETE", path, { apiKey: operator.api_key })).status).toBe(403);
+    expect((await t.call("DELETE", path, { apiKey: t.adminKey, body: {} })).status).toBe(413);
+    expect((await works(admin2.api_key)).status).toBe(200);
+
+    const client = createApiClient({
+      url: t.url,
+      caPem: t.caPem,
+      clock: t.clock,
+      apiKey: t.adminKey,
+    });
+    try {
+      const revoked = await client.revokeApiKey(admin2.key_id);
+      expect(validate("apikey-revoke-response", revoked)).toEqual({
+        key_id: admin2.key_id,
+        role: "admin",
+        owner: null,
+        revoked: true,
+        revoked_at: Math.floor(t.clock.now() / 1000),
+      });
+      // At once: its very next request is unauthenticated.
+      const refused = await works(admin2.api_key);
+      expect([refused.status, refused.json.error.code]).toEqual([
+        401,
+        "AGENTD_E_CP_UNAUTHENTICATED",
+      ]);
+      // Once: a second revocation is a conflict; an unknown id is 404.
+      const twice = await client.revokeApiKey(admin2.key_id).catch((e: unknown) => e);
+      expect(isAgentdError(twice) && [twice.code, twice.context.status]).toEqual([
+        "AGENTD_E_CP_CONFLICT",
+        409,
+      ]);
+      const unknown = await t.call("DELETE", "/v1/api-keys/AAAAAAAAAAAAAAAAAAAAAA", {
+        apiKey: t.adminKey,
+      });
+      expect(unknown.status).toBe(404);
+    } finally {
+      client.close();
+    }
+    // Not revivable: its id and its hash can never be created again.
+    const again = await t.store
+      .createApiKey({
+        id: "fresh-id",
+        role: "admin",
+        owner_id: null,
+        key_sha256: sha256(admin2.api_key),
+        created_at: 0,
+        created_by: null,
+      })
+      .catch((e: unknown) => e);
+    expect(isAgentdError(again) && again.code).toBe("AGENTD_E_CP_CONFLICT");
+    expect((await works(admin2.api_key)).status).toBe(401);
+    // Audited, with the key's id, role and owner; never the key.
+    const audit = await t.store.listAudit({ type: "apikey.revoked" });
+    expect(audit.map((e) => [e.actor, e.object, e.data])).toEqual([
+      [
+        `apikey:${adminId}`,
+        `apikey:${admin2.key_id}`,
+        { key_id: admin2.key_id, role: "admin", owner: null },
+      ],
+    ]);
+    // The last admin key stays: the control plane would have no admin left.
+    const last = await t.call("DELETE", `/v1/api-keys/${adminId}`, { apiKey: t.adminKey });
+    expect([last.status, last.json.error.code]).toEqual([409, "AGENTD_E_CP_CONFLICT"]);
+    expect((await works(t.adminKey)).status).toBe(200);
+    // Any other key, an operator's here, goes at once too.
+    const op = await t.call("DELETE", `/v1/api-keys/${operator.key_id}`, { apiKey: t.adminKey });
+    expect(op.status).toBe(200);
+    expect((await t.call("GET", "/metrics", { apiKey: operator.api_key })).status).toBe(401);
+  });
+
+  it("two admins revoking each other at once: one of them stays", async () => {
+    const t = await cp();
+    const adminId = (await t.store.findApiKeyBySha256(sha256(t.adminKey)))?.id as string;
+    const r = await t.call("POST", "/v1/api-keys", { apiKey: t.adminKey, body: { role: "admin" } });
+    const other = r.json as { key_id: string; api_key: string };
+    const replies = await Promise.all([
+      t.call("DELETE", `/v1/api-keys/${other.key_id}`, { apiKey: t.adminKey }),
+      t.call("DELETE", `/v1/api-keys/${adminId}`, { apiKey: other.api_key }),
+    ]);
+    // One revocation wins; the other finds its caller revoked (401) or the last admin (409).
+    expect(replies.filter((x) => x.status === 200)).toHaveLength(1);
+    expect(await t.store.countApiKeys("admin")).toBe(1);
   });
 });

@@ -281,6 +281,89 @@ describe.each(["sqlite", "postgres"] as const)("policies (%s)", (backend) => {
     expect(reasons.filter((r) => r === "revoked")).toHaveLength(2);
   });
 
+  it("two consents racing for one worker: each stored with its own publication, or refused with nothing stored", async () => {
+    const t = await cp();
+    const o = await t.owner();
+    const m = await t.machine(o);
+    const post = (c: string) =>
+      t.call("POST", "/v1/policies", { apiKey: o.apiKey, body: { consent: c } });
+    const first = await post(consent(t, o, m.workerId, 1));
+    expect(first.status).toBe(200);
+    const five = consent(t, o, m.workerId, 5);
+    const six = consent(t, o, m.workerId, 6);
+    // Hold the seq-5 request between its checks and its commit while seq 6 goes all the way.
+    const store = t.store;
+    const latestPublication = store.latestPublication.bind(store);
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => {
+      entered = r;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let held = false;
+    store.latestPublication = async (id: string) => {
+      if (!held && id === m.workerId) {
+        held = true;
+        entered();
+        await gate;
+      }
+      return latestPublication(id);
+    };
+    let replyFive: Awaited<ReturnType<typeof post>>;
+    try {
+      const pending = post(five);
+      await inside;
+      const replySix = await post(six);
+      expect(replySix.status).toBe(200);
+      release();
+      replyFive = await pending;
+    } finally {
+      store.latestPublication = latestPublication;
+      release();
+    }
+    // Seq 5 lost: refused with its reason, not stored, nothing published for it.
+    expect([replyFive.status, replyFive.json.error?.code]).toEqual([409, "AGENTD_E_CP_CONFLICT"]);
+    expect(await t.store.getConsent(documentIdentity(five))).toBeNull();
+    // The latest publication countersigns the latest consent, seq 6.
+    const latest = await t.store.latestPublication(m.workerId);
+    expect(latest?.consent_identity).toBe(documentIdentity(six));
+    expect((await t.store.latestConsent(m.workerId))?.seq).toBe(6);
+    const refused = await t.store.listAudit({ type: "consent.refused" });
+    expect(refused.map((e) => e.data.reason)).toEqual(["seq"]);
+
+    // Racing freely, many times: every 200 answer's publication is of that answer's consent.
+    for (let round = 0; round < 5; round++) {
+      const base = 10 + round * 10;
+      const docs = [consent(t, o, m.workerId, base), consent(t, o, m.workerId, base + 1)];
+      const same = [
+        consent(t, o, m.workerId, base + 5),
+        consent(t, o, m.workerId, base + 5, { iat: nowS(t) - 1 }),
+      ];
+      const replies = await Promise.all([...docs, ...same].map(post));
+      for (const [i, r] of replies.entries()) {
+        const doc = [...docs, ...same][i] as string;
+        if (r.status === 200) {
+          const body = validate("policy-create-response", r.json);
+          expect(body.consent_sha256).toBe(documentIdentity(doc));
+          const pub = decodeJwsUnverified(body.publication).payload as { consent_sha256: string };
+          expect(pub.consent_sha256).toBe(documentIdentity(doc));
+        } else {
+          expect([r.status, r.json.error.code]).toEqual([409, "AGENTD_E_CP_CONFLICT"]);
+          expect(await t.store.getConsent(documentIdentity(doc))).toBeNull();
+        }
+      }
+      // Of the two with one seq, at most one was stored.
+      const stored = await Promise.all(same.map((d) => t.store.getConsent(documentIdentity(d))));
+      expect(stored.filter((c) => c !== null).length).toBeLessThanOrEqual(1);
+      const newest = await t.store.latestConsent(m.workerId);
+      expect((await t.store.latestPublication(m.workerId))?.consent_identity).toBe(
+        newest?.identity,
+      );
+    }
+  });
+
   it("refuses consents for a decommissioned worker", async () => {
     const t = await cp();
     const o = await t.owner();

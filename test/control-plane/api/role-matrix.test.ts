@@ -9,8 +9,8 @@ import { type TestCp, type TestMachine, useTestCp } from "./harness.ts";
 /**
  * The role matrix of docs/protocol.md section 4 (protocol/roles.ts), walked cell by cell
  * against the live control plane with every endpoint group: each route, as each kind of
- * caller, with a request that is syntactically valid but empty (`{}` for a body, the
- * caller's own worker for `{id}`). An allowed caller must never get 401 or 403 (it gets its
+ * caller, with a request that is syntactically valid but empty (`{}` for a POST body, none
+ * for GET and DELETE, the caller's own worker for `{id}`). An allowed caller must never get 401 or 403 (it gets its
  * answer, or a 400/404 about the empty request); any other caller must always get 401 (no
  * credentials) or 403 (credentials of another kind) — also when its body is not even JSON,
  * which shows that authentication comes before the body is read.
@@ -57,11 +57,11 @@ async function httpCell(
   const path = pathOf(route, c.machine);
   const method = route.method;
   const payload =
-    method === "GET"
-      ? {}
-      : body === "empty"
+    body === "malformed"
+      ? { raw: "{not json", headers: { "content-type": "application/json" } }
+      : method === "POST"
         ? { body: {} }
-        : { raw: "{not json", headers: { "content-type": "application/json" } };
+        : {};
   let auth: Parameters<TestCp["call"]>[2] = {};
   if (caller === "machine") {
     auth =
@@ -159,7 +159,7 @@ describe("the role matrix, cell by cell, against the live control plane", () => 
           continue;
         }
         cells.push(await httpCell(t, route, caller, c, "empty"));
-        if (!allowed(route, caller) && route.method === "POST") {
+        if (!allowed(route, caller) && route.method !== "GET") {
           cells.push(await httpCell(t, route, caller, c, "malformed"));
         }
       }
@@ -178,6 +178,17 @@ describe("the role matrix, cell by cell, against the live control plane", () => 
     expect(new Set(cells.map((x) => `${x.route} ${x.caller}`)).size).toBe(
       ROUTES.length * CALLER_KINDS.length,
     );
+    // The undoing routes too: lifting a quarantine is an operator's, revoking a key an admin's.
+    const status = (route: string, caller: CallerKind) =>
+      cells.find((x) => x.route === route && x.caller === caller && x.body === "empty")?.status;
+    const lift = "DELETE /v1/admin/workers/{id}/quarantine";
+    expect([status(lift, "operator"), status(lift, "admin"), status(lift, "none")]).toEqual([
+      409, 403, 401,
+    ]);
+    const revoke = "DELETE /v1/api-keys/{id}";
+    expect([status(revoke, "admin"), status(revoke, "operator"), status(revoke, "none")]).toEqual([
+      404, 403, 401,
+    ]);
     // The matrix is not vacuous: callers were both let in and kept out.
     expect(cells.filter((x) => refused(x.status)).length).toBeGreaterThan(ROUTES.length);
     expect(cells.filter((x) => x.status === 200 || x.status === 101).length).toBeGreaterThan(5);

@@ -146,6 +146,10 @@ export const EXAMPLES: Examples = {
     { key_id: ID16, role: "operator", owner: null, api_key: API_KEY },
     { key_id: ID16, role: "owner", owner: OWNER, api_key: `agentd_owner_${B32}` },
   ],
+  "apikey-revoke-response": [
+    { key_id: ID16, role: "operator", owner: null, revoked: true, revoked_at: NOW },
+    { key_id: ID16, role: "owner", owner: OWNER, revoked: true, revoked_at: NOW },
+  ],
   "enrollment-token-create-request": [{ ttl_s: 3600, label: "rack 4" }, {}],
   "enrollment-token-create-response": [{ id: ID16, token: TOKEN, expires_at: NOW + 3600 }],
   "machine-register-request": [{ token: TOKEN, jwk: JWK, facts: FACTS }],
@@ -210,6 +214,14 @@ export const EXAMPLES: Examples = {
   ],
   "quarantine-request": [{ reason: "same key seen from two machine ids" }],
   "quarantine-response": [{ worker: WORKER, quarantined: true, at: NOW }],
+  "quarantine-lift-response": [
+    {
+      worker: WORKER,
+      quarantined: false,
+      at: NOW,
+      lifted: { reason: "attestation.clone", at: NOW - 3600 },
+    },
+  ],
   "emergency-stop-request": [
     { scope: "all", reason: "pool compromised" },
     { scope: "cohort", cohort: "hall-b", reason: "rack fire" },

@@ -204,6 +204,73 @@ export function concurrencySuite(f: StoreFixture): void {
       expect((await a.getEmergencyStop("e"))?.approvals).toHaveLength(1);
     });
 
+    it(`${N} instances claiming one unfinished emergency stop at once: exactly one gets it`, async () => {
+      const [a, b] = await pair(f);
+      await a.createEmergencyStop({ id: "e", scope: { all: true }, requested_by: "op1", at: T0 });
+      await a.markEmergencyStopExecuted("e", T0);
+      const claims = await Promise.all(
+        Array.from({ length: N }, (_, i) =>
+          (i % 2 === 0 ? a : b).claimEmergencyStop("e", { by: `i${i}`, until: T0 + 300 }, T0 + 1),
+        ),
+      );
+      const winners = claims.filter((c) => c !== null);
+      expect(winners).toHaveLength(1);
+      const by = winners[0]?.claim?.by as string;
+      expect((await b.getEmergencyStop("e"))?.claim).toEqual({ by, until: T0 + 300 });
+      // Completed once, even when the holder's completion is sent N times at once.
+      const completions = (
+        await Promise.allSettled(
+          Array.from({ length: N }, (_, i) =>
+            (i % 2 === 0 ? a : b).completeEmergencyStop("e", by, T0 + 2, {
+              audit: {
+                actor: "system",
+                type: "emergency_stop.completed",
+                object: "e",
+                data: { i },
+              },
+            }),
+          ),
+        )
+      ).map(codeOf);
+      expect(completions.filter((c) => c === "ok")).toHaveLength(1);
+      expect(completions.filter((c) => c === "AGENTD_E_CP_CONFLICT")).toHaveLength(N - 1);
+      expect((await a.listAudit({ type: "emergency_stop.completed" })).length).toBe(1);
+      expect((await a.getEmergencyStop("e"))?.completed_at).toBe(T0 + 2);
+    });
+
+    it("concurrent consents for one worker: each stored with its own publication or not at all", async () => {
+      const [a, b] = await pair(f);
+      await seed(a);
+      const c = (seq: number, tag: string) => ({
+        identity: hex(`${tag}${seq}`),
+        worker_id: WORKER,
+        owner_id: OWNER,
+        seq,
+        jws: `consent-${tag}${seq}`,
+        exp: T0 + 86400,
+        accepted_at: T0,
+      });
+      // Every caller planned from the same state (no publication yet), as racing requests do.
+      const results = await Promise.allSettled(
+        Array.from({ length: N }, (_, i) =>
+          (i % 2 === 0 ? a : b).acceptConsentAndPublish(
+            c(1 + (i % 4), String.fromCharCode(97 + i)),
+            { iat: T0, exp: T0 + 3600, stop: false, now_ms: 1000, expect_version: null },
+            (v) => `pub-${v}-${i}`,
+          ),
+        ),
+      );
+      const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      expect(won).toHaveLength(1);
+      expect(won[0]?.publication.consent_identity).toBe(won[0]?.consent.identity);
+      expect(results.map(codeOf).filter((x) => x !== "ok" && x !== "AGENTD_E_CP_CONFLICT")).toEqual(
+        [],
+      );
+      // Exactly the winner's consent is stored.
+      expect(await a.latestConsent(WORKER)).toEqual(won[0]?.consent);
+      expect((await a.latestPublication(WORKER))?.consent_identity).toBe(won[0]?.consent.identity);
+    });
+
     it("concurrent audit appends from two Stores form one linear chain", async () => {
       const [a, b] = await pair(f);
       await seed(a);

@@ -44,6 +44,58 @@ export function identitySuite(f: StoreFixture): void {
     });
   });
 
+  describe("API key revocation", () => {
+    const key = (id: string, role: "admin" | "operator", sha: string) => ({
+      id,
+      role,
+      owner_id: null,
+      key_sha256: hex(sha),
+      created_at: T0,
+      created_by: null,
+    });
+
+    it("revokes for good: never found again, never re-created, never the last admin", async () => {
+      const s = f.store();
+      await s.createApiKey(key("a1", "admin", "a"));
+      await s.createApiKey(key("a2", "admin", "b"));
+      await s.createApiKey(key("op", "operator", "c"));
+      const revoked = await s.revokeApiKey("op", "a1", T0 + 5, {
+        audit: (k) => ({ actor: "apikey:a1", type: "apikey.revoked", object: k.id, data: {} }),
+      });
+      expect(revoked).toEqual({
+        ...key("op", "operator", "c"),
+        revoked_at: T0 + 5,
+        revoked_by: "a1",
+      });
+      expect(await s.findApiKeyBySha256(hex("c"))).toBeNull();
+      expect(await s.countApiKeys("operator")).toBe(0);
+      expect((await s.listAudit({ type: "apikey.revoked" })).map((e) => e.object)).toEqual(["op"]);
+      // Revoked once; its id and its hash stay taken.
+      await expectCode(s.revokeApiKey("op", "a1", T0 + 6), "AGENTD_E_CP_CONFLICT");
+      await expectCode(s.createApiKey(key("op", "operator", "d")), "AGENTD_E_CP_CONFLICT");
+      await expectCode(s.createApiKey(key("op2", "operator", "c")), "AGENTD_E_CP_CONFLICT");
+      expect(await s.findApiKeyBySha256(hex("c"))).toBeNull();
+      await expectCode(s.revokeApiKey("nope", "a1", T0), "AGENTD_E_CP_NOT_FOUND");
+      // Admins: one may go, the last may not.
+      await s.revokeApiKey("a2", "a1", T0 + 7);
+      let last: unknown;
+      try {
+        await s.revokeApiKey("a1", "a1", T0 + 8, {
+          audit: { actor: "x", type: "never", object: "a1", data: {} },
+        });
+      } catch (err) {
+        last = err;
+      }
+      expect(last).toMatchObject({
+        code: "AGENTD_E_CP_CONFLICT",
+        context: { reason: "last_admin" },
+      });
+      expect(await s.findApiKeyBySha256(hex("a"))).toMatchObject({ id: "a1" });
+      expect(await s.countApiKeys("admin")).toBe(1);
+      expect(await s.listAudit({ type: "never" })).toEqual([]);
+    });
+  });
+
   describe("owners", () => {
     it("creates and gets; a second registration of the same key is a conflict", async () => {
       const s = f.store();

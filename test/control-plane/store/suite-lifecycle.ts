@@ -114,6 +114,42 @@ export function lifecycleSuite(f: StoreFixture): void {
       }
     });
 
+    it("migration 2 takes the stops the audit log shows completed as completed", async () => {
+      const s = f.store();
+      for (const id of ["done", "cut"]) {
+        await s.createEmergencyStop({ id, scope: { all: true }, requested_by: "op1", at: T0 });
+        await s.markEmergencyStopExecuted(id, T0 + 1);
+      }
+      await s.appendAudit({
+        actor: "apikey:op2",
+        type: "emergency_stop.completed",
+        object: "emergency_stop:done",
+        data: { workers_stopped: 3, workers_not_stopped: 0 },
+      });
+      await f.close(s);
+      // The database as migration 1 left it.
+      await f.backend.raw(
+        f.url(),
+        [
+          "ALTER TABLE emergency_stops DROP COLUMN completed_at",
+          "ALTER TABLE emergency_stops DROP COLUMN claimed_by",
+          "ALTER TABLE emergency_stops DROP COLUMN claimed_until",
+          "ALTER TABLE api_keys DROP COLUMN revoked_at",
+          "ALTER TABLE api_keys DROP COLUMN revoked_by",
+          "DELETE FROM schema_version WHERE version >= 2",
+        ].join(";\n"),
+      );
+      const upgraded = openStore(f.url());
+      try {
+        expect(await upgraded.migrate()).toEqual({ from: 1, to: SCHEMA_VERSION });
+        expect((await upgraded.getEmergencyStop("done"))?.completed_at).toBe(T0 + 1);
+        // Not taken for one cut off: an upgrade does not run finished stops again.
+        expect((await upgraded.listUnfinishedEmergencyStops()).map((e) => e.id)).toEqual(["cut"]);
+      } finally {
+        await upgraded.close();
+      }
+    });
+
     it("two Stores migrating a new database at once apply each migration once", async () => {
       const fresh = await f.backend.freshUrl();
       const a = openStore(fresh);

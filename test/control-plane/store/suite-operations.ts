@@ -149,6 +149,8 @@ export function operationsSuite(f: StoreFixture): void {
         at: T0,
         approvals: [],
         executed_at: null,
+        completed_at: null,
+        claim: null,
       });
       await expectCode(
         s.createEmergencyStop({ id: "e1", scope: { all: true }, requested_by: "op1", at: T0 }),
@@ -170,6 +172,66 @@ export function operationsSuite(f: StoreFixture): void {
       await s.createEmergencyStop({ id: "e2", scope: { all: true }, requested_by: "op1", at: T0 });
       expect((await s.getEmergencyStop("e2"))?.scope).toEqual({ all: true });
       expect((await s.getEmergencyStop("e1"))?.executed_at).toBe(T0 + 4);
+    });
+  });
+
+  describe("emergency stop claims", () => {
+    const executed = async (id: string, claim?: { by: string; until: number }) => {
+      const s = f.store();
+      await s.createEmergencyStop({ id, scope: { all: true }, requested_by: "op1", at: T0 });
+      await s.approveEmergencyStop(id, "op1", T0);
+      await s.approveEmergencyStop(id, "op2", T0);
+      return s.markEmergencyStopExecuted(id, T0 + 1, claim === undefined ? {} : { claim });
+    };
+    const reasonOf = async (p: Promise<unknown>) => {
+      const e = await p.then(
+        () => null,
+        (err: unknown) => err,
+      );
+      return (e as { context?: { reason?: unknown } } | null)?.context?.reason;
+    };
+
+    it("one claimant at a time, taken over once its lease has run out, completed once", async () => {
+      const s = f.store();
+      const e1 = await executed("e1", { by: "a", until: T0 + 300 });
+      expect([e1.claim, e1.completed_at]).toEqual([{ by: "a", until: T0 + 300 }, null]);
+      expect((await s.listUnfinishedEmergencyStops()).map((x) => x.id)).toEqual(["e1"]);
+      // Held by a: b gets nothing; a renews.
+      expect(await s.claimEmergencyStop("e1", { by: "b", until: T0 + 310 }, T0 + 10)).toBeNull();
+      expect(
+        (await s.claimEmergencyStop("e1", { by: "a", until: T0 + 400 }, T0 + 100))?.claim,
+      ).toEqual({ by: "a", until: T0 + 400 });
+      expect(await s.claimEmergencyStop("e1", { by: "b", until: T0 + 700 }, T0 + 399)).toBeNull();
+      // a went silent: b takes over when the lease ends; a may neither renew nor complete.
+      expect(
+        (await s.claimEmergencyStop("e1", { by: "b", until: T0 + 700 }, T0 + 400))?.claim,
+      ).toEqual({ by: "b", until: T0 + 700 });
+      expect(await s.claimEmergencyStop("e1", { by: "a", until: T0 + 800 }, T0 + 401)).toBeNull();
+      const audit = { actor: "system", type: "emergency_stop.completed", object: "e1", data: {} };
+      expect(await reasonOf(s.completeEmergencyStop("e1", "a", T0 + 402, { audit }))).toBe(
+        "not_claimed",
+      );
+      const done = await s.completeEmergencyStop("e1", "b", T0 + 403, { audit });
+      expect([done.completed_at, done.claim]).toEqual([T0 + 403, null]);
+      expect(await reasonOf(s.completeEmergencyStop("e1", "b", T0 + 404, { audit }))).toBe(
+        "completed",
+      );
+      expect((await s.listAudit({ type: "emergency_stop.completed" })).length).toBe(1);
+      expect(await s.listUnfinishedEmergencyStops()).toEqual([]);
+      expect(await s.claimEmergencyStop("e1", { by: "c", until: T0 + 999 }, T0 + 999)).toBeNull();
+      // Not executed: nothing to claim; unknown: not found.
+      await s.createEmergencyStop({ id: "e2", scope: { all: true }, requested_by: "op1", at: T0 });
+      expect(await s.claimEmergencyStop("e2", { by: "c", until: T0 + 9 }, T0)).toBeNull();
+      await expectCode(
+        s.claimEmergencyStop("e9", { by: "c", until: T0 }, T0),
+        "AGENTD_E_CP_NOT_FOUND",
+      );
+      await expectCode(s.completeEmergencyStop("e9", "c", T0), "AGENTD_E_CP_NOT_FOUND");
+      // Executed without a claim (what a crash of a version without claims leaves): free.
+      await executed("e3");
+      expect(
+        (await s.claimEmergencyStop("e3", { by: "d", until: T0 + 300 }, T0 + 2))?.claim,
+      ).toEqual({ by: "d", until: T0 + 300 });
     });
   });
 

@@ -45,6 +45,126 @@ export function policySuite(f: StoreFixture): void {
     });
   });
 
+  describe("consent compare-and-set", () => {
+    const reasonOf = async (p: Promise<unknown>) => {
+      const e = await p.then(
+        () => null,
+        (err: unknown) => err,
+      );
+      const x = e as { code?: unknown; context?: { reason?: unknown } } | null;
+      return [x?.code, x?.context?.reason];
+    };
+    const pub = (expect_version: number | null) => ({
+      iat: T0,
+      exp: T0 + 3600,
+      stop: false,
+      now_ms: 1000,
+      expect_version,
+    });
+
+    it("acceptConsent decides revocation and decommission itself, under the worker's lock", async () => {
+      const s = f.store();
+      await seed(s, [WORKER, "w2"]);
+      await s.acceptConsent(consent(1));
+      await s.storeRevocation({
+        worker_id: WORKER,
+        kind: "revocation",
+        through_seq: 3,
+        jws: "r",
+        at: T0,
+      });
+      // The API read no revocation; the store finds it: a covered seq is refused, not stored.
+      expect(await reasonOf(s.acceptConsent(consent(2)))).toEqual([
+        "AGENTD_E_CP_CONFLICT",
+        "revoked",
+      ]);
+      expect(await reasonOf(s.acceptConsent(consent(3)))).toEqual([
+        "AGENTD_E_CP_CONFLICT",
+        "revoked",
+      ]);
+      expect(await reasonOf(s.acceptConsent(consent(1)))).toEqual(["AGENTD_E_CP_CONFLICT", "seq"]);
+      await s.acceptConsent(consent(4));
+      expect((await s.latestConsent(WORKER))?.seq).toBe(4);
+      await s.storeRevocation({
+        worker_id: "w2",
+        kind: "decommission",
+        through_seq: null,
+        jws: "d",
+        at: T0,
+      });
+      await expectCode(
+        s.acceptConsent({ ...consent(1), worker_id: "w2", identity: hex("e") }),
+        "AGENTD_E_CP_FORBIDDEN",
+      );
+      expect(await s.latestConsent("w2")).toBeNull();
+    });
+
+    it("acceptConsentAndPublish stores the consent only with its own publication", async () => {
+      const s = f.store();
+      await seed(s);
+      const build = (v: number) => `pub-${v}`;
+      const first = await s.acceptConsentAndPublish(consent(1), pub(null), build, {
+        audit: (r) => ({
+          actor: "a",
+          type: "consent.accepted",
+          object: r.consent.identity,
+          data: { version: r.publication.version },
+        }),
+      });
+      expect(first.publication).toMatchObject({
+        consent_identity: consent(1).identity,
+        jws: "pub-1000",
+      });
+      expect(first.event).toMatchObject({ kind: "publication", ref: "1000" });
+      // A plan made before `first` was committed: refused, and the consent is not stored either.
+      expect(await reasonOf(s.acceptConsentAndPublish(consent(2), pub(null), build))).toEqual([
+        "AGENTD_E_CP_CONFLICT",
+        "stale_plan",
+      ]);
+      expect((await s.latestConsent(WORKER))?.seq).toBe(1);
+      expect((await s.getWorker(WORKER))?.consent_seq).toBe(1);
+      // A seq not above the stored one: nothing published.
+      expect(
+        await reasonOf(
+          s.acceptConsentAndPublish(consent(1), pub(first.publication.version), build),
+        ),
+      ).toEqual(["AGENTD_E_CP_CONFLICT", "seq"]);
+      const second = await s.acceptConsentAndPublish(
+        consent(2),
+        pub(first.publication.version),
+        build,
+      );
+      expect(second.publication.consent_identity).toBe(consent(2).identity);
+      expect(await s.latestPublication(WORKER)).toEqual(second.publication);
+      expect((await s.listAudit({ type: "consent.accepted" })).length).toBe(1);
+    });
+
+    it("publish with expect_latest_consent never countersigns a consent superseded since", async () => {
+      const s = f.store();
+      await seed(s);
+      await s.acceptConsent(consent(1));
+      const input = {
+        worker_id: WORKER,
+        consent_identity: consent(1).identity,
+        iat: T0,
+        exp: T0 + 3600,
+        stop: true,
+        now_ms: 1000,
+        expect_version: null,
+        expect_latest_consent: true,
+      };
+      // A plan that read consent 1, committed after consent 3 was accepted: stale.
+      await s.acceptConsent(consent(3));
+      expect(await reasonOf(s.publish(input, String))).toEqual([
+        "AGENTD_E_CP_CONFLICT",
+        "stale_plan",
+      ]);
+      expect(await s.latestPublication(WORKER)).toBeNull();
+      const ok = await s.publish({ ...input, consent_identity: consent(3).identity }, String);
+      expect(ok.publication.consent_identity).toBe(consent(3).identity);
+    });
+  });
+
   describe("publications", () => {
     const input = (now_ms: number) => ({
       worker_id: WORKER,

@@ -65,6 +65,46 @@ export function workersSuite(f: StoreFixture): void {
       await expectCode(s.setQuarantine("nope", null), "AGENTD_E_CP_NOT_FOUND");
     });
 
+    it("liftQuarantine lifts only a quarantine there is, and never a decommissioned worker's", async () => {
+      const s = f.store();
+      await seed(s, [WORKER, "w2"]);
+      const reason = async (p: Promise<unknown>) => {
+        const e = await p.then(
+          () => null,
+          (err: unknown) => err,
+        );
+        return (e as { context?: { reason?: unknown } } | null)?.context?.reason;
+      };
+      expect(await reason(s.liftQuarantine(WORKER))).toBe("not_quarantined");
+      await s.setQuarantine(WORKER, { reason: "clone", at: T0 + 5 });
+      const lifted = await s.liftQuarantine(WORKER, {
+        audit: (r) => ({
+          actor: "apikey:op",
+          type: "worker.quarantine_lifted",
+          object: `worker:${r.worker.worker_id}`,
+          data: { reason: r.lifted.reason },
+        }),
+      });
+      expect(lifted.lifted).toEqual({ reason: "clone", at: T0 + 5 });
+      expect(lifted.worker.quarantine).toBeNull();
+      expect((await s.getWorker(WORKER))?.quarantine).toBeNull();
+      expect((await s.listAudit({ type: "worker.quarantine_lifted" })).map((e) => e.data)).toEqual([
+        { reason: "clone" },
+      ]);
+      expect(await reason(s.liftQuarantine(WORKER))).toBe("not_quarantined");
+      await expectCode(s.liftQuarantine("nope"), "AGENTD_E_CP_NOT_FOUND");
+      await s.setQuarantine("w2", { reason: "x", at: T0 });
+      await s.storeRevocation({
+        worker_id: "w2",
+        kind: "decommission",
+        through_seq: null,
+        jws: "d",
+        at: T0,
+      });
+      expect(await reason(s.liftQuarantine("w2"))).toBe("decommissioned");
+      expect((await s.getWorker("w2"))?.quarantine).toEqual({ reason: "x", at: T0 });
+    });
+
     it("keeps the first machine id and reports a different later one as a clone", async () => {
       const s = f.store();
       await seed(s);

@@ -5,10 +5,11 @@ import type {
   ConsumeTokenResult,
   EnrollmentToken,
   Owner,
+  RevokedApiKey,
   Role,
   SingleUseRefusal,
 } from "../../store.ts";
-import { all, type Op, one } from "../op.ts";
+import { all, LOCKS, lock, type Op, one, run } from "../op.ts";
 import { fromJsonText, type Row, toJsonText } from "../rows.ts";
 
 const API_KEY_COLUMNS = "id, role, owner_id, key_sha256, created_at, created_by";
@@ -47,19 +48,57 @@ export function* createApiKeyOp(key: ApiKey): Op<ApiKey> {
   return key;
 }
 
+/** A revoked key is never found: every request after its revocation is unauthenticated. */
 export function* findApiKeyOp(keySha256: string): Op<ApiKey | null> {
-  const r = yield* one<Row>(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE key_sha256 = ?`, [
-    keySha256,
-  ]);
+  const r = yield* one<Row>(
+    `SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE key_sha256 = ? AND revoked_at IS NULL`,
+    [keySha256],
+  );
   return r === undefined ? null : toApiKey(r);
 }
 
 export function* countApiKeysOp(role: Role | undefined): Op<number> {
   const r =
     role === undefined
-      ? yield* one<Row>("SELECT COUNT(*) AS n FROM api_keys")
-      : yield* one<Row>("SELECT COUNT(*) AS n FROM api_keys WHERE role = ?", [role]);
+      ? yield* one<Row>("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")
+      : yield* one<Row>(
+          "SELECT COUNT(*) AS n FROM api_keys WHERE role = ? AND revoked_at IS NULL",
+          [role],
+        );
   return Number(r?.n ?? 0);
+}
+
+/**
+ * Under the API-key lock (PostgreSQL; SQLite's write transaction is exclusive anyway), so two
+ * revocations racing see each other: the last admin key cannot be revoked by two requests
+ * that each saw another admin left. The row is kept with its revocation, never deleted.
+ */
+export function* revokeApiKeyOp(
+  id: string,
+  revokedBy: string | null,
+  at: number,
+): Op<RevokedApiKey> {
+  yield* lock(LOCKS.apiKeys);
+  const r = yield* one<Row>(`SELECT ${API_KEY_COLUMNS}, revoked_at FROM api_keys WHERE id = ?`, [
+    id,
+  ]);
+  if (r === undefined) throw notFound("api_key", id);
+  if (r.revoked_at !== null) {
+    throw conflict("this API key is revoked already", { reason: "revoked", id });
+  }
+  const key = toApiKey(r);
+  if (key.role === "admin" && (yield* countApiKeysOp("admin")) <= 1) {
+    throw conflict("the last admin key cannot be revoked: create another admin key first", {
+      reason: "last_admin",
+      id,
+    });
+  }
+  const changed = yield* run(
+    "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
+    [at, revokedBy, id],
+  );
+  if (changed === 0) throw conflict("this API key is revoked already", { reason: "revoked", id });
+  return { ...key, revoked_at: at, revoked_by: revokedBy };
 }
 
 export function* createOwnerOp(owner: Owner): Op<Owner> {

@@ -2,6 +2,7 @@ import { fail } from "../../../../lib/errors.ts";
 import { conflict, notFound } from "../../errors.ts";
 import type {
   Consent,
+  ConsentPublished,
   Publication,
   PublishInput,
   Revocation,
@@ -22,7 +23,13 @@ import { allocateOp, raiseCounterOp } from "./allocate.ts";
 import { appendStreamEventOp } from "./stream.ts";
 import { lockWorker } from "./workers.ts";
 
-/** Under the worker's row lock the seq check and the insert cannot interleave with another. */
+/**
+ * Under the worker's row lock, every check is made against what is stored at that moment:
+ * the seq (above the highest accepted), a revocation covering it, a decommission. Whatever
+ * the caller verified before is re-decided here, so a consent racing another consent, a
+ * revocation or a decommission is refused rather than stored (a revocation or decommission
+ * takes the same lock: storeRevocationOp).
+ */
 export function* acceptConsentOp(ctx: OpContext, c: Consent): Op<Consent> {
   const w = yield* lockWorker(ctx, c.worker_id);
   if (String(w.owner_id) !== c.owner_id) {
@@ -30,10 +37,29 @@ export function* acceptConsentOp(ctx: OpContext, c: Consent): Op<Consent> {
       worker: c.worker_id,
     });
   }
+  if (w.decommissioned_at !== null) {
+    throw fail("AGENTD_E_CP_FORBIDDEN", "this worker is decommissioned", {
+      worker: c.worker_id,
+      reason: "decommissioned",
+    });
+  }
   if (w.consent_seq !== null && c.seq <= Number(w.consent_seq)) {
     throw conflict(`consent seq ${c.seq} is not above the stored ${w.consent_seq}`, {
+      reason: "seq",
       seq: c.seq,
       stored: Number(w.consent_seq),
+    });
+  }
+  const revoked = yield* one<Row>(
+    `SELECT MAX(through_seq) AS through FROM revocations
+     WHERE worker_id = ? AND kind = 'revocation' AND through_seq >= ?`,
+    [c.worker_id, c.seq],
+  );
+  if (revoked !== undefined && revoked.through !== null && revoked.through !== undefined) {
+    throw conflict(`consent seq ${c.seq} is revoked`, {
+      reason: "revoked",
+      seq: c.seq,
+      revoked_through_seq: Number(revoked.through),
     });
   }
   const inserted = yield* all<Row>(
@@ -41,9 +67,30 @@ export function* acceptConsentOp(ctx: OpContext, c: Consent): Op<Consent> {
      ON CONFLICT DO NOTHING RETURNING identity`,
     [c.identity, c.worker_id, c.owner_id, c.seq, c.jws, c.exp, c.accepted_at],
   );
-  if (inserted.length === 0) throw conflict("this consent is stored already");
+  if (inserted.length === 0) throw conflict("this consent is stored already", { reason: "seq" });
   yield* run("UPDATE workers SET consent_seq = ? WHERE worker_id = ?", [c.seq, c.worker_id]);
   return c;
+}
+
+/**
+ * The consent and the publication that countersigns it, in one transaction: no other
+ * consent or publication can come between them (both take the worker's lock), and a
+ * publication planned from a state that changed since is refused as `stale_plan` with
+ * nothing stored — the consent included.
+ */
+export function* acceptConsentAndPublishOp(
+  ctx: OpContext,
+  c: Consent,
+  input: Omit<PublishInput, "worker_id" | "consent_identity" | "expect_latest_consent">,
+  build: (version: number) => string,
+): Op<ConsentPublished> {
+  const consent = yield* acceptConsentOp(ctx, c);
+  const published = yield* publishOp(
+    ctx,
+    { ...input, worker_id: c.worker_id, consent_identity: c.identity },
+    build,
+  );
+  return { consent, ...published };
 }
 
 export function* getConsentOp(identity: string): Op<Consent | null> {
@@ -97,19 +144,29 @@ export function* publishOp(
   input: PublishInput,
   build: (version: number) => string,
 ): Op<Published> {
-  if (input.expect_version !== undefined) {
+  if (input.expect_version !== undefined || input.expect_latest_consent === true) {
+    // The worker's row lock first: both comparisons hold until the commit.
     const row = yield* one<Row>(
       `SELECT pub_version FROM workers WHERE worker_id = ?${forUpdate(ctx)}`,
       [input.worker_id],
     );
     if (row === undefined) throw notFound("worker", input.worker_id);
     const current = row.pub_version === null ? null : Number(row.pub_version);
-    if (current !== input.expect_version) {
+    if (input.expect_version !== undefined && current !== input.expect_version) {
       throw conflict("the worker's publication changed since this one was planned", {
         reason: "stale_plan",
         expected: input.expect_version ?? "none",
         found: current ?? "none",
       });
+    }
+    if (input.expect_latest_consent === true && input.consent_identity !== null) {
+      const latest = yield* latestConsentOp(input.worker_id);
+      if (latest?.identity !== input.consent_identity) {
+        throw conflict("the worker's consent changed since this publication was planned", {
+          reason: "stale_plan",
+          consent: "superseded",
+        });
+      }
     }
   }
   const version = yield* allocateOp("last_version", input.worker_id, input.now_ms);

@@ -5,6 +5,7 @@ import type {
   AttestationVerdict,
   EnrollInput,
   EnrollResult,
+  LiftedQuarantine,
   NewWorker,
   Quarantine,
   Worker,
@@ -115,6 +116,28 @@ export function* setQuarantineOp(workerId: string, q: Quarantine | null): Op<Wor
   );
   if (changed === 0) throw notFound("worker", workerId);
   return yield* mustGetWorker(workerId);
+}
+
+/** Under the worker's row lock: of two lifts racing, the second finds nothing to lift. */
+export function* liftQuarantineOp(ctx: OpContext, workerId: string): Op<LiftedQuarantine> {
+  const r = yield* one<Row>(
+    `SELECT quarantine_reason, quarantined_at, decommissioned_at FROM workers
+     WHERE worker_id = ?${forUpdate(ctx)}`,
+    [workerId],
+  );
+  if (r === undefined) throw notFound("worker", workerId);
+  if (r.decommissioned_at !== null) {
+    throw conflict("this worker is decommissioned", { reason: "decommissioned" });
+  }
+  if (r.quarantine_reason === null) {
+    throw conflict("this worker is not quarantined", { reason: "not_quarantined" });
+  }
+  const lifted: Quarantine = { reason: String(r.quarantine_reason), at: Number(r.quarantined_at) };
+  yield* run(
+    "UPDATE workers SET quarantine_reason = NULL, quarantined_at = NULL WHERE worker_id = ?",
+    [workerId],
+  );
+  return { worker: yield* mustGetWorker(workerId), lifted };
 }
 
 /**
