@@ -488,6 +488,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         // Yield first: the `finally` below must not run before this promise is assigned.
         await Promise.resolve();
         try {
+          if (assignmentStopped) return;
           const consent = consentInForce();
           if (consent === null) return;
           let jws: string;
@@ -586,16 +587,6 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       await refreshKeysQuietly("attestation", keyset.seq);
       return a;
     };
-    // The control plane may be unreachable when the machine starts (a reboot during an
-    // outage): the agent still starts — on its stored bundle the policy guard decides, until
-    // the publication's expiry plus the offline grace — and keeps trying to attest.
-    let first: { expires_at: number } | null = null;
-    try {
-      first = await attest();
-    } catch (err) {
-      log.warn({ err }, "attestation failed at start; running on the stored policy, retrying");
-    }
-    void fetchAssignment("start");
     // Again every attestIntervalMs, and a minute before the access token expires; never once
     // stopping has begun.
     const attestEveryMs = o.attestIntervalMs ?? 15 * 60_000;
@@ -617,7 +608,30 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       }, inMs);
       attestTimer.unref();
     };
-    scheduleAttest(first?.expires_at ?? Math.floor(o.clock.now() / 1000) + 70);
+    // The first attestation runs in the background: the agent is ready — its stored policy
+    // enforced, the proxy listening, the local API up — without waiting for the network. The
+    // control plane may be unreachable when the machine starts (a reboot during an outage):
+    // on its stored bundle the policy guard decides, until the publication's expiry plus the
+    // offline grace, and the agent keeps trying to attest. What needs a session (the long
+    // poll, the push stream, the assignment) starts once this has settled.
+    const firstAttestation: Promise<void> = (async () => {
+      let first: { expires_at: number } | null = null;
+      // A few quick tries first (a connection reset, the control plane restarting): what
+      // needs a session waits for this. Then the timer goes on trying.
+      for (let attempt = 0; attempt < 3 && attesting && first === null; attempt++) {
+        try {
+          first = await attest();
+        } catch (err) {
+          if (!attesting) return;
+          if (isAgentdError(err) && err.code === "AGENTD_E_IDENTITY_CLONED") break;
+          log.warn({ err, attempt }, "attestation failed at start; running on the stored policy");
+          await new Promise((r) => setTimeout(r, 250 * 2 ** attempt).unref());
+        }
+      }
+      if (!attesting) return;
+      void fetchAssignment("start");
+      scheduleAttest(first?.expires_at ?? Math.floor(o.clock.now() / 1000) + 70);
+    })();
     onStop("attestation timer", () => {
       attesting = false;
       clearTimeout(attestTimer);
@@ -749,15 +763,23 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     const streamFile = join(o.stateDir, STREAM_FILE);
     const streamState = readStateFile(streamFile, { format: 1 });
     const after = Number((streamState?.data as { after?: unknown } | undefined)?.after ?? 0);
-    const stream: StreamHandle = client.openStream({
-      after: Number.isSafeInteger(after) && after >= 0 ? after : 0,
-      onEvent: async (e) => {
-        await onEvent(e);
-        writeStateFile(streamFile, 1, { after: e.id });
-      },
-      onError: (err) => log.warn({ code: err.code, err }, "push stream"),
+    let stream: StreamHandle | null = null;
+    let streaming = true;
+    void firstAttestation.then(() => {
+      if (!streaming) return;
+      stream = client.openStream({
+        after: Number.isSafeInteger(after) && after >= 0 ? after : 0,
+        onEvent: async (e) => {
+          await onEvent(e);
+          writeStateFile(streamFile, 1, { after: e.id });
+        },
+        onError: (err) => log.warn({ code: err.code, err }, "push stream"),
+      });
     });
-    onStop("push stream", () => stream.close());
+    onStop("push stream", () => {
+      streaming = false;
+      stream?.close();
+    });
 
     // The policy long poll: the same bundle the stream pushes, for when push is not possible.
     // Stopping does not wait for a poll in flight: closing the client ends it.
@@ -776,6 +798,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         };
       });
     void (async () => {
+      await firstAttestation;
       let etag: string | null = null;
       while (polling) {
         try {
@@ -835,8 +858,15 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       },
       onReplay: (c) => audit.append({ type: "heartbeat.replay", counter: c }),
     });
-    sender.start();
-    onStop("heartbeats", () => sender.stop());
+    // Heartbeats need a session: they start once the first attestation has settled.
+    let beating = true;
+    void firstAttestation.then(() => {
+      if (beating) sender.start();
+    });
+    onStop("heartbeats", () => {
+      beating = false;
+      return sender.stop();
+    });
     // First of all when stopping: requests in flight end now instead of at their timeouts.
     onStop("connections", () => client.close());
 

@@ -86,7 +86,8 @@ export interface LocalApiOptions {
 const MAX_BODY = 64 * 1024;
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
-type Route = (req: IncomingMessage, url: URL, h: LocalApiHandlers) => Promise<[number, Json]>;
+/** A route gets the request's JSON body (POST; `{}` when empty), read before routing. */
+type Route = (body: Json, url: URL, h: LocalApiHandlers) => Promise<[number, Json]>;
 
 const count = (url: URL, fallback: number) => {
   const raw = url.searchParams.get("n");
@@ -98,7 +99,7 @@ const count = (url: URL, fallback: number) => {
 };
 const view =
   (f: (h: LocalApiHandlers, url: URL) => Json): Route =>
-  async (_req, url, h) => [200, f(h, url)];
+  async (_body, url, h) => [200, f(h, url)];
 
 const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   "/v1/status": { GET: view((h) => h.status()) },
@@ -110,8 +111,7 @@ const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   "/v1/audit": { GET: view((h, url) => h.audit(count(url, 20))) },
   "/v1/logs": { GET: view((h, url) => h.logs(count(url, 100))) },
   "/v1/revocations": {
-    POST: async (req, _url, h) => {
-      const body = await readJson(req);
+    POST: async (body, _url, h) => {
       const document = body.document;
       if (typeof document !== "string" || document === "") {
         throw fail("AGENTD_E_SCHEMA", 'the body must be {"document": "<JWS>"}');
@@ -120,8 +120,8 @@ const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
     },
   },
   "/v1/bundles": {
-    POST: async (req, _url, h) => {
-      const { consent, publication } = await readJson(req);
+    POST: async (body, _url, h) => {
+      const { consent, publication } = body;
       if (typeof consent !== "string" || typeof publication !== "string") {
         throw fail("AGENTD_E_SCHEMA", 'the body must be {"consent": JWS, "publication": JWS}');
       }
@@ -129,8 +129,8 @@ const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
     },
   },
   "/v1/eligibility/maintenance": {
-    POST: async (req, _url, h) => {
-      const { windows } = await readJson(req);
+    POST: async (body, _url, h) => {
+      const { windows } = body;
       const ok =
         Array.isArray(windows) &&
         windows.length <= 256 &&
@@ -155,8 +155,8 @@ const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
       return [200, h.maintenance(windows as { start_ms: number; end_ms: number }[])];
     },
   },
-  "/v1/mining/pause": { POST: async (_req, _url, h) => [200, await h.pause()] },
-  "/v1/mining/resume": { POST: async (_req, _url, h) => [200, await h.resume()] },
+  "/v1/mining/pause": { POST: async (_body, _url, h) => [200, await h.pause()] },
+  "/v1/mining/resume": { POST: async (_body, _url, h) => [200, await h.resume()] },
 };
 
 const applied = (r: ApplyResult): [number, Json] => [
@@ -206,8 +206,11 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
         res.setHeader("allow", Object.keys(methods).join(", "));
         throw fail("AGENTD_E_API_METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
       }
-      const [status, body] = await route(req, url, o.handlers);
-      reply(res, status, body);
+      // The whole body is read before answering, also where a route needs none: answering
+      // (and closing) while the client still writes would cut its request (EPIPE).
+      const body = req.method === "POST" ? await readJson(req) : {};
+      const [status, out] = await route(body, url, o.handlers);
+      reply(res, status, out);
     } catch (err) {
       const status = isAgentdError(err) ? STATUS_OF[err.code] : undefined;
       if (status === undefined) throw err;
@@ -312,7 +315,9 @@ function listen(server: Server, start: (cb: () => void) => void): Promise<void> 
 }
 
 async function readJson(req: IncomingMessage): Promise<Json> {
-  const v = parseJsonStrict(await readBody(req));
+  const text = await readBody(req);
+  if (text.trim() === "") return {};
+  const v = parseJsonStrict(text);
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     throw fail("AGENTD_E_SCHEMA", "the body must be a JSON object");
   }
@@ -363,6 +368,9 @@ export function localApiRequest(
         socketPath: socket,
         path,
         method,
+        // One request, one connection: a pooled keep-alive socket to an agent that has since
+        // restarted would fail the next request (EPIPE) for nothing.
+        agent: false,
         headers:
           payload === undefined
             ? {}

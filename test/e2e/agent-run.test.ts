@@ -139,10 +139,15 @@ describe("agentd run with a control plane", () => {
         api_socket: socket,
         stratum: { host: "127.0.0.1", port: expect.any(Number) },
       });
-      // the local API: agentd status
-      const status = agentd(["status", "--json", "--set", `api.socket=${socket}`]);
-      expect(status.code, status.stderr).toBe(0);
-      expect(json(status.stdout)).toMatchObject({ worker_id: worker, state: "ATTESTED" });
+      // the local API: agentd status (the first attestation runs in the background: ready
+      // does not wait for the network)
+      const statusNow = () => {
+        const r = agentd(["status", "--json", "--set", `api.socket=${socket}`]);
+        expect(r.code, r.stderr).toBe(0);
+        return json(r.stdout);
+      };
+      expect(statusNow()).toMatchObject({ worker_id: worker });
+      await until("ATTESTED", () => (statusNow().state === "ATTESTED" ? true : undefined));
       const store = openStore(`sqlite:${join(base, "cp", "cp.db")}`);
       const heartbeats = async () => {
         const hbs = await store.listHeartbeats(worker);
