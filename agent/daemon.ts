@@ -956,6 +956,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         telemetry: telemetry(),
         stratum,
         audit: { writable: audit.writable, head: audit.head() },
+        memory: memoryMib(),
       };
     };
 
@@ -1065,6 +1066,19 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     await stopAll();
     throw err;
   }
+}
+
+/** The process's memory in MiB (status and doctor; the goal is an idle RSS under 80 MB). */
+function memoryMib(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
+  return {
+    rss: mib(m.rss),
+    heap_used: mib(m.heapUsed),
+    heap_total: mib(m.heapTotal),
+    external: mib(m.external),
+    array_buffers: mib(m.arrayBuffers),
+  };
 }
 
 /** A command's id, read before verification only to skip ones already handled. */

@@ -375,6 +375,9 @@ interface MemorySample {
   readonly rss_at_ready_mib: number;
   readonly rss_idle_mib: number;
   readonly hwm_mib: number;
+  /** The idle RSS in two parts: anonymous (the agent's own) and file-backed (the binary). */
+  readonly anon_idle_mib: number;
+  readonly file_idle_mib: number;
 }
 
 const idleScript = (pre: string) => `${pre}process.stdout.write("{}\\n");setInterval(()=>{},1e6);`;
@@ -419,6 +422,8 @@ async function memory(world: World, socket: string) {
       rss_at_ready_mib: mib(atReady.rss_kib),
       rss_idle_mib: mib(idle.rss_kib),
       hwm_mib: mib(idle.hwm_kib),
+      anon_idle_mib: mib(idle.anon_kib),
+      file_idle_mib: mib(idle.file_kib),
       heartbeats_sent: Number((status.heartbeats as { sent?: number } | undefined)?.sent ?? 0),
       state: String(status.state),
     };
@@ -427,7 +432,12 @@ async function memory(world: World, socket: string) {
   }
   const t = memoryOf(trivial.pid);
   out.agent = agents;
-  out.baseline_trivial_node = { rss_mib: mib(t.rss_kib), hwm_mib: mib(t.hwm_kib) };
+  out.baseline_trivial_node = {
+    rss_mib: mib(t.rss_kib),
+    hwm_mib: mib(t.hwm_kib),
+    anon_mib: mib(t.anon_kib),
+    file_mib: mib(t.file_kib),
+  };
   const imp: Record<string, { rss_mib: number; hwm_mib: number }> = {};
   for (const [e, p] of imports) {
     const m = memoryOf(p.pid);
@@ -438,7 +448,7 @@ async function memory(world: World, socket: string) {
   out.baseline_import_only = imp;
   return out as {
     agent: Record<string, MemorySample & { heartbeats_sent: number; state: string }>;
-    baseline_trivial_node: { rss_mib: number; hwm_mib: number };
+    baseline_trivial_node: { rss_mib: number; hwm_mib: number; anon_mib: number; file_mib: number };
     baseline_import_only: Record<string, { rss_mib: number; hwm_mib: number }>;
   };
 }
@@ -736,7 +746,7 @@ function printTable(r: Record<string, unknown>): void {
   };
   const base = r.baseline as {
     push_to_agent_accepted_ms: MsSummary;
-    memory_trivial_node: { rss_mib: number; hwm_mib: number };
+    memory_trivial_node: { rss_mib: number; hwm_mib: number; anon_mib: number; file_mib: number };
     memory_import_only: Record<string, { rss_mib: number; hwm_mib: number }>;
     start_trivial_node: StartSeries;
     start_version: Record<string, StartSeries>;
@@ -792,7 +802,7 @@ function printTable(r: Record<string, unknown>): void {
       `decision triggers: ${JSON.stringify(rv.decision_triggers)}; shares: ${rv.farm.shares_accepted} accepted, ${rv.farm.shares_denied} denied, ${rv.farm.shares_rejected_other} rejected otherwise; unexpected drops ${rv.farm.unexpected_drops}; fresh TLS connections ${String(rv.fresh_connections)}\n` +
       `agentd run (${ROUND_ENTRY}) after the rounds, miners connected: VmRSS ${rv.agent_memory_after_rounds.rss_mib} MiB, VmHWM ${rv.agent_memory_after_rounds.hwm_mib} MiB\n\n` +
       table(
-        ["memory, MiB", "VmRSS at ready", "VmRSS idle", "VmHWM"],
+        ["memory, MiB", "VmRSS at ready", "VmRSS idle", "VmHWM", "idle anon", "idle file"],
         [
           ...ENTRIES.map((e) => {
             const m = res.memory[e] as MemorySample;
@@ -801,17 +811,28 @@ function printTable(r: Record<string, unknown>): void {
               m.rss_at_ready_mib,
               m.rss_idle_mib,
               m.hwm_mib,
+              m.anon_idle_mib,
+              m.file_idle_mib,
             ];
           }),
           ...ENTRIES.map((e) => {
             const m = base.memory_import_only[e] as { rss_mib: number; hwm_mib: number };
-            return [`baseline: CLI modules imported only (${e})`, null, m.rss_mib, m.hwm_mib];
+            return [
+              `baseline: CLI modules imported only (${e})`,
+              null,
+              m.rss_mib,
+              m.hwm_mib,
+              null,
+              null,
+            ];
           }),
           [
             "baseline: trivial node (setInterval)",
             null,
             base.memory_trivial_node.rss_mib,
             base.memory_trivial_node.hwm_mib,
+            base.memory_trivial_node.anon_mib,
+            base.memory_trivial_node.file_mib,
           ],
         ],
       ) +

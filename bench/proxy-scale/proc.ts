@@ -10,16 +10,25 @@ import { readdirSync, readFileSync } from "node:fs";
 export interface Memory {
   readonly rss_kib: number;
   readonly hwm_kib: number;
+  readonly anon_kib: number;
+  readonly file_kib: number;
 }
 
-/** VmRSS and VmHWM of a live process, in KiB. */
+/** VmRSS, VmHWM, RssAnon and RssFile of a live process, in KiB. */
 export function memoryOf(pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const field = (name: string) => {
     const m = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status);
     return m === null ? Number.NaN : Number(m[1]);
   };
-  return { rss_kib: field("VmRSS"), hwm_kib: field("VmHWM") };
+  return {
+    rss_kib: field("VmRSS"),
+    hwm_kib: field("VmHWM"),
+    // RSS in two parts: the process's own memory (heap, stacks) and file-backed pages (the
+    // Node binary's code that has been touched: shared, and reclaimable under pressure).
+    anon_kib: field("RssAnon"),
+    file_kib: field("RssFile"),
+  };
 }
 
 let ticks: number | null = null;
