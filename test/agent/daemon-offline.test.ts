@@ -254,6 +254,23 @@ function refused(port: number): Promise<boolean> {
   });
 }
 
+/** Mining again, brought back by a newer publication (pushed or polled), shares flowing. */
+async function minesAgainWithANewPublication(
+  rig: Awaited<ReturnType<typeof miningRig>>,
+  versionBefore: number,
+  when: string,
+): Promise<void> {
+  await until(() => rig.status().decision.mining, `mining again ${when}`);
+  expect(rig.status().decision.reasons).toEqual([]);
+  expect(rig.status().policy.version).toBeGreaterThan(versionBefore);
+  expect(rig.decisions().at(-1)).toMatchObject({
+    trigger: expect.stringMatching(/^bundle:(push|poll)$/),
+    mining: { allow: true, reasons: [] },
+  });
+  await rig.moreShares(3, "shares at the pool again");
+  expect(ACTIVE_STATES).toContain(rig.agent.state());
+}
+
 describe("agentd run without its control plane, and with its clock set back", () => {
   it("keeps mining while the control plane is unreachable until the publication's exp + offline grace, then stops; resumes when it returns", async () => {
     const clock = offsetClock();
@@ -303,16 +320,8 @@ describe("agentd run without its control plane, and with its clock set back", ()
     // The control plane comes back on the same port with the same store: a fresh publication
     // reaches the agent and mining resumes.
     await rig.cp.start();
-    await until(() => rig.status().decision.mining, "mining again after the control plane returns");
-    expect(rig.status().decision.reasons).toEqual([]);
-    expect(rig.status().policy.version).toBeGreaterThan(versionBefore);
+    await minesAgainWithANewPublication(rig, versionBefore, "after the control plane returns");
     expect(rig.heldPublication().exp).toBeGreaterThan(held.exp);
-    expect(rig.decisions().at(-1)).toMatchObject({
-      trigger: expect.stringMatching(/^bundle:(push|poll)$/),
-      mining: { allow: true, reasons: [] },
-    });
-    await rig.moreShares(3, "shares at the pool again");
-    expect(ACTIVE_STATES).toContain(rig.agent.state());
   }, 30_000);
 
   it("stops mining when the clock is set back past its floor, and resumes when the clock has caught up with the floor", async () => {
@@ -388,14 +397,6 @@ describe("agentd run without its control plane, and with its clock set back", ()
     // The clock is corrected: the control plane's next publication is taken and mining
     // resumes.
     clock.offsetMs = 0;
-    await until(() => rig.status().decision.mining, "mining again with the clock corrected");
-    expect(rig.status().decision.reasons).toEqual([]);
-    expect(rig.status().policy.version).toBeGreaterThan(versionBehind);
-    expect(rig.decisions().at(-1)).toMatchObject({
-      trigger: expect.stringMatching(/^bundle:(push|poll)$/),
-      mining: { allow: true, reasons: [] },
-    });
-    await rig.moreShares(3, "shares at the pool again");
-    expect(ACTIVE_STATES).toContain(rig.agent.state());
+    await minesAgainWithANewPublication(rig, versionBehind, "with the clock corrected");
   }, 30_000);
 });

@@ -49,6 +49,20 @@ async function installed(w: World, seq = 1, version = 1, rules?: Record<string, 
   return { h, b };
 }
 
+/** A started engine with a bundle whose publication lived 60 s, issued 10 s ago, grace 120 s. */
+async function withShortGrace(w: World, clock: { now(): number }) {
+  const h = w.engine();
+  await h.engine.start();
+  const iat = nowS(clock) - 10;
+  const b = bundleFor(
+    keys,
+    { seq: 1, rules: untimedRules({ offline_grace_s: 120, max_publication_ttl_s: 60 }) },
+    { version: 1, iat, ttlS: 60 },
+  );
+  expect(await h.engine.submitBundle(b, "cp")).toEqual({ accepted: true, reasons: [] });
+  return { h, iat };
+}
+
 function stateCounters(w: World): Record<string, unknown> {
   const doc = JSON.parse(readFileSync(w.stateFile, "utf8")) as {
     data: { counters: Record<string, unknown> };
@@ -541,15 +555,7 @@ describe("timers: schedule, grace and the periodic wake-up", () => {
 
   it("wakes at the end of the offline grace: mining stops, services stay", async () => {
     const { clock, w } = setup(T0);
-    const h = w.engine();
-    await h.engine.start();
-    const iat = nowS(clock) - 10;
-    const b = bundleFor(
-      keys,
-      { seq: 1, rules: untimedRules({ offline_grace_s: 120, max_publication_ttl_s: 60 }) },
-      { version: 1, iat, ttlS: 60 },
-    );
-    expect(await h.engine.submitBundle(b, "cp")).toEqual({ accepted: true, reasons: [] });
+    const { h, iat } = await withShortGrace(w, clock);
     expect(h.mining.last().allow).toBe(true);
     const graceEnd = (iat + 60 + 120) * 1000;
     const armed = h.timers.pending();
@@ -768,15 +774,7 @@ describe("clock floor", () => {
 describe("clock floor between writes", () => {
   it("a clock set back less than the write lag cannot revive a grace that time ended (in memory, and across a restart)", async () => {
     const { clock, w } = setup(T0);
-    const h = w.engine();
-    await h.engine.start();
-    const iat = nowS(clock) - 10;
-    const b = bundleFor(
-      keys,
-      { seq: 1, rules: untimedRules({ offline_grace_s: 120, max_publication_ttl_s: 60 }) },
-      { version: 1, iat, ttlS: 60 },
-    );
-    expect(await h.engine.submitBundle(b, "cp")).toEqual({ accepted: true, reasons: [] });
+    const { h, iat } = await withShortGrace(w, clock);
     const graceEnd = (iat + 60 + 120) * 1000;
     // the grace ends less than the floor's write interval after the last write
     clock.set(graceEnd);
