@@ -34,6 +34,7 @@ import {
 } from "./assignment.ts";
 import { openAuditSink } from "./audit-sink.ts";
 import { COMMAND_LEDGER_FILE, createCommandExecutor } from "./command-executor.ts";
+import { newCommandsByPolling } from "./command-poll.ts";
 import { ELIGIBILITY_FILE, startEligibilityTracker } from "./eligibility.ts";
 import { ENROLLMENT_FILE, readEnrollment, storeKeySet } from "./enrollment.ts";
 import { createGuardedProxy, proxyFacts, proxyTelemetry } from "./guarded-proxy.ts";
@@ -261,15 +262,42 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     const gate = holdingGate(proxy, () => followDecision?.("a local hold changed"));
     onAuditChange = (writable, lost) => {
       metrics.auditWritable(writable);
-      if (writable) {
+      if (!writable) {
+        gate.hold("agent.audit_unwritable");
+        return;
+      }
+      // Writable again: what was decided meanwhile (a grace ended, a revocation) reaches the
+      // gate first, and a pause that could not be saved is saved; only then the hold lifts.
+      void (async () => {
+        try {
+          await engineRef?.refresh("audit log writable");
+        } catch (err) {
+          log.error({ err }, "re-evaluating after the audit log came back failed");
+        }
+        savePauseIfUnsaved();
         gate.release("agent.audit_unwritable");
-        audit.append({ type: "mining.hold_released", hold: "agent.audit_unwritable", lost });
-      } else gate.hold("agent.audit_unwritable");
+        try {
+          audit.append({ type: "mining.hold_released", hold: "agent.audit_unwritable", lost });
+        } catch {
+          // unwritable again: the sink has put the hold back
+        }
+      })();
     };
     // Until an assignment for the consent in force is verified (below), nothing mines.
     gate.hold("agent.unassigned");
     const pausePath = join(o.stateDir, PAUSE_FILE);
     if (readPause(pausePath)?.paused === true) gate.hold("agent.paused");
+    /** A pause held but not on disk yet (the disk was full): saved as soon as it can be. */
+    let pauseUnsaved: { by: string; at: number } | null = null;
+    const savePauseIfUnsaved = () => {
+      if (pauseUnsaved === null) return;
+      try {
+        writePause(pausePath, { paused: true, ...pauseUnsaved });
+        pauseUnsaved = null;
+      } catch (err) {
+        log.error({ err }, "the pause holds, but could not be saved yet");
+      }
+    };
 
     const publicationKeys = Object.values(enrolled.keyset.keys.publication);
     const engine = new EnforcementEngine({
@@ -495,7 +523,17 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           try {
             jws = (await client.getAssignment()).assignment;
           } catch (err) {
-            assignmentFetchFailed = true;
+            const status = isAgentdError(err) ? err.context.status : undefined;
+            if (status === 403 || status === 404) {
+              // The control plane answered that there is none for this machine (nothing
+              // published, the consent expired, quarantined): the one kept counts no more. A
+              // 409 (the publication is being re-issued, or stop) and anything else is
+              // transient: the kept one holds while the decision allows.
+              assignment = null;
+              assignmentFetchFailed = false;
+            } else {
+              assignmentFetchFailed = true;
+            }
             if (!assignmentStopped) log.warn({ err, why }, "fetching the assignment failed");
             return;
           }
@@ -546,6 +584,13 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           assignmentFetch = null;
           follow(`assignment (${why})`);
           scheduleAssignment();
+          // The consent changed while this fetch was out: fetch for the new one.
+          if (!assignmentStopped && !assigned() && consentInForce() !== null) {
+            const c = consentInForce();
+            if (c !== null && assignment?.consent !== c.identity && why !== "consent changed") {
+              void fetchAssignment("consent changed");
+            }
+          }
         }
       })();
       return assignmentFetch;
@@ -555,7 +600,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       if (assignmentStopped) return;
       const held = assignment?.exp;
       const inMs =
-        held === undefined || assignmentFetchFailed
+        held === undefined || assignmentFetchFailed || !assigned()
           ? 30_000
           : Math.max(5_000, held * 1000 - o.clock.now() - 60_000);
       assignmentTimer = setTimeout(
@@ -585,6 +630,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       if (a.quarantined) quarantine(`the control plane quarantined this machine (${a.verdict})`);
       else if (state.current().state === "REGISTERED") move("attested", `attestation ${a.verdict}`);
       await refreshKeysQuietly("attestation", keyset.seq);
+      void fetchAssignment("attestation");
       return a;
     };
     // Again every attestIntervalMs, and a minute before the access token expires; never once
@@ -644,18 +690,20 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
      */
     const pause = (by: string) => {
       gate.hold("agent.paused");
+      pauseUnsaved = { by, at: o.clock.now() };
       try {
         audit.append({ type: "mining.paused", by });
-        writePause(pausePath, { paused: true, by, at: o.clock.now() });
       } catch (err) {
-        log.error({ err }, "the pause holds, but could not be recorded or persisted");
+        log.error({ err }, "the pause holds, but could not be recorded");
       }
+      savePauseIfUnsaved();
       follow(`paused by ${by}`);
     };
     /** Lifts only the operator's own hold (the decision still decides); recorded first. */
     const resume = (by: string) => {
       audit.append({ type: "mining.resumed", by });
       writePause(pausePath, { paused: false, by, at: o.clock.now() });
+      pauseUnsaved = null;
       gate.release("agent.paused");
       follow(`resumed by ${by}`);
     };
@@ -684,7 +732,11 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
         },
         "worker.quarantine": async (args) => {
           quarantine(`quarantined by command: ${args.reason}`);
-          return done("quarantined");
+          // Held in memory in any case; reported done only once it is on disk (a restart
+          // would otherwise mine again).
+          return state.current().state === "QUARANTINED"
+            ? done("quarantined")
+            : { status: "failed" as const, reason: "quarantined until restart: not recorded" };
         },
       },
       clock: o.clock,
@@ -695,17 +747,18 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
 
     /** The fallback to push for commands: one poll at a time, only commands not yet seen. */
     let commandPoll: Promise<void> | null = null;
+    // Commands polled once already (also those refused before verification, which the ledger
+    // cannot hold): not fetched and refused again at every heartbeat.
+    const polledIds = new Set<string>();
     const pollCommands = (): Promise<void> => {
       commandPoll ??= (async () => {
+        await Promise.resolve();
         try {
-          const { events } = await client.pollCommands({ after: 0 });
-          const fresh = events
-            .filter((e) => e.kind === "command")
-            .map((e) => e.jws)
-            .filter((jws) => {
-              const id = commandIdOf(jws);
-              return id !== null && !executor.has(id);
-            });
+          const fresh = await newCommandsByPolling({
+            poll: (after) => client.pollCommands({ after }),
+            handled: (id) => executor.has(id),
+            seen: polledIds,
+          });
           if (fresh.length > 0) {
             log.info({ count: fresh.length }, "commands fetched by polling");
             await executor.executeAll(fresh);
@@ -860,8 +913,11 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     // Heartbeats need a session: they start once the first attestation has settled.
     let beating = true;
+    let senderStarted = false;
     void firstAttestation.then(() => {
-      if (beating) sender.start();
+      if (!beating) return;
+      sender.start();
+      senderStarted = true;
     });
     onStop("heartbeats", () => {
       beating = false;
@@ -898,7 +954,11 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           // recorded as unwritable by the sink; the report itself is only informative
         }
         log.info({ eligible: r.eligible, reasons: r.reasons }, "eligibility");
-        sender.beat();
+        // Reported at once, when heartbeats have started (else the first one carries it).
+        if (senderStarted) {
+          sender.beat();
+          void sender.flush();
+        }
       },
       onError: (err, during) => log.warn({ err, during }, "eligibility tracker"),
     });
@@ -1079,16 +1139,6 @@ function memoryMib(): Record<string, number> {
     external: mib(m.external),
     array_buffers: mib(m.arrayBuffers),
   };
-}
-
-/** A command's id, read before verification only to skip ones already handled. */
-function commandIdOf(jws: string): string | null {
-  try {
-    const id = (decodeJwsUnverified(jws).payload as { cmd_id?: unknown }).cmd_id;
-    return typeof id === "string" ? id : null;
-  } catch {
-    return null;
-  }
 }
 
 function hostPort(listen: string): { host: string; port: number } {

@@ -43,9 +43,23 @@ export function createGuardedProxy(o: {
         }
       : { initial: s.initial_difficulty, min: s.initial_difficulty, max: s.initial_difficulty },
     audit: (e) => {
-      o.audit.append({ ...e, actor: "stratum-proxy", at: new Date(o.clock.now()).toISOString() });
+      // A record the log cannot take (disk full) is counted lost by the sink, which holds
+      // mining meanwhile; it must not throw into the proxy's socket handlers.
+      try {
+        o.audit.append({
+          ...e,
+          actor: "stratum-proxy",
+          at: new Date(o.clock.now()).toISOString(),
+        });
+      } catch {
+        // counted by the audit sink
+      }
     },
-    onUpstreamChange: () => void o.engine()?.refresh("upstream"),
+    onUpstreamChange: () => {
+      o.engine()
+        ?.refresh("upstream")
+        .catch((err: unknown) => o.logger.error({ err }, "re-evaluating after an upstream change"));
+    },
   });
 }
 

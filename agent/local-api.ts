@@ -187,8 +187,10 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
     const bucket = tokenBucket(rate.perSecond, rate.burst, now);
     return createServer((req, res) => {
       handle(req, res, () => {
-        if (!bucket()) throw fail("AGENTD_E_API_RATE_LIMITED", "too many requests; slow down");
+        // Who may ask first, then how often: requests without the token must not use up the
+        // bucket of those with it.
         guard(req);
+        if (!bucket()) throw fail("AGENTD_E_API_RATE_LIMITED", "too many requests; slow down");
       }).catch((err: unknown) => {
         o.logger.error({ err }, "local API");
         reply(res, 500, { error: { code: "AGENTD_E_INTERNAL", message: "internal error" } });

@@ -233,7 +233,7 @@ export class EnforcementEngine {
         revokedThroughSeq: Math.max(this.#state.counters.revokedThroughSeq, p.through_seq),
       };
       this.#persist({ ...this.#state, counters }, "best-effort");
-      this.#audit("revocation.accepted", { source, through_seq: p.through_seq });
+      this.#auditStop("revocation.accepted", { source, through_seq: p.through_seq });
       await this.#recompute(`revocation:${source}`, t0, false);
     });
   }
@@ -247,7 +247,7 @@ export class EnforcementEngine {
         { ...this.#state, counters: { ...this.#state.counters, decommissioned: true } },
         "best-effort",
       );
-      this.#audit("decommission.accepted", { source });
+      this.#auditStop("decommission.accepted", { source });
       await this.#recompute(`decommission:${source}`, t0, false);
       await this.#o.onDecommission?.();
     });
@@ -265,7 +265,7 @@ export class EnforcementEngine {
         throw fail("AGENTD_E_JWS_PAYLOAD", "new_owner_jwk is not an Ed25519 public JWK", {}, err);
       }
       this.#persist({ ...this.#state, rotatedOwner: key }, "best-effort");
-      this.#audit("owner.rotated", { source, from: p.owner, to: jwkThumbprint(key) });
+      this.#auditStop("owner.rotated", { source, from: p.owner, to: jwkThumbprint(key) });
       await this.#recompute(`rotation:${source}`, t0, false);
     });
   }
@@ -352,6 +352,21 @@ export class EnforcementEngine {
     this.#lastFloorWrite = now;
   }
 
+  /**
+   * An audit record for something that stops (or may stop) mining: it takes effect even when
+   * it cannot be recorded — a full disk must not keep a revoked consent mining; the failure
+   * is logged, and the agent holds mining while its log is unwritable. True if recorded.
+   */
+  #auditStop(type: string, data: Record<string, unknown>): boolean {
+    try {
+      this.#audit(type, data);
+      return true;
+    } catch (err) {
+      this.#o.log?.error({ err, type }, "audit record lost; the change takes effect");
+      return false;
+    }
+  }
+
   #audit(type: string, data: Record<string, unknown>): void {
     this.#o.audit.append({
       type,
@@ -362,7 +377,7 @@ export class EnforcementEngine {
   }
 
   #refuse(kind: string, source: string, reasons: readonly string[], detail?: string): void {
-    this.#audit("document.refused", {
+    this.#auditStop("document.refused", {
       kind,
       source,
       reasons: [...reasons],
@@ -411,23 +426,31 @@ export class EnforcementEngine {
 
   async #recompute(trigger: string, t0: number, force: boolean): Promise<void> {
     if (this.#closed) return;
-    this.#docs = this.#verify(this.#state.bundle, this.#state);
-    const previous = this.#decision;
-    this.#decision = this.#evaluate();
-    this.#bumpFloor(!sameDecision(previous, this.#decision));
-    // The gates are driven when what they are given changes, not only allow/deny: a new
-    // consent with another upstream user or other networks must reach the proxy at once.
-    const inputs = this.#gateInputs();
-    if (force || this.#applied === null || this.#applied !== inputs.key) {
-      if (!sameDecision(previous, this.#decision) || !this.#announced) {
-        this.#audit("decision.changed", { trigger, ...decisionToJson(this.#decision) });
-        this.#announced = true;
+    try {
+      this.#docs = this.#verify(this.#state.bundle, this.#state);
+      const previous = this.#decision;
+      this.#decision = this.#evaluate();
+      this.#bumpFloor(!sameDecision(previous, this.#decision));
+      // The gates are driven when what they are given changes, not only allow/deny: a new
+      // consent with another upstream user or other networks must reach the proxy at once.
+      const inputs = this.#gateInputs();
+      if (force || this.#applied === null || this.#applied !== inputs.key) {
+        if (!sameDecision(previous, this.#decision) || !this.#announced) {
+          // Recorded if it can be; driven in any case (an unwritable log must not keep a
+          // stop from the data path: the agent holds mining while it cannot record).
+          this.#announced = this.#auditStop("decision.changed", {
+            trigger,
+            ...decisionToJson(this.#decision),
+          });
+        }
+        // A gate that failed has not done it: what the gates hold is then unknown (null) until
+        // every gate acknowledges, so the next event or wake-up drives them all again.
+        this.#applied = (await this.#drive(inputs, trigger, t0)) ? inputs.key : null;
       }
-      // A gate that failed has not done it: what the gates hold is then unknown (null) until
-      // every gate acknowledges, so the next event or wake-up drives them all again.
-      this.#applied = (await this.#drive(inputs, trigger, t0)) ? inputs.key : null;
+    } finally {
+      // Whatever failed above, the next change in time is still watched for.
+      this.#arm();
     }
-    this.#arm();
   }
 
   #gateInputs(): { mining: MiningGateInput; services: ServicesGateInput; key: string } {
@@ -470,7 +493,7 @@ export class EnforcementEngine {
     try {
       await gate.apply(input);
     } catch (err) {
-      this.#audit("gate.failed", {
+      this.#auditStop("gate.failed", {
         gate: gate.name,
         trigger,
         error: err instanceof Error ? err.message : String(err),

@@ -58,7 +58,7 @@ export const CONFIG_SCHEMA = {
     listen: hostPort({
       default: "",
       optional: true,
-      doc: 'Local API on TCP as well ("" = off); requires api.token.',
+      doc: 'Local API on a loopback TCP port as well ("" = off), with a bearer token: api.token, or one generated into STATE_DIR/api-token (0600).',
     }),
     token: text({
       default: "",

@@ -143,7 +143,7 @@ describe("agentd run, mining", () => {
     async () => {
       const fs = mountTmpfs(8 * 1024);
       cleanups.push(() => fs.unmount());
-      const { pool, agent } = await miningMachine({ stateDir: fs.dir });
+      const { pool, agent, start } = await miningMachine({ stateDir: fs.dir });
       fs.fill();
       // the next record (a pause) cannot be written: mining stops for both reasons
       const r = await api(agent, "POST", "/v1/mining/pause");
@@ -165,11 +165,16 @@ describe("agentd run, mining", () => {
         "writable again",
         10_000,
       );
-      const resumed = await api(agent, "POST", "/v1/mining/resume");
+      // the pause that could not be saved while the disk was full was saved then: a restart
+      // keeps it
+      await agent.close();
+      const again = await start();
+      expect(statusOf(again).holds).toContain("agent.paused");
+      const resumed = await api(again, "POST", "/v1/mining/resume");
       expect(resumed.status).toBe(200);
       const before = pool.stats().accepted;
       await until(() => pool.stats().accepted > before + 2, "shares again", 20_000);
-      await agent.close();
+      await again.close();
       const v = verifyChainLog(join(fs.dir, "audit.jsonl"));
       expect(v.ok).toBe(true);
       const text = readFileSync(join(fs.dir, "audit.jsonl"), "utf8");

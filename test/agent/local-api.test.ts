@@ -236,6 +236,21 @@ describe("the local API", () => {
     ).rejects.toMatchObject({ code: "AGENTD_E_CONFIG_RANGE" });
   });
 
+  it("TCP: requests without the token do not use up the bucket of those with it", async () => {
+    let now = 0;
+    const api = await start([], { rate: { perSecond: 1, burst: 2 }, now: () => now });
+    const host = `127.0.0.1:${api.tcp?.port}`;
+    for (let i = 0; i < 10; i++) {
+      expect((await tcp(api, "/v1/status", { host })).status).toBe(401);
+    }
+    const auth = { host, authorization: `Bearer ${TOKEN}` };
+    expect((await tcp(api, "/v1/status", auth)).status).toBe(200);
+    expect((await tcp(api, "/v1/status", auth)).status).toBe(200);
+    expect((await tcp(api, "/v1/status", auth)).status).toBe(429);
+    now += 1000;
+    expect((await tcp(api, "/v1/status", auth)).status).toBe(200);
+  });
+
   it("rate-limits each listener with a token bucket", async () => {
     let now = 0;
     const calls: string[] = [];

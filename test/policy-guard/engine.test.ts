@@ -800,6 +800,56 @@ describe("clock floor between writes", () => {
   });
 });
 
+describe("an audit log that cannot be written", () => {
+  it("does not keep a stop from the gates: the grace's end and a revocation are driven, and the next change still watched", async () => {
+    const { clock, w } = setup(T0);
+    let failing = false;
+    const audit = {
+      append: (r: Record<string, unknown>) => {
+        if (failing) throw new Error("ENOSPC: no space left on device");
+        return w.audit.append(r);
+      },
+    };
+    const h = w.engine({ audit });
+    await h.engine.start();
+    const iat = nowS(clock) - 10;
+    const b = bundleFor(
+      keys,
+      { seq: 1, rules: untimedRules({ offline_grace_s: 120, max_publication_ttl_s: 60 }) },
+      { version: 1, iat, ttlS: 60 },
+    );
+    expect(await h.engine.submitBundle(b, "cp")).toEqual({ accepted: true, reasons: [] });
+    failing = true;
+    const graceEnd = (iat + 60 + 120) * 1000;
+    clock.set(graceEnd);
+    h.timers.pending().fn();
+    await vi.waitFor(() => expect(h.mining.last().allow).toBe(false));
+    expect(h.mining.last().reasons).toEqual(["publication.offline_grace_exceeded"]);
+    // the engine still wakes for what comes next
+    expect(h.timers.pending()).toBeDefined();
+    // a revocation while the log is down still stops (on a fresh consent)
+    failing = false;
+    const h2 = w.engine({ audit });
+    await h2.engine.start();
+    const b2 = bundleFor(keys, { seq: 2 }, { version: 2 });
+    expect(await h2.engine.submitBundle(b2, "cp")).toEqual({ accepted: true, reasons: [] });
+    expect(h2.mining.last().allow).toBe(true);
+    failing = true;
+    const revocation = signRevocation({
+      ownerKey: keys.owner,
+      worker: keys.worker,
+      throughSeq: 2,
+      iat: nowS(clock),
+    });
+    expect(await h2.engine.submitRevocation(revocation, "local")).toEqual({
+      accepted: true,
+      reasons: [],
+    });
+    expect(h2.mining.last()).toMatchObject({ allow: false });
+    expect(h2.mining.last().reasons).toContain("consent.revoked");
+  });
+});
+
 describe("re-verification on load", () => {
   it("a stored bundle edited on disk is verified again and denied (consent.signature)", async () => {
     const { w } = setup();

@@ -1,0 +1,41 @@
+import type { WorkerCommandsResponse } from "../control-plane/protocol/schemas/api-worker.ts";
+import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
+
+/**
+ * Push's fallback for commands: every page of the worker's events (the control plane answers
+ * at most 100 a time, oldest first), the commands among them this agent has not handled nor
+ * fetched before. `seen` remembers what was fetched once — also commands refused before
+ * verification, which the executor's ledger cannot hold — so they are not fetched and refused
+ * again at every heartbeat.
+ */
+export async function newCommandsByPolling(o: {
+  readonly poll: (after: number) => Promise<WorkerCommandsResponse>;
+  readonly handled: (cmdId: string) => boolean;
+  readonly seen: Set<string>;
+  readonly maxPages?: number;
+}): Promise<string[]> {
+  const fresh: string[] = [];
+  for (let after = 0, page = 0; page < (o.maxPages ?? 1000); page++) {
+    const r = await o.poll(after);
+    for (const e of r.events) {
+      if (e.kind !== "command") continue;
+      const id = commandIdOf(e.jws);
+      if (id === null || o.handled(id) || o.seen.has(id)) continue;
+      o.seen.add(id);
+      fresh.push(e.jws);
+    }
+    if (r.events.length === 0 || r.last_event_id <= after) break;
+    after = r.last_event_id;
+  }
+  return fresh;
+}
+
+/** A command's id, read before verification only to skip ones already handled. */
+export function commandIdOf(jws: string): string | null {
+  try {
+    const id = (decodeJwsUnverified(jws).payload as { cmd_id?: unknown }).cmd_id;
+    return typeof id === "string" ? id : null;
+  } catch {
+    return null;
+  }
+}
