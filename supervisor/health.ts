@@ -56,11 +56,17 @@ export async function probe(p: HealthProbe, host = "127.0.0.1"): Promise<ProbeRe
             authorization: `Basic ${Buffer.from(cookie).toString("base64")}`,
             "content-type": "application/json",
           },
-          body: JSON.stringify({ jsonrpc: "1.0", id: "agentd", method: "getblockchaininfo", params: [] }),
+          body: JSON.stringify({
+            jsonrpc: "1.0",
+            id: "agentd",
+            method: "getblockchaininfo",
+            params: [],
+          }),
         });
         if (r.status !== 200) return { healthy: false, error: `HTTP ${r.status}` };
-        const res = (JSON.parse(r.body) as { result?: { blocks?: number; initialblockdownload?: boolean } })
-          .result;
+        const res = (
+          JSON.parse(r.body) as { result?: { blocks?: number; initialblockdownload?: boolean } }
+        ).result;
         if (res === undefined || res === null) return { healthy: false, error: "no result" };
         return {
           healthy: true,
@@ -84,13 +90,18 @@ export async function probe(p: HealthProbe, host = "127.0.0.1"): Promise<ProbeRe
         const chans = await get("/v1/channels");
         const channels =
           chans.status === 200
-            ? ((JSON.parse(chans.body) as { channels?: { remote_pubkey?: string; active?: boolean }[] })
-                .channels ?? [])
+            ? ((
+                JSON.parse(chans.body) as {
+                  channels?: { remote_pubkey?: string; active?: boolean }[];
+                }
+              ).channels ?? [])
             : [];
         return {
           healthy: true,
           synced: (JSON.parse(info.body) as { synced_to_chain?: boolean }).synced_to_chain === true,
-          channelPeers: channels.filter((c) => c.active === true).map((c) => String(c.remote_pubkey)),
+          channelPeers: channels
+            .filter((c) => c.active === true)
+            .map((c) => String(c.remote_pubkey)),
         };
       }
       case "cln-rpc": {
@@ -108,7 +119,10 @@ export async function probe(p: HealthProbe, host = "127.0.0.1"): Promise<ProbeRe
       }
     }
   } catch (err) {
-    return { healthy: false, error: err instanceof Error ? (err as NodeJS.ErrnoException).code ?? err.message : "failed" };
+    return {
+      healthy: false,
+      error: err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : "failed",
+    };
   }
 }
 
