@@ -1,5 +1,7 @@
 import type { Registry } from "../lib/metrics/registry.ts";
 import { REASONS } from "../policy-guard/reasons.ts";
+import type { SupervisorEvent } from "../supervisor/reconciler.ts";
+import { SERVICE_KINDS } from "../supervisor/spec.ts";
 import { AGENT_STATES, type AgentState } from "./state-machine.ts";
 
 /**
@@ -14,6 +16,8 @@ import { AGENT_STATES, type AgentState } from "./state-machine.ts";
  *   agentd_heartbeats_total{result}        accepted, failed
  *   agentd_state{state}                    1 for the state the agent is in
  *   agentd_audit_writable                  0 while the audit log cannot be written
+ *   agentd_service_events_total{service,event}   started, stopped, exited, crashloop, …
+ *   agentd_service_restarts_total{service,reason} restarts the supervisor scheduled
  *
  * Label values are bounded: reasons come from policy-guard/reasons.ts, states from the state
  * machine; anything else is folded into `_other`.
@@ -29,6 +33,8 @@ export interface AgentMetrics {
   ): void;
   state(s: AgentState): void;
   auditWritable(ok: boolean): void;
+  /** The supervisor's events: services started, stopped, exited, restarts, crash loops. */
+  serviceEvent(e: SupervisorEvent): void;
 }
 
 const known = (r: string) => (Object.hasOwn(REASONS, r) ? r : "_other");
@@ -67,6 +73,19 @@ export function agentMetrics(registry: Registry): AgentMetrics {
     "0 while the audit log cannot be written (mining is then held).",
   );
   audit.set({}, 1);
+  const kinds = SERVICE_KINDS.length + 1;
+  const serviceEvents = registry.counter(
+    "agentd_service_events_total",
+    "Supervisor events by service and event.",
+    ["service", "event"],
+    kinds * 8,
+  );
+  const restarts = registry.counter(
+    "agentd_service_restarts_total",
+    "Restarts the supervisor scheduled, by service and reason.",
+    ["service", "reason"],
+    kinds * 4,
+  );
   let current = new Set<string>();
   let was: boolean | null = null;
   const sent = { accepted: 0, failed: 0 };
@@ -94,5 +113,12 @@ export function agentMetrics(registry: Registry): AgentMetrics {
       for (const x of AGENT_STATES) state.set({ state: x }, x === s ? 1 : 0);
     },
     auditWritable: (ok) => audit.set({}, ok ? 1 : 0),
+    serviceEvent(e) {
+      if (!("kind" in e)) return;
+      const event = e.type.replace(/^service\./, "");
+      serviceEvents.inc({ service: e.kind, event });
+      if (e.type === "service.restart_scheduled")
+        restarts.inc({ service: e.kind, reason: "exited" });
+    },
   };
 }

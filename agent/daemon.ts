@@ -20,6 +20,16 @@ import { Registry } from "../lib/metrics/registry.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
+import { defaultSpecs } from "../supervisor/defaults.ts";
+import type { ServiceEngine } from "../supervisor/engine.ts";
+import { SERVICE_KINDS, type ServiceKind } from "../supervisor/spec.ts";
+import { loadServicesFile } from "../supervisor/specs-file.ts";
+import {
+  dockerClient,
+  dockerEngine,
+  type Supervisor,
+  startSupervisor,
+} from "../supervisor/supervisor.ts";
 import { agentMetrics } from "./agent-metrics.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
 import { apiToken } from "./api-token.ts";
@@ -96,6 +106,11 @@ export interface AgentDaemonOptions {
    * before each access token expires.
    */
   readonly attestIntervalMs?: number;
+  /**
+   * The engine the supervisor runs services on; default from `supervisor.driver` (docker: the
+   * Docker Engine API at docker.host). Injected by tests.
+   */
+  readonly serviceEngine?: ServiceEngine;
   /** How often the audit log is probed while it cannot be written (default 2 s). */
   readonly auditProbeMs?: number;
   /** Free space the audit log's disk needs before mining resumes after it was full (1 MiB). */
@@ -325,6 +340,50 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       name: "agent-state",
       apply: () => followDecision?.("the decision changed"),
     });
+    // The services: the supervisor as the policy guard's services gate (before the engine
+    // starts, so the first decision reaches it too).
+    let supervisor: Supervisor | null = null;
+    const driver = o.config.supervisor.driver;
+    if (o.serviceEngine !== undefined || driver !== "off") {
+      if (o.serviceEngine === undefined && driver === "process") {
+        throw fail(
+          "AGENTD_E_CONFIG_RANGE",
+          'supervisor.driver "process" is not built yet; use "docker" or "off"',
+          {
+            key: "supervisor.driver",
+          },
+        );
+      }
+      const dataDir = o.config.supervisor.data_dir;
+      const specs =
+        o.config.supervisor.services_file === ""
+          ? defaultSpecs(dataDir)
+          : loadServicesFile(o.config.supervisor.services_file, dataDir);
+      let serviceEngine = o.serviceEngine;
+      if (serviceEngine === undefined) {
+        const { docker, name } = dockerClient(o.config.docker.host);
+        serviceEngine = dockerEngine(docker, { worker: workerId, name });
+      }
+      supervisor = startSupervisor({
+        engine: serviceEngine,
+        specs,
+        dataDir,
+        clock: o.clock,
+        logger: log.child({ component: "supervisor" }),
+        onEvent: (e) => {
+          metrics.serviceEvent(e);
+          if (e.type === "service.restart_scheduled") return; // a log line is enough
+          try {
+            audit.append({ ...e, actor: "supervisor" });
+          } catch {
+            // counted lost by the audit sink, which holds mining meanwhile
+          }
+        },
+      });
+      engine.registerServicesGate(supervisor.gate);
+      const s = supervisor;
+      onStop("supervisor", () => s.close());
+    }
     const stratum = await proxy.listen();
     onStop("stratum proxy", () => proxy.close());
     await engine.start();
@@ -730,6 +789,22 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
             e.allow ? "mining resumed" : `resumed; still denied: ${e.reasons.join(", ")}`,
           );
         },
+        ...(supervisor === null
+          ? {}
+          : {
+              "service.start": async (args: { service: ServiceKind }) => {
+                await serviceAction(supervisor as Supervisor, args.service, "start");
+                return done(`${args.service} started`);
+              },
+              "service.stop": async (args: { service: ServiceKind }) => {
+                await serviceAction(supervisor as Supervisor, args.service, "stop");
+                return done(`${args.service} stopped (until started again)`);
+              },
+              "service.restart": async (args: { service: ServiceKind }) => {
+                await serviceAction(supervisor as Supervisor, args.service, "restart");
+                return done(`${args.service} restarted`);
+              },
+            }),
         "worker.quarantine": async (args) => {
           quarantine(`quarantined by command: ${args.reason}`);
           // Held in memory in any case; reported done only once it is on disk (a restart
@@ -892,7 +967,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           },
           decision: { mining: e.allow, reasons: [...new Set(e.reasons)].slice(0, 32) },
           telemetry: { ...telemetry(), uptime_s: Math.floor(process.uptime()) },
-          services: {},
+          services: supervisor?.heartbeatServices() ?? {},
           agent: { version: o.agentVersion, binary_sha256: binarySha256 },
           audit_head: audit.head()?.hash ?? null,
           ...(eligibilityNow === null ? {} : { eligibility: eligibilityNow() }),
@@ -940,8 +1015,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       agentVersion: o.agentVersion,
       up: () =>
         audit.writable && !["REVOKED", "QUARANTINED", "TERMINATED"].includes(state.current().state),
-      lightning: () => "unknown",
-      bitcoind: () => "unknown",
+      lightning: () => supervisor?.lightning(o.config.eligibility.treasury_pubkey) ?? "unknown",
+      bitcoind: () => supervisor?.bitcoind() ?? "unknown",
       onReport: (r) => {
         try {
           audit.append({
@@ -1059,9 +1134,24 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
           telemetry: telemetry(),
           workers: Object.fromEntries([...proxy.accounting.workers].slice(0, 1000)),
         }),
-        services: () => ({
-          supervisor: "not running",
-          services: {},
+        services: () =>
+          supervisor === null
+            ? { supervisor: "off", services: [] }
+            : { supervisor: "on", ...supervisor.status() },
+        serviceAction: async (kind, action) => {
+          if (supervisor === null) {
+            throw fail(
+              "AGENTD_E_USAGE",
+              "no services are supervised here (supervisor.driver is off)",
+            );
+          }
+          audit.append({ type: `service.${action}_requested`, kind, by: "local API" });
+          await serviceAction(supervisor, kind, action);
+          return supervisor.status().services.find((x) => x.kind === kind) ?? {};
+        },
+        serviceLogs: async (kind, n) => ({
+          kind,
+          lines: supervisor === null ? [] : await supervisor.reconciler.logs(kind, n),
         }),
         eligibility: () => ({ ...eligibility.current(), maintenance: eligibility.maintenance() }),
         maintenance: (windows) => {
@@ -1126,6 +1216,20 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     await stopAll();
     throw err;
   }
+}
+
+/** An operator's (or an owner-allowed command's) action on one service. */
+async function serviceAction(
+  s: Supervisor,
+  kind: ServiceKind,
+  action: "start" | "stop" | "restart",
+): Promise<void> {
+  if (!(SERVICE_KINDS as readonly string[]).includes(kind)) {
+    throw fail("AGENTD_E_USAGE", `no service kind ${JSON.stringify(kind)}`);
+  }
+  if (action === "start") await s.reconciler.startService(kind);
+  else if (action === "stop") await s.reconciler.stopService(kind);
+  else await s.reconciler.restartService(kind);
 }
 
 /** The process's memory in MiB (status and doctor; the goal is an idle RSS under 80 MB). */

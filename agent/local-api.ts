@@ -10,6 +10,7 @@ import {
 import { type AgentdError, type ErrorCode, fail, isAgentdError } from "../lib/errors.ts";
 import { parseJsonStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import { SERVICE_KINDS, type ServiceKind } from "../supervisor/spec.ts";
 
 /**
  * The agent's local API: HTTP on a unix socket (mode 0660: the agent's user and group) and,
@@ -28,6 +29,9 @@ import type { Logger } from "../lib/log/logger.ts";
  *   GET  /v1/logs?n=N       the agent's last N log lines (default 100, at most 1000)
  *   POST /v1/revocations    an owner-signed revocation or decommission ({"document": JWS})
  *   POST /v1/bundles        an owner-signed consent with its publication ({"consent", "publication"})
+ *   POST /v1/services/{kind}/start|stop|restart   the operator's action on one service (a
+ *                          stop holds until a start)
+ *   GET  /v1/services/{kind}/logs?n=N   its last N output lines
  *   POST /v1/mining/pause   the operator's pause (persisted until resumed)
  *   POST /v1/mining/resume
  *
@@ -63,6 +67,9 @@ export interface LocalApiHandlers {
   bundle(bundle: { readonly consent: string; readonly publication: string }): Promise<ApplyResult>;
   pause(): Promise<Json>;
   resume(): Promise<Json>;
+  /** An operator's start, stop or restart of one supervised service. */
+  serviceAction(kind: ServiceKind, action: "start" | "stop" | "restart"): Promise<Json>;
+  serviceLogs(kind: ServiceKind, n: number): Promise<Json>;
 }
 
 export interface LocalApi {
@@ -158,6 +165,18 @@ const ROUTES: Readonly<Record<string, Readonly<Record<string, Route>>>> = {
   "/v1/mining/pause": { POST: async (_body, _url, h) => [200, await h.pause()] },
   "/v1/mining/resume": { POST: async (_body, _url, h) => [200, await h.resume()] },
 };
+
+// One route per kind and action: the path names the kind, so no pattern matching is needed.
+for (const kind of SERVICE_KINDS) {
+  for (const action of ["start", "stop", "restart"] as const) {
+    (ROUTES as Record<string, Record<string, Route>>)[`/v1/services/${kind}/${action}`] = {
+      POST: async (_body, _url, h) => [200, await h.serviceAction(kind, action)],
+    };
+  }
+  (ROUTES as Record<string, Record<string, Route>>)[`/v1/services/${kind}/logs`] = {
+    GET: async (_body, url, h) => [200, await h.serviceLogs(kind, count(url, 100))],
+  };
+}
 
 const applied = (r: ApplyResult): [number, Json] => [
   r.accepted ? 200 : 422,

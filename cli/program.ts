@@ -20,7 +20,7 @@ const VERBS: readonly {
   { names: ["run"], load: async () => [(await import("./commands/run.ts")).registerRun] },
   { names: ["status"], load: async () => [(await import("./commands/status.ts")).registerStatus] },
   {
-    names: ["miners", "eligibility", "logs", "maintenance", "mining"],
+    names: ["miners", "eligibility", "logs", "maintenance", "mining", "services"],
     load: async () => [(await import("./commands/local-views.ts")).registerLocalViews],
   },
   { names: ["doctor"], load: async () => [(await import("./commands/doctor.ts")).registerDoctor] },

@@ -9,7 +9,8 @@ import { parseInstant } from "../time.ts";
 /**
  * The operator's views of a running agent, all read through its local API (agentd run must
  * be running): `agentd miners`, `agentd policy show`, `agentd eligibility`, `agentd logs`,
- * `agentd mining pause|resume`. Every one takes `--json` (the API's answer as is).
+ * `agentd mining pause|resume`, `agentd maintenance add|clear`, `agentd services
+ * ls|start|stop|restart|logs`. Every one takes `--json` (the API's answer as is).
  */
 
 type Json = Record<string, unknown>;
@@ -92,6 +93,83 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     (d) => ((d.lines ?? []) as string[]).join("\n"),
     (c) => c.option("-n, --lines <n>", "how many lines (1..1000)", "100"),
   );
+
+  const services = program
+    .command("services")
+    .description("the supervised services: list, start, stop, restart, logs (local API)");
+  services
+    .command("ls")
+    .description("every service kind: allowed, state, health, hold, restarts")
+    .option("--json", "machine-readable output", false)
+    .action((opts: { json: boolean }, cmd: Command) =>
+      run(opts.json, async () => {
+        const doc = await localApiGet(socketOf(io, cmd), "/v1/services");
+        const list = (doc.services ?? []) as {
+          kind: string;
+          allowed: boolean;
+          state: string;
+          hold: string | null;
+          restarts: number;
+        }[];
+        const refused = (doc.refused ?? {}) as Record<string, string>;
+        const rows = list.map(
+          (x) =>
+            `${x.kind.padEnd(18)} ${(x.allowed ? "allowed" : "-").padEnd(8)} ${x.state.padEnd(10)} ${String(x.restarts).padEnd(8)} ${x.hold ?? refused[x.kind] ?? ""}`,
+        );
+        const engine = doc.engine as { name: string; up: boolean } | undefined;
+        printResult(
+          io,
+          opts.json,
+          doc,
+          doc.supervisor === "off"
+            ? "no services are supervised here (supervisor.driver is off)"
+            : [
+                `engine ${engine?.name ?? "?"} (${engine?.up === true ? "up" : "unreachable"})`,
+                "kind               consent  state      restarts held",
+                ...rows,
+              ].join("\n"),
+        );
+        return 0;
+      }),
+    );
+  for (const [verb, what] of [
+    ["start", "start a service (lifts an operator's stop and a crash loop)"],
+    ["stop", "stop a service until it is started again"],
+    ["restart", "stop and start a service"],
+  ] as const) {
+    services
+      .command(`${verb} <name>`)
+      .description(what)
+      .option("--json", "machine-readable output", false)
+      .action((name: string, opts: { json: boolean }, cmd: Command) =>
+        run(opts.json, async () => {
+          const r = await localApiRequest(
+            socketOf(io, cmd),
+            "POST",
+            `/v1/services/${encodeURIComponent(name)}/${verb}`,
+            {},
+          );
+          if (r.status !== 200) throw apiError(r);
+          printResult(io, opts.json, r.json, `${name}: ${String(r.json.state ?? "?")}`);
+          return 0;
+        }),
+      );
+  }
+  services
+    .command("logs <name>")
+    .description("the last lines a service wrote")
+    .option("-n, --lines <n>", "how many lines (1..1000)", "100")
+    .option("--json", "machine-readable output", false)
+    .action((name: string, opts: { lines: string; json: boolean }, cmd: Command) =>
+      run(opts.json, async () => {
+        const doc = await localApiGet(
+          socketOf(io, cmd),
+          `/v1/services/${encodeURIComponent(name)}/logs?n=${encodeURIComponent(opts.lines)}`,
+        );
+        printResult(io, opts.json, doc, ((doc.lines ?? []) as string[]).join("\n"));
+        return 0;
+      }),
+    );
 
   const maintenance = program
     .command("maintenance")

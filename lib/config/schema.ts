@@ -123,6 +123,29 @@ export const CONFIG_SCHEMA = {
       doc: "Vardiff never goes below this (simulated CPU miners need tiny difficulties).",
     }),
   },
+  supervisor: {
+    driver: oneOf({
+      default: "off",
+      values: ["off", "docker", "process"],
+      doc: 'How the consent\'s services run: "docker" (the Docker Engine API: Docker or Podman, docker.host), "process" (native child processes) or "off" (none supervised).',
+    }),
+    services_file: path({
+      default: "",
+      optional: true,
+      doc: 'The services file (TOML, supervisor/specs-file.ts): per-kind overrides of the built-in specs; "" = the defaults.',
+    }),
+    data_dir: path({
+      default: "/var/lib/agentd/services",
+      doc: "Where the services keep their data (<data_dir>/<kind>), and the translator its configuration.",
+    }),
+  },
+  eligibility: {
+    treasury_pubkey: text({
+      default: "",
+      optional: true,
+      doc: "The pool treasury's Lightning node id (hex pubkey): node-reward eligibility needs an active channel to it; \"\" = unknown, never eligible.",
+    }),
+  },
   docker: {
     host: text({
       default: "",

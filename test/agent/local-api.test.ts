@@ -50,6 +50,8 @@ function handlers(calls: string[]): LocalApiHandlers {
     },
     pause: async () => rec("pause"),
     resume: async () => rec("resume"),
+    serviceAction: async (kind, action) => rec(`${action} ${kind}`),
+    serviceLogs: async (kind, n) => rec(`logs ${kind} ${n}`),
   };
 }
 
@@ -133,6 +135,15 @@ describe("the local API", () => {
     expect(mw.status).toBe(200);
     expect((await localApiRequest(api.socket, "POST", "/v1/mining/pause", {})).status).toBe(200);
     expect((await localApiRequest(api.socket, "POST", "/v1/mining/resume", {})).status).toBe(200);
+    expect((await localApiRequest(api.socket, "POST", "/v1/services/lnd/restart", {})).status).toBe(
+      200,
+    );
+    expect(
+      (await localApiRequest(api.socket, "GET", "/v1/services/bitcoind/logs?n=7")).status,
+    ).toBe(200);
+    expect(
+      (await localApiRequest(api.socket, "POST", "/v1/services/bitcoin/stop", {})).status,
+    ).toBe(404);
     expect(calls).toEqual([
       "status",
       "policy",
@@ -148,6 +159,8 @@ describe("the local API", () => {
       `maintenance ${JSON.stringify([{ start_ms: 1000, end_ms: 2000 }])}`,
       "pause",
       "resume",
+      "restart lnd",
+      "logs bitcoind 7",
     ]);
   });
 
