@@ -354,6 +354,9 @@ export class Reconciler {
       case "start": {
         const id = step.id ?? created;
         if (id === null) throw new Error("start without a container");
+        // A stop of ours that found it already stopped left no exit to consume: its next
+        // exit is a real one.
+        this.#intended.delete(id);
         await e.start(id);
         const st = this.#state(step.kind);
         st.startedAt = this.#o.clock.now();
