@@ -22,6 +22,7 @@ import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { defaultSpecs } from "../supervisor/defaults.ts";
 import type { ServiceEngine } from "../supervisor/engine.ts";
+import { processEngine } from "../supervisor/process-engine.ts";
 import { SERVICE_KINDS, type ServiceKind } from "../supervisor/spec.ts";
 import { loadServicesFile } from "../supervisor/specs-file.ts";
 import {
@@ -345,21 +346,23 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     let supervisor: Supervisor | null = null;
     const driver = o.config.supervisor.driver;
     if (o.serviceEngine !== undefined || driver !== "off") {
-      if (o.serviceEngine === undefined && driver === "process") {
-        throw fail(
-          "AGENTD_E_CONFIG_RANGE",
-          'supervisor.driver "process" is not built yet; use "docker" or "off"',
-          {
-            key: "supervisor.driver",
-          },
-        );
-      }
       const dataDir = o.config.supervisor.data_dir;
       const specs =
         o.config.supervisor.services_file === ""
           ? defaultSpecs(dataDir)
           : loadServicesFile(o.config.supervisor.services_file, dataDir);
       let serviceEngine = o.serviceEngine;
+      if (serviceEngine === undefined && driver === "process") {
+        const pe = processEngine({
+          stateDir: join(o.stateDir, "services"),
+          worker: workerId,
+          clock: o.clock,
+          specs: () => Object.values(specs),
+          logger: log.child({ component: "processes" }),
+        });
+        onStop("process engine", () => pe.close());
+        serviceEngine = pe;
+      }
       if (serviceEngine === undefined) {
         const { docker, name } = dockerClient(o.config.docker.host);
         serviceEngine = dockerEngine(docker, { worker: workerId, name });

@@ -94,6 +94,9 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_CP_UNSUPPORTED_MEDIA: "denied",
   AGENTD_E_ENROLL_PIN_MISMATCH: "denied",
 
+  // the supervisor (supervisor/)
+  AGENTD_E_SERVICE_IMAGE_MISMATCH: "denied",
+
   // the agent's local API (agent/local-api.ts)
   AGENTD_E_API_UNAUTHENTICATED: "denied",
   AGENTD_E_API_FORBIDDEN: "denied",

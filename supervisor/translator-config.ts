@@ -36,27 +36,38 @@ export function translatorUpstream(upstreams: readonly Upstream[]): TranslatorUp
 
 const q = (s: string) => JSON.stringify(s); // a TOML basic string is a JSON string here
 
-/** The configuration file's text (TOML): the upstream from the consent, SV1 for the ASICs. */
-export function translatorConfig(u: TranslatorUpstream, downstreamPort = 34255): string {
+/**
+ * The configuration file's text (TOML), with the field names of SRI's translator
+ * (sv2-apps `TranslatorConfig`): one `[[upstreams]]` entry, the consent's; SV1 for the ASICs
+ * on `downstream_port`; the monitoring API on loopback for the health probe.
+ */
+export function translatorConfig(
+  u: TranslatorUpstream,
+  o: { readonly downstreamPort?: number; readonly monitoringPort?: number } = {},
+): string {
   return [
     "# Written by agentd from the owner's consent; any edit is overwritten.",
-    `upstream_address = ${q(u.host)}`,
-    `upstream_port = ${u.port}`,
-    `upstream_authority_pubkey = ${q(u.authorityPubkey)}`,
-    `user_identity = ${q(u.user)}`,
     `downstream_address = "0.0.0.0"`,
-    `downstream_port = ${downstreamPort}`,
+    `downstream_port = ${o.downstreamPort ?? 34255}`,
     "max_supported_version = 2",
     "min_supported_version = 2",
-    "min_extranonce2_size = 8",
+    "downstream_extranonce2_size = 4",
+    "aggregate_channels = false",
+    ...(o.monitoringPort === undefined
+      ? []
+      : [`monitoring_address = "127.0.0.1:${o.monitoringPort}"`]),
     "",
     "[downstream_difficulty_config]",
     "min_individual_miner_hashrate = 10_000_000_000_000.0",
     "shares_per_minute = 6.0",
+    "enable_vardiff = true",
+    "job_keepalive_interval_secs = 60",
     "",
-    "[upstream_difficulty_config]",
-    "channel_diff_update_interval = 60",
-    "channel_nominal_hashrate = 10_000_000_000_000.0",
+    "[[upstreams]]",
+    `address = ${q(u.host)}`,
+    `port = ${u.port}`,
+    `authority_pubkey = ${q(u.authorityPubkey)}`,
+    `user_identity = ${q(u.user)}`,
     "",
   ].join("\n");
 }
@@ -64,8 +75,8 @@ export function translatorConfig(u: TranslatorUpstream, downstreamPort = 34255):
 export function writeTranslatorConfig(
   path: string,
   u: TranslatorUpstream,
-  downstreamPort?: number,
+  o: { readonly downstreamPort?: number; readonly monitoringPort?: number } = {},
 ): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  writeFileAtomic(path, translatorConfig(u, downstreamPort), { mode: 0o644 });
+  writeFileAtomic(path, translatorConfig(u, o), { mode: 0o644 });
 }

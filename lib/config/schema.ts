@@ -143,7 +143,7 @@ export const CONFIG_SCHEMA = {
     treasury_pubkey: text({
       default: "",
       optional: true,
-      doc: "The pool treasury's Lightning node id (hex pubkey): node-reward eligibility needs an active channel to it; \"\" = unknown, never eligible.",
+      doc: 'The pool treasury\'s Lightning node id (hex pubkey): node-reward eligibility needs an active channel to it; "" = unknown, never eligible.',
     }),
   },
   docker: {

@@ -1,0 +1,155 @@
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { RunningAgent } from "../../agent/daemon.ts";
+import { localApiRequest } from "../../agent/local-api.ts";
+import { systemClock } from "../../lib/clock.ts";
+import { signRevocation } from "../../policy-guard/sign.ts";
+import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
+import { enrolledMachine } from "./daemon-fixture.ts";
+
+/**
+ * `agentd run` supervising a service as a native process (supervisor.driver = process): the
+ * simulated bitcoind (sim/services/bitcoind.ts, real JSON-RPC with cookie auth) runs exactly
+ * while the owner's consent allows its image id — here the SHA-256 of the node executable that
+ * runs it — is restarted after a SIGKILL, is left alone by a mining denial, reports its health
+ * and sync to heartbeats and eligibility, and stops when the consent is revoked.
+ */
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const NODE = process.execPath;
+const NODE_ID = `sha256:${createHash("sha256").update(readFileSync(NODE)).digest("hex")}`;
+
+function freePort(): Promise<number> {
+  return new Promise((r) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const a = s.address() as { port: number };
+      s.close(() => r(a.port));
+    });
+  });
+}
+
+interface Services {
+  services: { kind: string; allowed: boolean; state: string; restarts: number; healthy: boolean }[];
+  engine: { name: string; up: boolean };
+}
+
+describe("agentd run supervising services (native processes)", () => {
+  const serve = useServedCp();
+
+  it("runs bitcoind while the consent allows its image, restarts it, ignores mining denials, stops it at the revocation", async () => {
+    const cp = await serve();
+    const data = mkdtempSync(join(tmpdir(), "agentd-services-"));
+    cleanups.push(() => rmSync(data, { recursive: true, force: true }));
+    const port = await freePort();
+    const btc = join(data, "bitcoind");
+    const servicesFile = join(data, "services.toml");
+    writeFileSync(
+      servicesFile,
+      [
+        "[bitcoind]",
+        `command = [${JSON.stringify(NODE)}, "--disable-warning=ExperimentalWarning", ${JSON.stringify(join(ROOT, "sim/services/bitcoind.ts"))}, "--datadir", ${JSON.stringify(btc)}, "--chain", "regtest", "--rpcport", "${port}"]`,
+        `volumes = [{ source = ${JSON.stringify(btc)}, target = "/data" }]`,
+        "ports = []",
+        `health = { type = "bitcoind-rpc", port = ${port}, cookie_file = ${JSON.stringify(join(btc, "regtest", ".cookie"))} }`,
+        "restart = { min_ms = 100, max_ms = 1000 }",
+        "",
+      ].join("\n"),
+    );
+    const m = await enrolledMachine(cp, {
+      config: {
+        "supervisor.driver": "process",
+        "supervisor.data_dir": data,
+        "supervisor.services_file": servicesFile,
+      },
+    });
+    const agent: RunningAgent = await m.start(FACTS, { clock: systemClock, heartbeatIntervalS: 1 });
+    cleanups.push(() => agent.close());
+    const services = async () =>
+      (await localApiRequest(agent.apiSocket, "GET", "/v1/services")).json as unknown as Services;
+    // polled gently: the local API rate-limits (50/s)
+    const bitcoind = async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return (await services()).services.find((s) => s.kind === "bitcoind");
+    };
+    expect((await services()).engine).toEqual({ name: "processes", up: true });
+    expect(await bitcoind()).toMatchObject({ allowed: false, state: "absent" });
+
+    // allowed by a consent: started, healthy (JSON-RPC with the cookie), synced
+    await m.ownerApi.postConsent(m.consent(1, [], { services: { bitcoind: NODE_ID } }));
+    await until(
+      async () => (await bitcoind())?.state === "running",
+      "bitcoind running and healthy",
+      20_000,
+    );
+    const status = agent.status() as { state: string };
+    expect(status.state).not.toBe("REVOKED");
+    const elig = (await localApiRequest(agent.apiSocket, "GET", "/v1/eligibility")).json;
+    await until(
+      async () =>
+        (await localApiRequest(agent.apiSocket, "GET", "/v1/eligibility")).json.bitcoind ===
+        "synced",
+      "bitcoind synced for eligibility",
+    );
+    expect(elig.lightning).toBe("unknown");
+
+    // SIGKILL: restarted by the supervisor
+    const pidOf = () => {
+      const out = readFileSync(join(m.stateDir, "services", "processes.json"), "utf8");
+      const rec = (
+        JSON.parse(out) as { data: { records?: { kind: string; pid?: number | null }[] } }
+      ).data;
+      return (rec.records ?? []).find((r) => r.kind === "bitcoind")?.pid ?? null;
+    };
+    const first = pidOf();
+    expect(first).toBeGreaterThan(0);
+    process.kill(first as number, "SIGKILL");
+    await until(
+      async () => {
+        const p = pidOf();
+        return p !== null && p !== first && (await bitcoind())?.state === "running";
+      },
+      "restarted after SIGKILL",
+      20_000,
+    );
+    expect((await bitcoind())?.restarts).toBeGreaterThanOrEqual(1);
+
+    // a mining denial (the operator's pause) leaves services alone
+    await localApiRequest(agent.apiSocket, "POST", "/v1/mining/pause", {});
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await bitcoind())?.state).toBe("running");
+
+    // the owner revokes: services are denied too, bitcoind stops
+    await m.ownerApi.postRevocation(
+      m.enrolled.worker_id,
+      signRevocation({
+        ownerKey: m.owner.privateKey,
+        worker: m.enrolled.worker_id,
+        throughSeq: 1,
+        iat: Math.floor(Date.now() / 1000),
+      }),
+    );
+    await until(
+      async () => (await bitcoind())?.state === "absent",
+      "bitcoind stopped and removed",
+      20_000,
+    );
+    const stillThere = (() => {
+      try {
+        process.kill(first as number, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    expect(stillThere).toBe(false);
+  }, 60_000);
+});
