@@ -49,8 +49,13 @@ export interface PlanInput {
   readonly desired: ReadonlyMap<ServiceKind, Desired>;
   readonly actual: readonly Actual[];
   readonly control: Readonly<Partial<Record<ServiceKind, KindControl>>>;
-  /** Whether a kind is running and healthy (for its dependents). */
-  readonly healthy: (kind: ServiceKind) => boolean;
+  /**
+   * Whether a kind is running and healthy (for its dependents); null: not known yet (not
+   * probed since the agent started). A dependent waits for a healthy dependency to start, but
+   * a running one is stopped only for a dependency known to be unhealthy — so an agent that
+   * restarts and adopts its services does not stop them before the first probe.
+   */
+  readonly healthy: (kind: ServiceKind) => boolean | null;
   readonly now: number;
 }
 
@@ -133,7 +138,11 @@ export function plan(input: PlanInput): Plan {
         retire(a, a.hash === hash ? "a duplicate" : "outdated (spec or image changed)");
     }
     const c = input.control[kind] ?? {};
-    const missing = want.spec.dependsOn.find((d) => !input.desired.has(d) || !input.healthy(d));
+    const running = keep?.running === true;
+    const missing = want.spec.dependsOn.find(
+      (d) =>
+        !input.desired.has(d) || (running ? input.healthy(d) === false : input.healthy(d) !== true),
+    );
     let hold: Hold | null = null;
     if (c.manualStop === true) hold = { kind, why: "manual" };
     else if (c.crashloop === true) hold = { kind, why: "crashloop" };

@@ -116,6 +116,8 @@ export class Reconciler {
   /** Containers the supervisor is stopping or removing itself: their exits are not failures. */
   readonly #intended = new Set<string>();
   #actual: Actual[] = [];
+  /** Whether the engine has been listed once: before, health is not known, not "down". */
+  #listed = false;
   #lastPlan: Plan = { steps: [], holds: [] };
   #generation = 0;
   #running: Promise<void> | null = null;
@@ -286,6 +288,7 @@ export class Reconciler {
     const generation = this.#generation;
     try {
       this.#actual = await this.#o.engine.list();
+      this.#listed = true;
       this.#engineReachable();
     } catch (err) {
       this.#engineUnreachable(err);
@@ -301,7 +304,7 @@ export class Reconciler {
       desired: this.#target,
       actual: this.#actual,
       control,
-      healthy: (k) => this.#healthy.get(k) === true,
+      healthy: (k) => this.#healthy.get(k) ?? null,
       now,
     });
     this.#lastPlan = p;
@@ -488,6 +491,7 @@ export class Reconciler {
   }
 
   async #probeAll(): Promise<void> {
+    if (!this.#listed) return; // what runs is not known yet
     let changed = false;
     for (const kind of SERVICE_KINDS) {
       const d = this.#target.get(kind);

@@ -115,6 +115,10 @@ export interface PodmanService extends PodmanEndpoint {
   stop(): Promise<void>;
   /** The same without waiting, for process exit hooks: SIGKILL, remove containers, delete. */
   stopSync(): void;
+  /** Stops the API service only (an engine outage); its containers go on running. */
+  stopService(): Promise<void>;
+  /** Starts the API service again on the same socket and storage. */
+  startService(): Promise<void>;
 }
 
 export type StorageDriver = "overlay" | "vfs";
@@ -243,16 +247,19 @@ export async function startPodman(
   const env = { CONTAINERS_CONF: p("containers.conf"), CONTAINERS_STORAGE_CONF: p("storage.conf") };
   const socketPath = p("podman.sock");
   const started = performance.now();
-  const child = spawn(podmanBin, ["system", "service", "--time=0", `unix://${socketPath}`], {
-    env: { ...process.env, ...env, TMPDIR: p("tmp") },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
   let stderr = "";
-  child.stderr?.setEncoding("utf8");
-  child.stderr?.on("data", (s: string) => {
-    stderr = (stderr + s).slice(-4000);
-  });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const launch = () => {
+    const c = spawn(podmanBin, ["system", "service", "--time=0", `unix://${socketPath}`], {
+      env: { ...process.env, ...env, TMPDIR: p("tmp") },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    c.stderr?.setEncoding("utf8");
+    c.stderr?.on("data", (s: string) => {
+      stderr = (stderr + s).slice(-4000);
+    });
+    return { c, gone: new Promise<void>((r) => c.once("exit", () => r())) };
+  };
+  let { c: child, gone: exited } = launch();
 
   const cleanupSync = (service: ChildProcess) => {
     if (service.exitCode === null && service.signalCode === null) service.kill("SIGKILL");
@@ -278,12 +285,35 @@ export async function startPodman(
   const startMs = Math.round(performance.now() - started);
 
   let stopped = false;
+  /** Stops the API service only: its containers go on running (conmon keeps them). */
+  const stopService = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const killed = await Promise.race([
+      exited.then(() => false),
+      new Promise<boolean>((r) => setTimeout(() => r(true), 5000)),
+    ]);
+    if (killed) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  };
   return {
     socketPath,
     dir,
     env,
     driver,
     startMs,
+    stopService,
+    async startService() {
+      if (child.exitCode === null && child.signalCode === null) return;
+      ({ c: child, gone: exited } = launch());
+      const until = Date.now() + 20_000;
+      while (!(await ping(socketPath))) {
+        if (Date.now() > until) throw new Error(`podman service did not come back: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
