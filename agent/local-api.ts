@@ -7,7 +7,13 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import { type AgentdError, type ErrorCode, fail, isAgentdError } from "../lib/errors.ts";
+import {
+  type AgentdError,
+  ERROR_CODES,
+  type ErrorCode,
+  fail,
+  isAgentdError,
+} from "../lib/errors.ts";
 import { parseJsonStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { SERVICE_KINDS, type ServiceKind } from "../supervisor/spec.ts";
@@ -444,6 +450,10 @@ export async function localApiGet(socket: string, path: string): Promise<Json> {
 export function apiError(r: { readonly status: number; readonly json: Json }): AgentdError {
   const e = (r.json.error ?? {}) as { code?: unknown; message?: unknown };
   const message = typeof e.message === "string" ? e.message : `the local API answered ${r.status}`;
+  // The agent's own code when it is one of ours (so the CLI's exit class is the agent's).
+  if (typeof e.code === "string" && Object.hasOwn(ERROR_CODES, e.code)) {
+    return fail(e.code as ErrorCode, message, { status: r.status });
+  }
   return fail("AGENTD_E_HTTP", message, {
     status: r.status,
     code: typeof e.code === "string" ? e.code : null,

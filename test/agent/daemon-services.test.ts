@@ -38,7 +38,14 @@ function freePort(): Promise<number> {
 }
 
 interface Services {
-  services: { kind: string; allowed: boolean; state: string; restarts: number; healthy: boolean }[];
+  services: {
+    kind: string;
+    allowed: boolean;
+    state: string;
+    restarts: number;
+    healthy: boolean;
+    hold: string | null;
+  }[];
   engine: { name: string; up: boolean };
 }
 
@@ -122,10 +129,62 @@ describe("agentd run supervising services (native processes)", () => {
     );
     expect((await bitcoind())?.restarts).toBeGreaterThanOrEqual(1);
 
-    // a mining denial (the operator's pause) leaves services alone
+    // heartbeats carry the service's health
+    await until(async () => {
+      const hbs = await cp.serving.store.listHeartbeats(m.enrolled.worker_id);
+      return hbs.some((h) => {
+        const p = JSON.parse(Buffer.from(h.jws.split(".")[1] ?? "", "base64url").toString()) as {
+          services: Record<string, string>;
+        };
+        return p.services.bitcoind === "running";
+      });
+    }, "a heartbeat saying bitcoind runs");
+
+    // the operator: a stop holds (not restarted), a start lifts it, logs are kept
+    const act = (a: string) =>
+      localApiRequest(agent.apiSocket, "POST", `/v1/services/bitcoind/${a}`, {});
+    expect((await act("stop")).status).toBe(200);
+    await until(async () => (await bitcoind())?.state === "stopped", "stopped by the operator");
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await bitcoind()).toMatchObject({ state: "stopped", hold: "manual" });
+    expect((await act("start")).status).toBe(200);
+    await until(
+      async () => (await bitcoind())?.state === "running",
+      "started by the operator",
+      20_000,
+    );
+    const logs = await localApiRequest(agent.apiSocket, "GET", "/v1/services/bitcoind/logs?n=20");
+    expect((logs.json.lines as string[]).some((l) => l.includes('"ready":true'))).toBe(true);
+
+    // a mining denial leaves services alone: the operator's pause, and a consent whose schedule
+    // excludes now (mining denied for rules.schedule_outside), still allowing bitcoind
+    const pidBefore = pidOf();
     await localApiRequest(agent.apiSocket, "POST", "/v1/mining/pause", {});
-    await new Promise((r) => setTimeout(r, 500));
+    const hour = (new Date().getUTCHours() + 3) % 24;
+    const hh = String(hour).padStart(2, "0");
+    const later = await m.ownerApi.postConsent(
+      m.consent(2, [], {
+        services: { bitcoind: NODE_ID },
+        schedule: [
+          {
+            days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            start: `${hh}:00`,
+            end: `${hh}:30`,
+            tz: "UTC",
+          },
+        ],
+      }),
+    );
+    await until(
+      () => (agent.status() as { policy: { version: number } }).policy.version === later.version,
+      "consent 2 in force",
+    );
+    const st = agent.status() as { policy_decision: { mining: boolean; reasons: string[] } };
+    expect(st.policy_decision).toMatchObject({ mining: false });
+    expect(st.policy_decision.reasons).toContain("rules.schedule_outside");
+    await new Promise((r) => setTimeout(r, 800));
     expect((await bitcoind())?.state).toBe("running");
+    expect(pidOf()).toBe(pidBefore);
 
     // the owner revokes: services are denied too, bitcoind stops
     await m.ownerApi.postRevocation(
@@ -133,7 +192,7 @@ describe("agentd run supervising services (native processes)", () => {
       signRevocation({
         ownerKey: m.owner.privateKey,
         worker: m.enrolled.worker_id,
-        throughSeq: 1,
+        throughSeq: 2,
         iat: Math.floor(Date.now() / 1000),
       }),
     );

@@ -239,6 +239,16 @@ describe("agentd run with a control plane", () => {
             holds: [],
           });
           expect(cli("eligibility")).toMatchObject({ eligible: false, lightning: "unknown" });
+          expect(cli("services", "ls")).toEqual({ supervisor: "off", services: [] });
+          const noSupervisor = agentd([
+            "services",
+            "stop",
+            "bitcoind",
+            "--set",
+            `api.socket=${socket}`,
+          ]);
+          expect(noSupervisor.code).toBe(2);
+          expect(noSupervisor.stderr).toContain("supervisor.driver is off");
           expect((cli("logs", "-n", "5").lines as string[]).length).toBe(5);
           const hour = 3_600_000;
           const from = new Date(Date.now() + hour).toISOString();
