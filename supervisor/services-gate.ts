@@ -52,6 +52,11 @@ export function supervisorGate(o: {
             why[k] = "the consent names no sv2+tcp upstream with an authority key";
             continue;
           }
+          const elsewhere = translatorPointedElsewhere(spec, o.dataDir);
+          if (elsewhere !== null) {
+            why[k] = elsewhere;
+            continue;
+          }
           writeTranslatorConfig(join(o.dataDir, "translator", "config", "translator.toml"), u);
           spec = {
             ...spec,
@@ -70,4 +75,26 @@ export function supervisorGate(o: {
       void o.reconciler.setTarget(target);
     },
   };
+}
+
+/**
+ * A translator may only read the configuration the supervisor writes: its command names that
+ * file (`-c`/`--config`) — the host path, or /config/translator.toml with the supervisor's
+ * config directory mounted there — and nothing else. Anything else could point it at a pool
+ * the consent does not list. Null when it is fine, else why not.
+ */
+export function translatorPointedElsewhere(spec: ServiceSpec, dataDir: string): string | null {
+  const hostDir = join(dataDir, "translator", "config");
+  const hostFile = join(hostDir, "translator.toml");
+  const mounted = spec.volumes.some((v) => v.target === "/config" && v.source === hostDir);
+  const configs: string[] = [];
+  spec.command.forEach((a, i) => {
+    if (a === "-c" || a === "--config") configs.push(spec.command[i + 1] ?? "");
+    else if (a.startsWith("--config=")) configs.push(a.slice("--config=".length));
+  });
+  const ok =
+    configs.length === 1 &&
+    (configs[0] === hostFile || (mounted && configs[0] === "/config/translator.toml"));
+  if (ok) return null;
+  return `the translator must read the configuration agentd writes (-c ${hostFile}, or /config/translator.toml with ${hostDir} mounted at /config)`;
 }
