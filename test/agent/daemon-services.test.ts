@@ -3,12 +3,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, inject, it } from "vitest";
 import type { RunningAgent } from "../../agent/daemon.ts";
 import { localApiRequest } from "../../agent/local-api.ts";
 import { systemClock } from "../../lib/clock.ts";
 import { signRevocation } from "../../policy-guard/sign.ts";
+import { dockerEngine } from "../../supervisor/docker-engine.ts";
+import { LABELS } from "../../supervisor/spec.ts";
 import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
+import { buildNodeImage, dockerClient, engineAvailable, testPodman } from "../support/podman.ts";
 import { enrolledMachine } from "./daemon-fixture.ts";
 
 /**
@@ -49,7 +52,7 @@ interface Services {
   engine: { name: string; up: boolean };
 }
 
-describe("agentd run supervising services (native processes)", () => {
+describe("agentd run supervising services", () => {
   const serve = useServedCp();
 
   it("runs bitcoind while the consent allows its image, restarts it, ignores mining denials, stops it at the revocation", async () => {
@@ -211,4 +214,96 @@ describe("agentd run supervising services (native processes)", () => {
     })();
     expect(stillThere).toBe(false);
   }, 60_000);
+
+  it.skipIf(!engineAvailable(inject("agentdPodman")).available)(
+    "on a real container engine: the allowed image runs, a schedule denial leaves it running, the revocation removes it",
+    async () => {
+      const podman = await testPodman();
+      const docker = dockerClient(podman);
+      const image = await buildNodeImage(podman);
+      const cp = await serve();
+      const data = mkdtempSync(join(tmpdir(), "agentd-services-"));
+      cleanups.push(() => rmSync(data, { recursive: true, force: true }));
+      const port = await freePort();
+      const btc = join(data, "bitcoind");
+      const servicesFile = join(data, "services.toml");
+      writeFileSync(
+        servicesFile,
+        [
+          "[bitcoind]",
+          'command = ["/sim/services/bitcoind.ts", "--datadir", "/data", "--rpcbind", "0.0.0.0", "--chain", "regtest"]',
+          `ports = [{ host = ${port}, container = 18443 }]`,
+          `health = { type = "bitcoind-rpc", port = ${port}, cookie_file = ${JSON.stringify(join(btc, "regtest", ".cookie"))} }`,
+          "stop_timeout_s = 5",
+          "",
+        ].join("\n"),
+      );
+      const m = await enrolledMachine(cp, {
+        config: { "supervisor.data_dir": data, "supervisor.services_file": servicesFile },
+      });
+      const agent = await m.start(FACTS, {
+        clock: systemClock,
+        serviceEngine: dockerEngine(docker, { worker: m.enrolled.worker_id }),
+      });
+      cleanups.push(() => agent.close());
+      const mine = async () =>
+        docker.listContainers({
+          all: true,
+          filters: {
+            label: [`${LABELS.kind}=bitcoind`, `${LABELS.worker}=${m.enrolled.worker_id}`],
+          },
+        });
+      const running = async () => {
+        await new Promise((r) => setTimeout(r, 50));
+        const s = (await localApiRequest(agent.apiSocket, "GET", "/v1/services"))
+          .json as unknown as Services;
+        return s.services.find((x) => x.kind === "bitcoind")?.state === "running";
+      };
+      await m.ownerApi.postConsent(m.consent(1, [], { services: { bitcoind: image } }));
+      await until(running, "the container running and healthy", 30_000);
+      const id = (await mine()).find((c) => c.State === "running")?.Id;
+      expect(id).toBeDefined();
+      // mining denied by the schedule; services untouched (same container, still running)
+      const hh = String((new Date().getUTCHours() + 3) % 24).padStart(2, "0");
+      await m.ownerApi.postConsent(
+        m.consent(2, [], {
+          services: { bitcoind: image },
+          schedule: [
+            {
+              days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+              start: `${hh}:00`,
+              end: `${hh}:30`,
+              tz: "UTC",
+            },
+          ],
+        }),
+      );
+      await until(
+        () =>
+          (
+            (agent.status() as { policy_decision: { reasons: string[] } }).policy_decision
+              .reasons ?? []
+          ).includes("rules.schedule_outside"),
+        "the schedule denial",
+      );
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect((await mine()).filter((c) => c.State === "running").map((c) => c.Id)).toEqual([id]);
+      // the revocation: removed
+      await m.ownerApi.postRevocation(
+        m.enrolled.worker_id,
+        signRevocation({
+          ownerKey: m.owner.privateKey,
+          worker: m.enrolled.worker_id,
+          throughSeq: 2,
+          iat: Math.floor(Date.now() / 1000),
+        }),
+      );
+      await until(
+        async () => (await mine()).every((c) => c.Id !== id),
+        "the container removed",
+        30_000,
+      );
+    },
+    90_000,
+  );
 });

@@ -16,7 +16,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } else {
     try {
       service = await startPodman();
-      const { stop: _stop, stopSync: _stopSync, ...endpoint } = service;
+      // Only data crosses to the test files: the service's methods stay here.
+      const {
+        stop: _stop,
+        stopSync: _stopSync,
+        stopService: _stopService,
+        startService: _startService,
+        ...endpoint
+      } = service;
       project.provide("agentdPodman", endpoint);
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
