@@ -421,13 +421,17 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       });
       if (c.ok) assignment = c.assignment;
     }
-    const assigned = () =>
-      assignmentInForce(
-        assignment,
-        consentInForce()?.identity ?? null,
-        o.clock.now(),
-        assignmentFetchFailed,
-      );
+    const assigned = (): boolean => {
+      const consent = consentInForce()?.identity ?? null;
+      const expired = assignment !== null && o.clock.now() >= assignment.exp * 1000;
+      if (expired && assignment?.consent === consent && !assignmentFetchFailed) {
+        // Just expired: a renewal is fetched, and until it answers the kept one counts, as it
+        // does when none can be fetched (no gap at each renewal).
+        if (assignmentFetch === null && !assignmentStopped) void fetchAssignment("expired");
+        return assignmentFetch !== null;
+      }
+      return assignmentInForce(assignment, consent, o.clock.now(), assignmentFetchFailed);
+    };
     /** Holds or releases the data path by the assignment, and points it at the assigned pool. */
     const applyAssignment = () => {
       if (assigned() && assignment !== null) {
@@ -661,10 +665,12 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       clearTimeout(assignmentTimer);
       if (assignmentStopped) return;
       const held = assignment?.exp;
+      const left = held === undefined ? 0 : held * 1000 - o.clock.now();
+      // Renewed a minute before it expires, or halfway for short-lived ones.
       const inMs =
         held === undefined || assignmentFetchFailed || !assigned()
           ? 30_000
-          : Math.max(5_000, held * 1000 - o.clock.now() - 60_000);
+          : Math.max(1_000, Math.min(left - 60_000, left / 2));
       assignmentTimer = setTimeout(
         () => void fetchAssignment("renewal"),
         Math.min(inMs, 3_600_000),

@@ -357,6 +357,9 @@ export class Reconciler {
       case "start": {
         const id = step.id ?? created;
         if (id === null) throw new Error("start without a container");
+        // Decided meanwhile (an exit made it a crash loop, an operator stopped it): not started.
+        const now = this.#state(step.kind);
+        if (now.crashloop || now.manualStop) return null;
         // A stop of ours that found it already stopped left no exit to consume: its next
         // exit is a real one.
         this.#intended.delete(id);

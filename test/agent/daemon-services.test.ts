@@ -79,6 +79,7 @@ describe("agentd run supervising services", () => {
         "supervisor.driver": "process",
         "supervisor.data_dir": data,
         "supervisor.services_file": servicesFile,
+        "metrics.listen": "127.0.0.1:0",
       },
     });
     const agent: RunningAgent = await m.start(FACTS, { clock: systemClock, heartbeatIntervalS: 1 });
@@ -131,6 +132,13 @@ describe("agentd run supervising services", () => {
       20_000,
     );
     expect((await bitcoind())?.restarts).toBeGreaterThanOrEqual(1);
+    const metrics = await (await fetch(`http://127.0.0.1:${agent.metrics?.port}/metrics`)).text();
+    expect(metrics).toMatch(
+      /agentd_service_restarts_total\{service="bitcoind",reason="exited"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /agentd_service_events_total\{service="bitcoind",event="exited"\} [1-9]/,
+    );
 
     // heartbeats carry the service's health
     await until(async () => {

@@ -317,6 +317,8 @@ describe.skipIf(!availability.available)("the supervisor on a real engine (Podma
       "the crash loop",
       30_000,
     );
+    // (a start already under way when the loop was seen may still land: then it crashes too)
+    await new Promise((r) => setTimeout(r, 1_000));
     const restarts = state(s, "template-provider")?.restarts ?? 0;
     await new Promise((r) => setTimeout(r, 2_000));
     expect(state(s, "template-provider")).toMatchObject({ hold: "crashloop" });
