@@ -137,7 +137,7 @@ export function dockerEngine(
               rest = rest.slice(nl + 1);
               nl = rest.indexOf("\n");
               if (line === "") continue;
-              const e = parseEvent(line);
+              const e = parseEvent(line, o.worker);
               if (e !== null) onEvent(e);
             }
           });
@@ -171,7 +171,12 @@ export function normaliseImageId(id: string): string {
   return id.startsWith("sha256:") ? id : `sha256:${id}`;
 }
 
-function parseEvent(line: string): EngineEvent | null {
+/**
+ * One event, if it is about one of this worker's containers. Podman 4.3 joins label filters
+ * of the event stream with OR (listing joins them with AND): every event is checked here, so
+ * another worker's (or another tool's) container dying is never taken for one of ours.
+ */
+function parseEvent(line: string, worker: string): EngineEvent | null {
   let e: {
     Type?: string;
     Action?: string;
@@ -185,6 +190,7 @@ function parseEvent(line: string): EngineEvent | null {
     return null;
   }
   const attrs = e.Actor?.Attributes ?? {};
+  if (attrs[LABELS.managed] !== "true" || attrs[LABELS.worker] !== worker) return null;
   const kind = attrs[LABELS.kind];
   if (kind === undefined || !(SERVICE_KINDS as readonly string[]).includes(kind)) return null;
   const raw = (e.Action ?? e.status ?? "").split(":")[0] ?? "";

@@ -230,6 +230,22 @@ describe.skipIf(!availability.available)("the supervisor on a real engine (Podma
     // the foreign container: still running, never touched
     expect((await foreign.inspect()).State.Running).toBe(true);
     await foreign.remove({ force: true });
+    // another worker's agentd container of the same kind dying is none of this supervisor's
+    // business (Podman's event stream joins label filters with OR)
+    const other = await docker.createContainer({
+      Image: image,
+      Cmd: ["-e", "setTimeout(() => process.exit(3), 200)"],
+      Labels: {
+        [LABELS.managed]: "true",
+        [LABELS.kind]: "bitcoind",
+        [LABELS.worker]: "someone-else",
+      },
+    });
+    await other.start();
+    await other.wait();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events.filter((e) => e.type === "service.exited")).toEqual([]);
+    await other.remove({ force: true });
   }, 60_000);
 
   it("restarts a SIGKILLed container after its backoff", async () => {
@@ -241,13 +257,17 @@ describe.skipIf(!availability.available)("the supervisor on a real engine (Podma
       () => events.some((e) => e.type === "service.exited" && e.kind === "bitcoind"),
       "the exit seen",
     );
-    await until(async () => {
-      const c = (await mine()).find((x) => x.Labels[LABELS.kind] === "bitcoind");
-      return c?.State === "running";
-    }, "bitcoind restarted");
-    const restartedMs = Date.now() - t0;
-    expect(restartedMs).toBeGreaterThanOrEqual(200); // the backoff's minimum
-    expect(restartedMs).toBeLessThan(10_000);
+    await until(
+      async () => {
+        const c = (await mine()).find((x) => x.Labels[LABELS.kind] === "bitcoind");
+        return c?.State === "running";
+      },
+      "bitcoind restarted",
+      30_000,
+    );
+    // not sooner than the backoff's minimum (how soon at most: bench/supervisor.ts measures it;
+    // here the machine may be busy with other test files)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
     const exited = events.find((e) => e.type === "service.exited" && e.kind === "bitcoind");
     expect(exited).toMatchObject({ exitCode: 137 });
     await until(() => (state(s, "bitcoind")?.restarts ?? 0) >= 1, "the restart counted");

@@ -139,6 +139,11 @@ describe("the planner", () => {
     expect(
       ops(plan({ desired: d, actual: stopped, control: {}, healthy: healthyAll, now: 0 })),
     ).toEqual(["start lnd (not running)"]);
+    // bitcoind died: it is started again first, lnd stopped after (its restart does not wait)
+    const dead = [running("bitcoind", d, { running: false }), running("lnd", d)];
+    expect(
+      ops(plan({ desired: d, actual: dead, control: {}, healthy: () => false, now: 0 })),
+    ).toEqual(["start bitcoind (not running)", "stop lnd (waiting for bitcoind)"]);
     // lnd allowed, bitcoind not: lnd cannot run
     const onlyLnd = want("lnd");
     expect(
