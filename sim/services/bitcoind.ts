@@ -1,116 +1,19 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { cleanups, crashAfter, exit, Flags, log, simName, unhealthyMode, usage } from "./common.ts";
 
 /**
  * A simulated bitcoind for the supervisor's tests (sim/services/README.md): Bitcoin Core's
  * JSON-RPC over HTTP with cookie auth, a chain sync that progresses over time, and switches that
- * make it unhealthy or crash. One file with node: imports only, so it runs alone in a container
+ * make it unhealthy or crash. Node: modules and ./common.ts only, so it runs in a container
  * (`node /sim/services/bitcoind.ts --datadir /data --rpcbind 0.0.0.0`).
  */
 
 const SIM = "bitcoind";
-
-// ---- shared sim boilerplate (each service is one self-contained file) ----
-
-type FlagKind = "value" | "boolean" | "list";
-
-class Flags {
-  readonly #values = new Map<string, string[]>();
-  constructor(argv: readonly string[], known: Record<string, FlagKind>) {
-    for (let i = 0; i < argv.length; i++) {
-      const arg = argv[i] as string;
-      if (!arg.startsWith("--")) usage(`unexpected argument ${JSON.stringify(arg)}`);
-      const eq = arg.indexOf("=");
-      const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-      const kind = known[name];
-      if (kind === undefined) usage(`unknown flag --${name}`);
-      let value: string;
-      if (eq !== -1) value = arg.slice(eq + 1);
-      else if (kind === "boolean") value = "true";
-      else {
-        const next = argv[++i];
-        if (next === undefined) usage(`--${name} needs a value`);
-        value = next;
-      }
-      const list = this.#values.get(name) ?? [];
-      if (kind !== "list") list.length = 0;
-      list.push(value);
-      this.#values.set(name, list);
-    }
-  }
-  str(name: string): string | undefined {
-    return this.#values.get(name)?.at(-1);
-  }
-  num(name: string, fallback: number): number {
-    const v = this.str(name);
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n)) usage(`--${name} must be a number`);
-    return n;
-  }
-  bool(name: string): boolean {
-    const v = this.str(name);
-    return v !== undefined && v !== "false" && v !== "0";
-  }
-  list(name: string): string[] {
-    return [...(this.#values.get(name) ?? [])];
-  }
-}
-
-function log(level: string, msg: string, extra: Record<string, unknown> = {}): void {
-  process.stderr.write(`${JSON.stringify({ level, sim: SIM, msg, ...extra })}\n`);
-}
-
-function usage(msg: string): never {
-  log("error", msg, { code: "AGENTD_E_USAGE" });
-  process.exit(2);
-}
-
-const cleanups: (() => void)[] = [];
-let exiting = false;
-/** Runs the clean-ups (close servers, remove files) and exits at once. */
-function exit(code: number, why: string): void {
-  if (exiting) return;
-  exiting = true;
-  log(code === 0 ? "info" : "error", why, { exitCode: code });
-  for (const c of cleanups.splice(0).reverse()) {
-    try {
-      c();
-    } catch {
-      // best effort: exiting anyway
-    }
-  }
-  process.exit(code);
-}
-process.on("SIGTERM", () => exit(0, "SIGTERM: stopping"));
-process.on("SIGINT", () => exit(0, "SIGINT: stopping"));
-
-/** The contents of the health switch file (trimmed), or null when it does not exist. */
-function unhealthyMode(path: string | undefined): string | null {
-  if (path === undefined || !existsSync(path)) return null;
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch {
-    return "";
-  }
-}
-
-function crashAfter(seconds: number): void {
-  if (seconds > 0) {
-    setTimeout(() => exit(1, `crashing as told (--crash-after-s ${seconds})`), seconds * 1000);
-  }
-}
+simName(SIM);
 
 // ---- bitcoind ----
 
