@@ -1,6 +1,7 @@
 import type { Clock } from "../lib/clock.ts";
-import { fail } from "../lib/errors.ts";
+import { fail, isAgentdError } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import type { Logger } from "../lib/log/logger.ts";
 import {
   type AgentEvent,
   type AgentState,
@@ -96,4 +97,76 @@ function read(path: string): StoredAgentState {
     throw fail("AGENTD_E_FILE_CORRUPT", `${path}: not an agent state`, { path });
   }
   return { state: d.state, since: d.since, reason: d.reason };
+}
+
+/**
+ * The state as the running agent moves it: a step that cannot happen here (a race of two
+ * sources) or cannot be recorded (the audit log failed) leaves the state where it was and
+ * answers false; every step taken is logged and reported to `onMoved` (the state metric).
+ */
+export interface AgentStates {
+  current(): StoredAgentState;
+  move(event: AgentEvent, reason: string): boolean;
+}
+
+export function agentStates(
+  store: AgentStateStore,
+  o: {
+    readonly log: Logger;
+    readonly onMoved: (state: AgentState) => void;
+  },
+): AgentStates {
+  return {
+    current: () => store.current(),
+    move(event, reason) {
+      try {
+        store.apply(event, reason);
+      } catch (err) {
+        // Not allowed here (a race of two sources), or the audit log failed: either way the
+        // state stays where it was, recorded or not at all.
+        if (isAgentdError(err) && err.code === "AGENTD_E_STATE_TRANSITION") return false;
+        o.log.error({ err, event }, "a state change could not be recorded; the state stays");
+        return false;
+      }
+      o.log.info({ event, state: store.current().state, reason }, "state changed");
+      o.onMoved(store.current().state);
+      return true;
+    },
+  };
+}
+
+/**
+ * The state the agent may start in: not after a decommission; registered once enrolled; and
+ * never with the enrolled key on another machine — a clone is quarantined, recorded, and the
+ * start refused until the machine is enrolled again.
+ */
+export function admitStart(
+  states: AgentStates,
+  o: {
+    readonly stateDir: string;
+    readonly url: string;
+    readonly enrolledMachineId: string;
+    /** This machine's id now. */
+    readonly machineId: string;
+  },
+): void {
+  if (states.current().state === "TERMINATED") {
+    throw fail(
+      "AGENTD_E_NOT_ENROLLED",
+      "this machine was decommissioned by its owner: enroll it again to use it",
+      { path: o.stateDir },
+    );
+  }
+  if (states.current().state === "UNREGISTERED")
+    states.move("registered", `enrolled with ${o.url}`);
+  if (o.machineId !== o.enrolledMachineId) {
+    states.move("quarantined", "the machine id is not the one enrolled: a cloned identity");
+  }
+  if (states.current().state === "QUARANTINED") {
+    throw fail(
+      "AGENTD_E_IDENTITY_CLONED",
+      "this machine's identity is quarantined (its key is in use on another machine, or the control plane said so): enroll it again as a new machine",
+      { path: o.stateDir },
+    );
+  }
 }

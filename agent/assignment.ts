@@ -7,6 +7,7 @@ import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { isAgentdError } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { ConsentPayload } from "../policy-guard/documents.ts";
+import type { EnforcementEngine } from "../policy-guard/engine.ts";
 
 /**
  * The control plane's assignment (docs/protocol.md, "Assignment"): which of the owner's
@@ -112,4 +113,13 @@ export function assignmentInForce(
 ): boolean {
   if (a === null || consentIdentity === null || a.consent !== consentIdentity) return false;
   return nowMs < a.exp * 1000 || lastFetchFailed;
+}
+
+/** The consent in force: verified, not revoked, expired or decommissioned; null otherwise. */
+export function consentInForce(
+  engine: Pick<EnforcementEngine, "documents">,
+): ConsentInForce | null {
+  const d = engine.documents();
+  if (d.consent === null || d.consentReasons.length > 0) return null;
+  return { identity: d.consent.identity, payload: d.consent.payload };
 }

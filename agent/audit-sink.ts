@@ -2,6 +2,7 @@ import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { isAgentdError } from "../lib/errors.ts";
 import type { ChainHead, ChainLog } from "../lib/fs/chain-log.ts";
+import { backgroundTimers, type TimerHandle, type Timers } from "../lib/timers.ts";
 
 /**
  * The agent's audit log as every part writes to it, watched for failure. Nothing may happen
@@ -41,25 +42,18 @@ export interface AuditSinkOptions {
    * that would only flap.
    */
   readonly minFreeBytes?: number;
-  readonly timers?: {
-    setTimeout(fn: () => void, ms: number): unknown;
-    clearTimeout(handle: unknown): void;
-  };
+  /** The probe's timer (default: Node's, unref'd). */
+  readonly timers?: Timers;
 }
 
-const realTimers = {
-  setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms).unref(),
-  clearTimeout: (h: unknown) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
-
 export function openAuditSink(o: AuditSinkOptions): AuditSink {
-  const timers = o.timers ?? realTimers;
+  const timers = o.timers ?? backgroundTimers;
   const probeMs = o.probeMs ?? 2_000;
   const minFree = o.minFreeBytes ?? 1024 * 1024;
   let log: ChainLog | null = o.open();
   let failedAt: unknown = null;
   let lost = 0;
-  let probe: unknown = null;
+  let probe: TimerHandle | null = null;
   let closed = false;
 
   const unwritable = (err: unknown) => {

@@ -9,7 +9,7 @@ import type {
 } from "../control-plane/protocol/schemas/command.ts";
 import type { CommandStatus } from "../control-plane/protocol/schemas/command-result.ts";
 import { type Clock, unixSeconds } from "../lib/clock.ts";
-import { fail, isAgentdError } from "../lib/errors.ts";
+import { type ErrorCode, fail, isAgentdError } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { CommandAction } from "../policy-guard/documents.ts";
 
@@ -72,11 +72,23 @@ export interface CommandExecutorOptions {
   }) => Promise<unknown>;
 }
 
-export interface CommandOutcome {
-  readonly cmdId: string | null;
-  readonly status: CommandStatus;
-  readonly reason: string;
-}
+/** Why a command was refused: what callers branch on (the reason text is for people). */
+export type CommandRefusal =
+  /** It did not verify: `error` is the verification's code (an unknown key means a rotation). */
+  | { readonly code: "command.invalid"; readonly error: ErrorCode }
+  | { readonly code: "command.replayed" }
+  | { readonly code: "command.not_allowed" }
+  | { readonly code: "command.unsupported"; readonly action: CommandAction };
+
+export type CommandOutcome =
+  | { readonly cmdId: string; readonly status: "done" | "failed"; readonly reason: string }
+  | {
+      /** Null when the command did not verify (its id cannot be trusted). */
+      readonly cmdId: string | null;
+      readonly status: "refused";
+      readonly reason: string;
+      readonly refusal: CommandRefusal;
+    };
 
 export interface CommandExecutor {
   /** One command JWS; commands given together run in `seq` order. One at a time. */
@@ -98,11 +110,11 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
   let ledger = readLedger(o.ledgerPath);
   let chain: Promise<unknown> = Promise.resolve();
 
-  const record = (
+  const audit = (
     status: CommandStatus,
     reason: string,
     c: Pick<CommandPayload, "cmd_id" | "action" | "seq"> | null,
-  ): CommandOutcome => {
+  ) =>
     o.audit({
       type: status === "refused" ? "command.refused" : "command.executed",
       cmd_id: c?.cmd_id ?? null,
@@ -111,7 +123,13 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
       status,
       reason,
     });
-    return { cmdId: c?.cmd_id ?? null, status, reason };
+  const refuse = (
+    refusal: CommandRefusal,
+    c: Pick<CommandPayload, "cmd_id" | "action" | "seq"> | null,
+  ): CommandOutcome => {
+    const reason = reasonOf(refusal);
+    audit("refused", reason, c);
+    return { cmdId: c?.cmd_id ?? null, status: "refused", reason, refusal };
   };
 
   const finish = async (outcome: CommandOutcome): Promise<CommandOutcome> => {
@@ -138,15 +156,14 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
         clock: o.clock,
       }).payload;
     } catch (err) {
-      const code = isAgentdError(err) ? err.code : "AGENTD_E_INTERNAL";
-      return record("refused", `command.invalid: ${code}`, null);
+      const error = isAgentdError(err) ? err.code : "AGENTD_E_INTERNAL";
+      return refuse({ code: "command.invalid", error }, null);
     }
     const now = unixSeconds(o.clock);
     if (c.seq <= ledger.last_seq || Object.hasOwn(ledger.ids, c.cmd_id)) {
       // Audited, but no result is posted: the command was answered when it ran (or its
       // result was lost), and a "refused" now would misreport what happened.
-      const replay = record("refused", "command.replayed", c);
-      return replay;
+      return refuse({ code: "command.replayed" }, c);
     }
     // From here on this command counts as executed: durably, before anything runs.
     ledger = {
@@ -158,17 +175,11 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
     };
     writeStateFile(o.ledgerPath, FORMAT, ledger);
     if (!isActionAllowedByConsent(c.action, o.allowed() ?? undefined)) {
-      return finish(record("refused", "command.not_allowed", c));
+      return finish(refuse({ code: "command.not_allowed" }, c));
     }
     const handler = o.handlers[c.action] as CommandHandler<CommandAction> | undefined;
     if (handler === undefined) {
-      return finish(
-        record(
-          "refused",
-          `command.unsupported: ${c.action} is not available in this agentd yet`,
-          c,
-        ),
-      );
+      return finish(refuse({ code: "command.unsupported", action: c.action }, c));
     }
     let result: { status: "done" | "failed"; reason: string };
     try {
@@ -176,7 +187,9 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
     } catch (err) {
       result = { status: "failed", reason: isAgentdError(err) ? err.code : "handler error" };
     }
-    return finish(record(result.status, result.reason.slice(0, 200), c));
+    const reason = result.reason.slice(0, 200);
+    audit(result.status, reason, c);
+    return finish({ cmdId: c.cmd_id, status: result.status, reason });
   };
 
   const execute = (jws: string): Promise<CommandOutcome> => {
@@ -198,6 +211,18 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
     lastSeq: () => ledger.last_seq,
     has: (cmdId) => Object.hasOwn(ledger.ids, cmdId),
   };
+}
+
+/** The refusal as the audit record and the signed result say it. */
+function reasonOf(r: CommandRefusal): string {
+  switch (r.code) {
+    case "command.invalid":
+      return `command.invalid: ${r.error}`;
+    case "command.unsupported":
+      return `command.unsupported: ${r.action} is not available in this agentd yet`;
+    default:
+      return r.code;
+  }
 }
 
 /** The claimed seq, unverified, for ordering only (-1 when it cannot be read). */

@@ -3,6 +3,7 @@ import { deflateRawSync, inflateRawSync } from "node:zlib";
 import type { Clock } from "../lib/clock.ts";
 import { AgentdError, fail } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import type { Timers } from "../lib/timers.ts";
 
 /**
  * Node-reward eligibility (docs/eligibility.md): a node is eligible while
@@ -591,16 +592,11 @@ export interface EligibilitySnapshot {
   readonly at_ms: number;
 }
 
-export interface EligibilityTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
 export interface EligibilityTrackerOptions {
   /** The state file (ELIGIBILITY_FILE in the state directory). */
   readonly path: string;
   readonly clock: Clock;
-  readonly timers: EligibilityTimers;
+  readonly timers: Timers;
   /** The sampling period, which is also the slot (default 5 s). */
   readonly sampleMs?: number;
   /** The window (default 7 days). */

@@ -2,6 +2,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { AgentdConfig } from "../lib/config/schema.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import type { Registry } from "../lib/metrics/registry.ts";
+import type { Timers } from "../lib/timers.ts";
 import type { EnforcementEngine } from "../policy-guard/engine.ts";
 import { StratumProxy } from "../stratum-client/proxy.ts";
 import type { AuditAppender } from "./audit-sink.ts";
@@ -18,6 +19,7 @@ export function createGuardedProxy(o: {
   readonly port: number;
   readonly config: AgentdConfig;
   readonly clock: Clock;
+  readonly timers?: Timers;
   readonly logger: Logger;
   readonly registry: Registry;
   readonly audit: AuditAppender;

@@ -1,6 +1,8 @@
 import type { HeartbeatBody } from "../control-plane/protocol/documents/heartbeat.ts";
+import { isRefusal } from "../control-plane/protocol/refusal.ts";
 import type { HeartbeatResponse } from "../control-plane/protocol/schemas/api-worker.ts";
 import { isAgentdError } from "../lib/errors.ts";
+import type { TimerHandle, Timers } from "../lib/timers.ts";
 import type { HeartbeatCounter } from "./heartbeat-counter.ts";
 
 /**
@@ -32,7 +34,7 @@ export interface HeartbeatSenderOptions {
   readonly counter: HeartbeatCounter;
   /** What the agent reports now: state, decision, telemetry, services, audit head… */
   readonly snapshot: () => Omit<HeartbeatBody, "counter">;
-  readonly timers: SenderTimers;
+  readonly timers: Timers;
   readonly intervalMs?: number;
   readonly maxQueue?: number;
   readonly backoffMinMs?: number;
@@ -43,11 +45,6 @@ export interface HeartbeatSenderOptions {
   readonly onRefused?: (counter: number, err: unknown) => void;
   /** After a 401: obtains a new access token (attests again); its failure is retried later. */
   readonly reauthenticate?: () => Promise<void>;
-}
-
-export interface SenderTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
 }
 
 export interface HeartbeatSender {
@@ -90,8 +87,8 @@ export function createHeartbeatSender(o: HeartbeatSenderOptions): HeartbeatSende
   const queue: Queued[] = [];
   const stats = { sent: 0, dropped: 0, replays: 0, refused: 0, failures: 0, failing: 0 };
   let flushing: Promise<void> | undefined;
-  let beatTimer: unknown;
-  let retryTimer: unknown;
+  let beatTimer: TimerHandle | undefined;
+  let retryTimer: TimerHandle | undefined;
   let running = false;
   let stopping = false;
 
@@ -134,8 +131,7 @@ export function createHeartbeatSender(o: HeartbeatSenderOptions): HeartbeatSende
         }
         return false;
       }
-      const status = isAgentdError(err) ? err.context.status : undefined;
-      if (typeof status === "number" && status >= 400 && status < 500 && status !== 429) {
+      if (isRefusal(err)) {
         queue.shift();
         stats.refused++;
         o.onRefused?.(head.counter, err);

@@ -29,3 +29,44 @@ export function readPause(path: string): PauseRecord | null {
 export function writePause(path: string, r: PauseRecord): void {
   writeStateFile(path, 1, r);
 }
+
+/**
+ * The pause file as the agent keeps it: `paused` as read at start, and a pause that could
+ * not be written yet (the disk was full) kept in memory and written as soon as it can be — the
+ * hold itself never waits for the disk.
+ */
+export interface PauseFile {
+  /** Whether the file said paused when the agent started. */
+  readonly pausedAtStart: boolean;
+  /** Records a pause; when the disk refuses, it is kept and written by `saveIfUnsaved`. */
+  save(by: string, at: number): void;
+  /** Writes a pause kept in memory, if any (after the disk has room again). */
+  saveIfUnsaved(): void;
+  /** Records a resume (throws when it cannot be written: the pause then stays). */
+  clear(by: string, at: number): void;
+}
+
+export function openPauseFile(path: string, onSaveFailed: (err: unknown) => void): PauseFile {
+  let unsaved: { by: string; at: number } | null = null;
+  const saveIfUnsaved = () => {
+    if (unsaved === null) return;
+    try {
+      writePause(path, { paused: true, ...unsaved });
+      unsaved = null;
+    } catch (err) {
+      onSaveFailed(err);
+    }
+  };
+  return {
+    pausedAtStart: readPause(path)?.paused === true,
+    save(by, at) {
+      unsaved = { by, at };
+      saveIfUnsaved();
+    },
+    saveIfUnsaved,
+    clear(by, at) {
+      writePause(path, { paused: false, by, at });
+      unsaved = null;
+    },
+  };
+}

@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { jwkThumbprint, publicKeyOf } from "../../lib/crypto/ed25519.ts";
-import { fail } from "../../lib/errors.ts";
+import { fail, isAgentdError } from "../../lib/errors.ts";
 import { type CallOptions, call, createTransport, type TransportOptions } from "./client-http.ts";
 import { openStream, type StreamHandle, type StreamOptions } from "./client-stream.ts";
 import { signAttestation } from "./documents/attestation.ts";
@@ -43,6 +43,19 @@ export type PolicyAnswer =
   /** 304: the bundle with the `etag` given is still current (or the long poll ran out). */
   | { readonly changed: false; readonly etag: string | null };
 
+/** Why the control plane says a machine has no assignment. */
+export type NoAssignment = "not_found" | "forbidden" | "quarantined";
+
+export type AssignmentAnswer =
+  | { readonly assignment: AssignmentResponse["assignment"] }
+  | { readonly none: NoAssignment };
+
+const NO_ASSIGNMENT: Readonly<Partial<Record<string, NoAssignment>>> = {
+  AGENTD_E_CP_NOT_FOUND: "not_found",
+  AGENTD_E_CP_FORBIDDEN: "forbidden",
+  AGENTD_E_CP_QUARANTINED: "quarantined",
+};
+
 export interface MachineClient {
   readonly workerId: string;
   readonly origin: string;
@@ -62,7 +75,12 @@ export interface MachineClient {
    * holds the request until a newer bundle exists or the wait runs out (long poll).
    */
   getPolicy(o?: { readonly etag?: string | null; readonly waitS?: number }): Promise<PolicyAnswer>;
-  getAssignment(): Promise<AssignmentResponse>;
+  /**
+   * The machine's assignment, or the control plane's word that there is none for it now
+   * (nothing published, the consent expired, the machine quarantined). Anything else that
+   * goes wrong (the network, a stop or a publication being re-issued) throws: it is transient.
+   */
+  getAssignment(): Promise<AssignmentAnswer>;
   /** The events after `after` (the poll twin of the stream). */
   pollCommands(o?: { readonly after?: number }): Promise<WorkerCommandsResponse>;
   postCommandResult(r: {
@@ -173,7 +191,14 @@ export function createMachineClient(o: MachineClientOptions): MachineClient {
       return { changed: true, etag, bundle: r.body };
     },
     async getAssignment() {
-      return get<AssignmentResponse>(`${worker}/assignment`);
+      try {
+        const r = await get<AssignmentResponse>(`${worker}/assignment`);
+        return { assignment: r.assignment };
+      } catch (err) {
+        const none = isAgentdError(err) ? NO_ASSIGNMENT[err.code] : undefined;
+        if (none === undefined) throw err;
+        return { none };
+      }
     },
     async pollCommands(p = {}) {
       return get<WorkerCommandsResponse>(`${worker}/commands`, { query: { after: p.after ?? 0 } });

@@ -33,7 +33,9 @@ describe("assignments", () => {
     const m = await protocolMachine(cp);
     const c1 = consentFor(m, cp.clock, 1);
     await m.owner.postConsent(c1);
-    const { assignment } = await m.client.getAssignment();
+    const answer = await m.client.getAssignment();
+    if (!("assignment" in answer)) throw new Error(`no assignment: ${answer.none}`);
+    const { assignment } = answer;
     const base = {
       keyset: m.enrollment.keyset,
       worker: m.client.workerId,

@@ -29,6 +29,10 @@ function manualTimers() {
         const i = pending.indexOf(h as () => void);
         if (i >= 0) pending.splice(i, 1);
       },
+      setInterval: () => {
+        throw new Error("the sink uses no intervals");
+      },
+      clearInterval: () => {},
     },
     fire: () => {
       for (const fn of pending.splice(0)) fn();

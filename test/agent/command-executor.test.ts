@@ -125,6 +125,7 @@ describe("command executor", () => {
       cmdId: pause.cmd_id,
       status: "refused",
       reason: "command.not_allowed",
+      refusal: { code: "command.not_allowed" },
     });
     expect(await results(cp, [pause.cmd_id])).toEqual({ [pause.cmd_id]: "refused" });
 
@@ -147,6 +148,7 @@ describe("command executor", () => {
       cmdId: null,
       status: "refused",
       reason: "command.invalid: AGENTD_E_JWS_UNKNOWN_KEY",
+      refusal: { code: "command.invalid", error: "AGENTD_E_JWS_UNKNOWN_KEY" },
     });
     // expired
     await s.send("mining.resume");

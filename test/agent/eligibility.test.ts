@@ -58,6 +58,10 @@ function manualTimers(clock: { now(): number; set(ms: number): void }) {
       clearTimeout(h: unknown) {
         pending.delete(h as number);
       },
+      setInterval(): number {
+        throw new Error("the tracker uses no intervals");
+      },
+      clearInterval() {},
     },
     pending,
     /** Moves the clock to the next timer and runs it; returns its delay. */

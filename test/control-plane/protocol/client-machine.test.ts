@@ -94,6 +94,8 @@ describe("protocol client: a machine's calls", () => {
   it("polls commands, posts a signed result once, and gets its assignment", async () => {
     const cp = await serve();
     const m = await enrolledMachine(cp);
+    // Nothing published yet: the control plane's "none", not an error or a status.
+    expect(await m.client.getAssignment()).toEqual({ none: "not_found" });
     const consent = consentFor(m, cp.clock, 1);
     await m.owner.postConsent(consent);
     const sent = await (await operatorOf(cp)).createCommand({
@@ -127,7 +129,9 @@ describe("protocol client: a machine's calls", () => {
     expect(again.code).toBe("AGENTD_E_CP_REPLAY");
     expect((await m.client.heartbeat(heartbeatBody(2))).pending_commands).toEqual([]);
 
-    const { assignment } = await m.client.getAssignment();
+    const answer = await m.client.getAssignment();
+    if (!("assignment" in answer)) throw new Error(`no assignment: ${answer.none}`);
+    const { assignment } = answer;
     const a = verifyAssignment(assignment, {
       key: resolverFor(m.enrollment.keyset, "assignment"),
       worker: m.client.workerId,

@@ -1,0 +1,144 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { readChainTail } from "../lib/fs/chain-log.ts";
+import type { Registry } from "../lib/metrics/registry.ts";
+import type { AgentContext } from "./agent-context.ts";
+import { apiToken } from "./api-token.ts";
+import type { Heartbeats } from "./heartbeats.ts";
+import { type LocalApi, type LocalApiHandlers, startLocalApi } from "./local-api.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
+import type { NodeEligibility } from "./node-eligibility.ts";
+import type { OperatorActions } from "./operator.ts";
+import type { PolicySync } from "./policy-sync.ts";
+import type { AgentServices } from "./services.ts";
+
+/**
+ * What the machine's owner and operator reach on the machine itself: the local API (local-api.ts:
+ * the unix socket and, with api.listen, loopback TCP with a bearer token) answering from the
+ * running parts, and the Prometheus endpoint (metrics.listen). Every action goes through the
+ * part that owns it: documents through the policy sync (the policy guard's checks), the pause
+ * through the operator actions, services through the supervisor, maintenance recorded first.
+ */
+export async function startLocalEndpoints(
+  ctx: AgentContext,
+  o: {
+    readonly apiSocket: string;
+    readonly status: () => Record<string, unknown>;
+    readonly policy: PolicySync;
+    readonly operator: OperatorActions;
+    readonly services: AgentServices;
+    readonly eligibility: NodeEligibility;
+    readonly heartbeats: Heartbeats;
+    readonly registry: Registry;
+    readonly recentLogs?: (n: number) => string[];
+  },
+): Promise<{ readonly api: LocalApi; readonly metrics: MetricsServer | null }> {
+  const { engine, dataPath } = ctx;
+  const supervisor = o.services.supervisor;
+  const eligibility = o.eligibility.tracker;
+  const handlers: LocalApiHandlers = {
+    status: () => o.status(),
+    policy: () => {
+      const docs = engine.documents();
+      return {
+        consent:
+          docs.consent === null
+            ? null
+            : {
+                identity: docs.consent.identity,
+                payload: docs.consent.payload,
+                reasons: docs.consentReasons,
+              },
+        publication: docs.publication === null ? null : { payload: docs.publication.payload },
+        decision: engine.current(),
+        effective: dataPath.effective(),
+        holds: dataPath.gate.holds(),
+      };
+    },
+    miners: () => ({ count: dataPath.proxy.miners, miners: dataPath.proxy.minerViews(1000) }),
+    shares: () => ({
+      totals: { ...dataPath.proxy.accounting.totals },
+      telemetry: dataPath.telemetry(),
+      workers: Object.fromEntries([...dataPath.proxy.accounting.workers].slice(0, 1000)),
+    }),
+    services: () =>
+      supervisor === null
+        ? { supervisor: "off", services: [] }
+        : { supervisor: "on", ...supervisor.status() },
+    serviceAction: async (kind, action) => {
+      if (supervisor !== null) {
+        ctx.audit.append({ type: `service.${action}_requested`, kind, by: "local API" });
+      }
+      await o.services.act(kind, action);
+      return supervisor?.status().services.find((x) => x.kind === kind) ?? {};
+    },
+    serviceLogs: async (kind, n) => ({
+      kind,
+      lines: supervisor === null ? [] : await supervisor.reconciler.logs(kind, n),
+    }),
+    eligibility: () => ({ ...eligibility.current(), maintenance: eligibility.maintenance() }),
+    maintenance: (windows) => {
+      // A claim that affects rewards: recorded first, like every operator action.
+      ctx.audit.append({
+        type: "eligibility.maintenance",
+        windows: windows.map((w) => ({ ...w })),
+      });
+      eligibility.setMaintenance(windows);
+      return { ...eligibility.current(), maintenance: eligibility.maintenance() };
+    },
+    audit: (n) => ({
+      writable: ctx.audit.writable,
+      records: readChainTail(ctx.audit.path, n).map((l) => JSON.parse(l) as unknown),
+    }),
+    logs: (n) => ({ lines: o.recentLogs?.(n) ?? [] }),
+    revoke: (jws) => o.policy.applyOwnerDocument(jws, "local"),
+    bundle: (b) => o.policy.submitBundle(b, "local"),
+    pause: async () => {
+      o.operator.pause("local API");
+      return o.status();
+    },
+    resume: async () => {
+      o.operator.resume("local API");
+      return o.status();
+    },
+  };
+
+  mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o750 });
+  const listen = ctx.config.api.listen;
+  const api = await startLocalApi({
+    socket: o.apiSocket,
+    logger: ctx.log.child({ component: "local-api" }),
+    handlers,
+    ...(listen === ""
+      ? {}
+      : { tcp: { ...hostPort(listen), token: apiToken(ctx.stateDir, ctx.config.api.token) } }),
+  });
+  if (ctx.config.metrics.listen === "") return { api, metrics: null };
+  try {
+    const metrics = await startMetricsServer({
+      ...hostPort(ctx.config.metrics.listen),
+      registry: o.registry,
+      beforeRender: () => {
+        const st = o.heartbeats.stats();
+        ctx.metrics.heartbeats(
+          st.sent,
+          st.failures,
+          o.heartbeats.lastAcceptedAt(),
+          ctx.clock.now(),
+        );
+      },
+    });
+    return { api, metrics };
+  } catch (err) {
+    await api.close();
+    throw err;
+  }
+}
+
+function hostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  return {
+    host: listen.slice(0, i).replace(/^\[(.*)\]$/, "$1"),
+    port: Number(listen.slice(i + 1)),
+  };
+}

@@ -1,0 +1,111 @@
+import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
+import { isAgentdError } from "../lib/errors.ts";
+import { sleep, stopwatch } from "../lib/timers.ts";
+import { DOC_TYP } from "../policy-guard/documents.ts";
+import type { SubmitResult } from "../policy-guard/engine.ts";
+import type { AgentContext } from "./agent-context.ts";
+import type { StateDriver } from "./state-driver.ts";
+
+/**
+ * The owner's documents reaching the policy guard, from any source: bundles (consent and
+ * publication) from the push stream, the long poll and the local API; revocations and
+ * decommissions from the push stream and the local API. A bundle signed by a publication key
+ * not known yet is a rotation: the key set is fetched and the bundle tried again.
+ *
+ * The long poll runs here too — the same bundle the stream pushes, for when push is not
+ * possible — from the first attestation on, until the agent stops (closing the client ends a
+ * poll in flight).
+ */
+export type DocumentSource = "push" | "poll" | "local";
+
+export interface PolicySync {
+  submitBundle(bundle: unknown, source: DocumentSource): Promise<SubmitResult>;
+  /** A revocation; the time from its arrival to the gate's acknowledgement is measured. */
+  revoke(jws: string, source: "push" | "local"): Promise<SubmitResult>;
+  decommission(jws: string, source: "push" | "local"): Promise<SubmitResult>;
+  /** A revocation or a decommission, told apart by its `typ` (the local API takes both). */
+  applyOwnerDocument(jws: string, source: "push" | "local"): Promise<SubmitResult>;
+}
+
+const LABEL = { push: "push", poll: "poll", local: "local API" } as const;
+const POLL_RETRY_MS = 5_000;
+
+export function startPolicySync(
+  ctx: AgentContext,
+  o: {
+    readonly driver: StateDriver;
+    /** Resolves once the first attestation settled: the long poll needs a session. */
+    readonly attested: Promise<void>;
+    readonly longPollS: number;
+  },
+): PolicySync {
+  const { engine, keys, signal } = ctx;
+
+  const submitBundle = async (bundle: unknown, source: DocumentSource) => {
+    const seq0 = keys.current().seq;
+    let r = await engine.submitBundle(bundle, source);
+    if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
+      if (await keys.refresh("unknown publication key", seq0)) {
+        r = await engine.submitBundle(bundle, source);
+      }
+    }
+    if (r.accepted) o.driver.bundleAccepted(source);
+    return r;
+  };
+
+  const revoke = async (jws: string, source: "push" | "local") => {
+    const elapsed = stopwatch();
+    const r = await engine.submitRevocation(jws, source);
+    if (r.accepted) {
+      ctx.metrics.revokeToStop(elapsed());
+      o.driver.revocationAccepted(LABEL[source]);
+    } else {
+      o.driver.follow("decision after the revocation");
+    }
+    return r;
+  };
+
+  const decommission = async (jws: string, source: "push" | "local") => {
+    const r = await engine.submitDecommission(jws, source);
+    if (r.accepted) {
+      ctx.states.move("decommissioned", `owner-signed decommission (${LABEL[source]})`);
+    }
+    return r;
+  };
+
+  void (async () => {
+    await o.attested;
+    let etag: string | null = null;
+    while (!signal.aborted) {
+      try {
+        const a = await ctx.client.getPolicy({ etag, waitS: o.longPollS });
+        if (signal.aborted) return;
+        if (a.changed) {
+          etag = a.etag;
+          await submitBundle(a.bundle, "poll");
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        if (!(isAgentdError(err) && err.code === "AGENTD_E_CP_NOT_FOUND")) {
+          ctx.log.warn({ err }, "policy poll failed");
+        }
+        await sleep(ctx.timers, POLL_RETRY_MS, signal);
+      }
+    }
+  })();
+
+  return {
+    submitBundle,
+    revoke,
+    decommission,
+    async applyOwnerDocument(jws, source) {
+      let typ: unknown;
+      try {
+        typ = decodeJwsUnverified(jws).header.typ;
+      } catch {
+        typ = undefined;
+      }
+      return typ === DOC_TYP.decommission ? decommission(jws, source) : revoke(jws, source);
+    },
+  };
+}
