@@ -113,15 +113,46 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 /** Structured facts about an error. Values must be JSON-serialisable and never secrets. */
 export type ErrorContext = Readonly<Record<string, string | number | boolean | null | undefined>>;
 
+/** The control plane's codes: a client keeps the HTTP status the server answered with. */
+type ControlPlaneCode = Extract<ErrorCode, `AGENTD_E_CP_${string}`>;
+
+/**
+ * The facts callers read, typed per code (any code may carry other facts too, for people and
+ * logs): reading `err.context.errno` after `err.code === "AGENTD_E_IO"` is a string or absent,
+ * and making one with a number there does not compile.
+ */
+interface KnownContext {
+  AGENTD_E_IO: { readonly path?: string; readonly errno?: string };
+  AGENTD_E_HTTP: {
+    /** The status the server answered with; absent when there was no answer. */
+    readonly status?: number;
+    /** The socket's error (ECONNREFUSED…), null when it had none. */
+    readonly errno?: string | null;
+    /** The server's error code when it is not one of ours. */
+    readonly code?: string | null;
+  };
+  AGENTD_E_CP_CONFLICT: { readonly status?: number; readonly reason?: string };
+  AGENTD_E_CP_RATE_LIMITED: { readonly status?: number; readonly retry_after_s?: number };
+  AGENTD_E_API_RATE_LIMITED: { readonly retry_after_s?: number };
+  AGENTD_E_CP_METHOD_NOT_ALLOWED: { readonly status?: number; readonly allow?: string };
+}
+
+export type ContextOf<C extends ErrorCode> = ErrorContext &
+  (C extends keyof KnownContext
+    ? KnownContext[C]
+    : C extends ControlPlaneCode
+      ? { readonly status?: number }
+      : unknown);
+
 export class AgentdError<C extends ErrorCode = ErrorCode> extends Error {
   override readonly name = "AgentdError";
   readonly code: C;
-  readonly context: ErrorContext;
+  readonly context: ContextOf<C>;
 
-  constructor(code: C, message: string, options: { context?: ErrorContext; cause?: unknown } = {}) {
+  constructor(code: C, message: string, options: { context?: ContextOf<C>; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.context = Object.freeze({ ...(options.context ?? {}) });
+    this.context = Object.freeze({ ...(options.context ?? {}) }) as ContextOf<C>;
   }
 
   get exitClass(): ExitClass {
@@ -133,7 +164,7 @@ export class AgentdError<C extends ErrorCode = ErrorCode> extends Error {
   }
 
   /** The error as machine-readable JSON (for `--json` output and audit records). */
-  toJSON(): { code: C; message: string; context: ErrorContext } {
+  toJSON(): { code: C; message: string; context: ContextOf<C> } {
     return { code: this.code, message: this.message, context: this.context };
   }
 }
@@ -155,7 +186,7 @@ export function isErrorCode(value: string): value is ErrorCode {
 export function fail<C extends ErrorCode>(
   code: C,
   message: string,
-  context?: ErrorContext,
+  context?: ContextOf<C>,
   cause?: unknown,
 ): AgentdError<C> {
   return new AgentdError(code, message, {

@@ -74,4 +74,18 @@ describe("error codes", () => {
     expect(new AgentdError("AGENTD_E_JWS_SIGNATURE", "x").exitCode).toBe(3);
     expect(isErrorCode("AGENTD_E_NOPE")).toBe(false);
   });
+
+  it("types the facts callers read, per code (tsc checks the expectations below)", () => {
+    const err: unknown = fail("AGENTD_E_IO", "missing", { errno: "ENOENT", path: "/p" });
+    if (!isAgentdError(err) || err.code !== "AGENTD_E_IO") throw new Error("narrowing failed");
+    const errno: string | undefined = err.context.errno;
+    expect(errno).toBe("ENOENT");
+    // @ts-expect-error an errno is a string: a number does not compile
+    expect(fail("AGENTD_E_IO", "x", { errno: 2 }).context.errno).toBe(2);
+    const cp = fail("AGENTD_E_CP_NOT_FOUND", "gone", { status: 404 });
+    const status: number | undefined = cp.context.status;
+    expect(status).toBe(404);
+    // @ts-expect-error the status a client keeps is a number
+    fail("AGENTD_E_CP_CONFLICT", "x", { status: "409" });
+  });
 });
