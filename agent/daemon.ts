@@ -17,20 +17,14 @@ import { ChainLog, readChainTail } from "../lib/fs/chain-log.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
+import { backgroundTimers } from "../lib/timers.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
-import { defaultSpecs } from "../supervisor/defaults.ts";
-import type { ServiceEngine } from "../supervisor/engine.ts";
-import { processEngine } from "../supervisor/process-engine.ts";
+import { createSupervisor } from "../supervisor/create-supervisor.ts";
+import type { ServiceDriver } from "../supervisor/driver.ts";
 import { SERVICE_KINDS, type ServiceKind } from "../supervisor/spec.ts";
-import { loadServicesFile } from "../supervisor/specs-file.ts";
-import {
-  dockerClient,
-  dockerEngine,
-  type Supervisor,
-  startSupervisor,
-} from "../supervisor/supervisor.ts";
+import type { Supervisor } from "../supervisor/supervisor.ts";
 import { agentMetrics } from "./agent-metrics.ts";
 import { type AgentStateStore, openAgentState, STATE_FILE } from "./agent-state.ts";
 import { apiToken } from "./api-token.ts";
@@ -108,10 +102,10 @@ export interface AgentDaemonOptions {
    */
   readonly attestIntervalMs?: number;
   /**
-   * The engine the supervisor runs services on; default from `supervisor.driver` (docker: the
+   * The driver the supervisor runs services on; default from `supervisor.driver` (docker: the
    * Docker Engine API at docker.host). Injected by tests.
    */
-  readonly serviceEngine?: ServiceEngine;
+  readonly serviceDriver?: ServiceDriver;
   /** How often the audit log is probed while it cannot be written (default 2 s). */
   readonly auditProbeMs?: number;
   /** Free space the audit log's disk needs before mining resumes after it was full (1 MiB). */
@@ -343,49 +337,26 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     // The services: the supervisor as the policy guard's services gate (before the engine
     // starts, so the first decision reaches it too).
-    let supervisor: Supervisor | null = null;
-    const driver = o.config.supervisor.driver;
-    if (o.serviceEngine !== undefined || driver !== "off") {
-      const dataDir = o.config.supervisor.data_dir;
-      const specs =
-        o.config.supervisor.services_file === ""
-          ? defaultSpecs(dataDir)
-          : loadServicesFile(o.config.supervisor.services_file, dataDir);
-      let serviceEngine = o.serviceEngine;
-      if (serviceEngine === undefined && driver === "process") {
-        const pe = processEngine({
-          stateDir: join(o.stateDir, "services"),
-          worker: workerId,
-          clock: o.clock,
-          specs: () => Object.values(specs),
-          logger: log.child({ component: "processes" }),
-        });
-        onStop("process engine", () => pe.close());
-        serviceEngine = pe;
-      }
-      if (serviceEngine === undefined) {
-        const { docker, name } = dockerClient(o.config.docker.host);
-        serviceEngine = dockerEngine(docker, { worker: workerId, name });
-      }
-      supervisor = startSupervisor({
-        engine: serviceEngine,
-        specs,
-        dataDir,
-        clock: o.clock,
-        logger: log.child({ component: "supervisor" }),
-        onEvent: (e) => {
-          metrics.serviceEvent(e);
-          if (e.type === "service.restart_scheduled") return; // a log line is enough
-          try {
-            audit.append({ ...e, actor: "supervisor" });
-          } catch {
-            // counted lost by the audit sink, which holds mining meanwhile
-          }
-        },
-      });
+    const supervisor: Supervisor | null = createSupervisor(o.config, {
+      workerId,
+      stateDir: o.stateDir,
+      clock: o.clock,
+      timers: backgroundTimers,
+      logger: log,
+      onEvent: (e) => {
+        metrics.serviceEvent(e);
+        if (e.type === "service.restart_scheduled") return; // a log line is enough
+        try {
+          audit.append({ ...e, actor: "supervisor" });
+        } catch {
+          // counted lost by the audit sink, which holds mining meanwhile
+        }
+      },
+      ...(o.serviceDriver === undefined ? {} : { driver: o.serviceDriver }),
+    });
+    if (supervisor !== null) {
       engine.registerServicesGate(supervisor.gate);
-      const s = supervisor;
-      onStop("supervisor", () => s.close());
+      onStop("supervisor", () => supervisor.close());
     }
     const stratum = await proxy.listen();
     onStop("stratum proxy", () => proxy.close());
