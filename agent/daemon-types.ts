@@ -3,7 +3,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { AgentdConfig } from "../lib/config/schema.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import type { Timers } from "../lib/timers.ts";
-import type { ServiceEngine } from "../supervisor/engine.ts";
+import type { ServiceDriver } from "../supervisor/driver.ts";
 import type { AgentState } from "./state-machine.ts";
 
 /** What `agentd run` (daemon.ts startAgent) is given, and what it gives back. */
@@ -33,8 +33,8 @@ export interface AgentDaemonOptions {
   readonly recentLogs?: (n: number) => string[];
   /** Attestation with fresh host facts at least this often (default 15 min). */
   readonly attestIntervalMs?: number;
-  /** The engine the supervisor runs services on, injected by tests (default from config). */
-  readonly serviceEngine?: ServiceEngine;
+  /** The driver the supervisor runs services with, injected by tests (default from config). */
+  readonly serviceDriver?: ServiceDriver;
   /** How often the audit log is probed while it cannot be written (default 2 s). */
   readonly auditProbeMs?: number;
   /** Free space the audit log's disk needs before mining resumes after it was full (1 MiB). */

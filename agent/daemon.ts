@@ -118,7 +118,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     engineRef = engine;
     dataPath.attach(engine);
-    const services = startServices(base, engine, o.serviceEngine);
+    const services = startServices(base, engine, o.serviceDriver);
     parts.add("supervisor", () => services.close());
     const stratum = await dataPath.proxy.listen();
     parts.add("stratum proxy", () => dataPath.proxy.close());

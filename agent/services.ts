@@ -1,19 +1,10 @@
-import { join } from "node:path";
 import { fail } from "../lib/errors.ts";
 import type { EnforcementEngine } from "../policy-guard/engine.ts";
-import { defaultSpecs } from "../supervisor/defaults.ts";
-import type { ServiceEngine } from "../supervisor/engine.ts";
-import { processEngine } from "../supervisor/process-engine.ts";
+import { createSupervisor } from "../supervisor/create-supervisor.ts";
+import type { ServiceDriver } from "../supervisor/driver.ts";
 import { SERVICE_KINDS, type ServiceKind } from "../supervisor/spec.ts";
-import { loadServicesFile } from "../supervisor/specs-file.ts";
-import {
-  dockerClient,
-  dockerEngine,
-  type Supervisor,
-  startSupervisor,
-} from "../supervisor/supervisor.ts";
+import type { Supervisor } from "../supervisor/supervisor.ts";
 import type { AgentBase } from "./agent-context.ts";
-
 /**
  * The supervised services in `agentd run`: the supervisor (supervisor/) as the policy guard's
  * services gate — registered before the engine starts, so its first decision reaches it too —
@@ -30,10 +21,26 @@ export interface AgentServices {
 export function startServices(
   ctx: AgentBase,
   engine: EnforcementEngine,
-  /** Injected by tests; default from `supervisor.driver`. */
-  serviceEngine: ServiceEngine | undefined,
+  /** Injected by tests; default from `supervisor.driver` (the supervisor chooses). */
+  driver: ServiceDriver | undefined,
 ): AgentServices {
-  const supervisor = chooseSupervisor(ctx, serviceEngine);
+  const supervisor = createSupervisor(ctx.config, {
+    workerId: ctx.workerId,
+    stateDir: ctx.stateDir,
+    clock: ctx.clock,
+    timers: ctx.timers,
+    logger: ctx.log,
+    onEvent: (e) => {
+      ctx.metrics.serviceEvent(e);
+      if (e.type === "service.restart_scheduled") return; // a log line is enough
+      try {
+        ctx.audit.append({ ...e, actor: "supervisor" });
+      } catch {
+        // counted lost by the audit sink, which holds mining meanwhile
+      }
+    },
+    ...(driver === undefined ? {} : { driver }),
+  });
   if (supervisor !== null) engine.registerServicesGate(supervisor.gate);
   return {
     supervisor,
@@ -51,58 +58,6 @@ export function startServices(
     },
     close: async () => {
       await supervisor?.close();
-    },
-  };
-}
-
-function chooseSupervisor(ctx: AgentBase, injected: ServiceEngine | undefined): Supervisor | null {
-  const driver = ctx.config.supervisor.driver;
-  if (injected === undefined && driver === "off") return null;
-  const dataDir = ctx.config.supervisor.data_dir;
-  const specs =
-    ctx.config.supervisor.services_file === ""
-      ? defaultSpecs(dataDir)
-      : loadServicesFile(ctx.config.supervisor.services_file, dataDir);
-  let serviceEngine = injected;
-  let closeEngine = async () => {};
-  if (serviceEngine === undefined && driver === "process") {
-    const pe = processEngine({
-      stateDir: join(ctx.stateDir, "services"),
-      worker: ctx.workerId,
-      clock: ctx.clock,
-      specs: () => Object.values(specs),
-      logger: ctx.log.child({ component: "processes" }),
-    });
-    closeEngine = async () => {
-      await pe.close();
-    };
-    serviceEngine = pe;
-  }
-  if (serviceEngine === undefined) {
-    const { docker, name } = dockerClient(ctx.config.docker.host);
-    serviceEngine = dockerEngine(docker, { worker: ctx.workerId, name });
-  }
-  const s = startSupervisor({
-    engine: serviceEngine,
-    specs,
-    dataDir,
-    clock: ctx.clock,
-    logger: ctx.log.child({ component: "supervisor" }),
-    onEvent: (e) => {
-      ctx.metrics.serviceEvent(e);
-      if (e.type === "service.restart_scheduled") return; // a log line is enough
-      try {
-        ctx.audit.append({ ...e, actor: "supervisor" });
-      } catch {
-        // counted lost by the audit sink, which holds mining meanwhile
-      }
-    },
-  });
-  return {
-    ...s,
-    close: async () => {
-      await s.close();
-      await closeEngine();
     },
   };
 }

@@ -1,19 +1,19 @@
 /**
- * The supervisor on a container engine (issue 7): the time from a container's death to its
+ * The supervisor on the Docker driver (issue 7): the time from a container's death to its
  * first restart by agentd (goal p99 < 2 s), the supervisor's CPU with the services idle, and
  * its memory. Prints one line of JSON, then a table (omitted with --json-only).
  *
  *   node bench/supervisor.ts [--kills N] [--cln-kills N] [--idle-s S] [--no-probe-idle-s S]
  *                            [--lightning both|lnd|cln] [--seed N] [--json-only]
  *
- * The engine is a private Podman service speaking the Docker Engine API (test/support/podman.ts
+ * The Docker Engine API is that of a private Podman service (test/support/podman.ts
  * `startPodman`, its own storage: nothing of the host's is touched); the services are the
  * simulators of sim/services in the locally imported node image (`buildNodeImage`), described
  * as a services file over the built-in specs (bench/supervisor/stack.ts). One Lightning node
  * runs at a time, so a stack is four services: bitcoind, the template provider, the translator
  * and lnd — or, in a second configuration, cln instead of lnd. The supervisor is
- * `startSupervisor` with `dockerEngine`, its default intervals (a resync every 10 s, health
- * probes every 5 s, the engine's event stream), in a process of its own
+ * `startSupervisor` with `dockerDriver`, its default intervals (a resync every 10 s, health
+ * probes every 5 s, the API's event stream), in a process of its own
  * (bench/supervisor/runner.ts) so that its CPU and memory are its own; it tells this process
  * its events over IPC, timed on the same clock.
  *
@@ -28,13 +28,13 @@
  *      created); an idle window (--idle-s); --cln-kills deaths.
  * (--lightning lnd: 1–3 only; cln: 1–3 with cln.)
  *
- * A death: with the whole stack running and healthy (the engine says so, the supervisor holds
+ * A death: with the whole stack running and healthy (Podman says so, the supervisor holds
  * nothing and sees bitcoind, which the others wait for, healthy, and this process's probes
  * answer), a kind drawn at random (seeded) among the running ones, after
  * a random pause of 0–0.5 s, its container's main process is sent SIGKILL from the host (its
  * pid from `inspect`; the clock starts just before kill(2)). Measured from that instant: (a)
  * the supervisor seeing the exit (its `service.exited` event); (b) the container running again
- * as the engine says (`inspect` polled every 20 ms: running, with a new pid); (c) the service
+ * as Podman says (`inspect` polled every 20 ms: running, with a new pid); (c) the service
  * answering its health probe again (supervisor/health.ts `probe`, the supervisor's own probe,
  * polled every 20 ms from (b)). Also the backoff the supervisor scheduled and when its start
  * call returned. Then, once the stack is running and healthy again, the kind's failure
@@ -45,14 +45,14 @@
  * about.
  *
  * Baseline, same run, interleaved death by death (the order alternating), same kind: the
- * engine's own floor — a container of the same image, command, binds, ports and probe (the
- * create options of supervisor/docker-engine.ts, without agentd's labels), stopped
+ * Podman's own floor — a container of the same image, command, binds, ports and probe (the
+ * create options of supervisor/docker-driver.ts, without agentd's labels), stopped
  * after a SIGKILL, started with `docker start` (the clock starts just before the request),
  * until `inspect` says running and until the same probe answers, polled the same way; then
- * killed again. `ratios` say what the supervisor adds to the engine's floor.
+ * killed again. `ratios` say what the supervisor adds to Podman's floor.
  *
  * Idle: with the stack running and healthy and nothing happening, the runner's
- * process.cpuUsage() over the window (CPU seconds per minute, % of one core), with the engine
+ * process.cpuUsage() over the window (CPU seconds per minute, % of one core), with the driver
  * calls it made and the events it received; the Podman service's own CPU (/proc) in the same
  * window. Baselines in the same windows: a trivial Node process (one no-op setInterval) and
  * the runner's modules imported only, same binary and flags. Memory: VmRSS, RssAnon, RssFile
@@ -65,6 +65,8 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type Docker from "dockerode";
+import { systemTimers } from "../lib/timers.ts";
+import { type DockerCall, retryTransient } from "../supervisor/docker-transient.ts";
 import { probe } from "../supervisor/health.ts";
 import type { SupervisorEvent } from "../supervisor/reconciler.ts";
 import {
@@ -282,10 +284,18 @@ function runnerConfig(lightning: Lightning, minMs: number, healthMs?: number): R
   };
 }
 
+/**
+ * A call to Podman, tried again on its transient answers while a container dies (the 500
+ * `read /proc/PID/cgroup: no such process` of an inspect racing a SIGKILL, …), as the
+ * supervisor's Docker driver does: bounded, the same classification.
+ */
+const api = <T>(call: DockerCall, f: () => Promise<T>): Promise<T> =>
+  retryTransient(call, f, { timers: systemTimers });
+
 /** The container state as `inspect` says; null when there is no such container. */
 async function stateOf(id: string): Promise<{ running: boolean; pid: number } | null> {
   try {
-    const s = (await docker.getContainer(id).inspect()).State;
+    const s = (await api("inspect", () => docker.getContainer(id).inspect())).State;
     return { running: s.Running, pid: s.Pid };
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode === 404) return null;
@@ -309,15 +319,17 @@ async function pollUntil<T>(
 }
 
 async function healthy(kind: ServiceKind): Promise<boolean> {
-  return (await probe(probes[kind])).healthy;
+  return (await probe(probes[kind], systemTimers)).healthy;
 }
 
 /** Our supervised containers (this worker's label), all states. */
 function mine(): Promise<Docker.ContainerInfo[]> {
-  return docker.listContainers({
-    all: true,
-    filters: { label: [`${LABELS.worker}=${worker}`] },
-  });
+  return api("list", () =>
+    docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.worker}=${worker}`] },
+    }),
+  );
 }
 
 /**
@@ -388,12 +400,12 @@ async function kill(id: string, pid: number): Promise<void> {
     killMethods["kill(2) on the container's pid"] =
       (killMethods["kill(2) on the container's pid"] ?? 0) + 1;
   } catch {
-    await docker.getContainer(id).kill({ signal: "SIGKILL" });
+    await api("kill", () => docker.getContainer(id).kill({ signal: "SIGKILL" }));
     killMethods["docker kill"] = (killMethods["docker kill"] ?? 0) + 1;
   }
 }
 
-// ---- the engine's floor -------------------------------------------------------------------------
+// ---- Podman's floor -----------------------------------------------------------------------------
 
 interface Floor {
   readonly id: string;
@@ -428,7 +440,7 @@ async function createFloors(kinds: readonly ServiceKind[]): Promise<void> {
 }
 
 /**
- * A container from `spec` with the options supervisor/docker-engine.ts `create` gives one
+ * A container from `spec` with the options supervisor/docker-driver.ts `create` gives one
  * (command, environment, binds, published ports, restart policy "no", read-only root, memory,
  * CPUs, user, stop timeout) — but none of agentd's labels: Podman 4.3's event stream ORs label
  * filters (a container with `dev.agentd.managed=true` and another worker's label reaches the
@@ -448,7 +460,7 @@ async function createLike(kind: ServiceKind, spec: ServiceSpec): Promise<string>
     Image: image,
     Cmd: [...spec.command],
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    Labels: { "dev.agentd.bench": "engine-floor" },
+    Labels: { "dev.agentd.bench": "podman-floor" },
     ...(spec.user === null ? {} : { User: spec.user }),
     ExposedPorts: exposed,
     StopTimeout: spec.stopTimeoutS,
@@ -475,16 +487,13 @@ async function floorSample(kind: ServiceKind): Promise<FloorSample> {
   const f = floors.get(kind) as Floor;
   const before = f.pid;
   const t0 = now();
-  const call = docker
-    .getContainer(f.id)
-    .start()
-    .then(() => now());
+  const call = api("start", () => docker.getContainer(f.id).start()).then(() => now());
   const running = await pollUntil(async () => {
     const s = await stateOf(f.id);
     return s?.running === true && s.pid !== before ? s : null;
   }, `the floor's ${kind} running`);
   const ok = await pollUntil(
-    async () => ((await probe(f.probe)).healthy ? true : null),
+    async () => ((await probe(f.probe, systemTimers)).healthy ? true : null),
     `the floor's ${kind} healthy`,
   );
   const returned = await call;
@@ -508,8 +517,8 @@ interface KillSample {
   readonly kind: ServiceKind;
   /** (a) kill → the supervisor's `service.exited`. */
   readonly exit_seen_ms: number;
-  /** kill → `inspect` says not running (the engine's own view of the death). */
-  readonly engine_exited_ms: number;
+  /** kill → `inspect` says not running (Podman's own view of the death). */
+  readonly podman_exited_ms: number;
   /** The backoff the supervisor scheduled (`service.restart_scheduled`), null if none. */
   readonly backoff_ms: number | null;
   /** Consecutive failures it counted (1: a first failure, restarted after min_ms). */
@@ -583,7 +592,7 @@ async function killSample(
   return {
     kind,
     exit_seen_ms: exit.at - t0,
-    engine_exited_ms: gone.at - t0,
+    podman_exited_ms: gone.at - t0,
     backoff_ms: scheduled?.type === "service.restart_scheduled" ? scheduled.inMs : null,
     failures: scheduled?.type === "service.restart_scheduled" ? scheduled.failures : null,
     start_returned_ms: started.at - t0,
@@ -634,7 +643,7 @@ function deathSummary(minMs: number, samples: readonly KillSample[], seconds: nu
     exit_codes: countBy(samples, (s) => String(s.exit_code)),
     consecutive_failures: countBy(samples, (s) => String(s.failures)),
     exit_seen_ms: pick((s) => s.exit_seen_ms),
-    engine_exited_ms: pick((s) => s.engine_exited_ms),
+    podman_exited_ms: pick((s) => s.podman_exited_ms),
     backoff_scheduled_ms: msSummary(withBackoff.map((s) => s.backoff_ms as number)),
     start_returned_ms: pick((s) => s.start_returned_ms),
     running_ms: pick((s) => s.running_ms),
@@ -744,25 +753,25 @@ function diffCounts(a: RunnerCounts, b: RunnerCounts) {
     const d = v - (a.calls[k] ?? 0);
     if (d !== 0) calls[k] = d;
   }
-  return { engine_calls: calls, engine_events: b.engine_events - a.engine_events };
+  return { driver_calls: calls, driver_events: b.driver_events - a.driver_events };
 }
 
 /**
  * An idle window: the runner's and the baselines' process.cpuUsage() at its start and end,
- * the engine service's CPU from /proc, the runner's engine calls and events; memory at the end.
+ * the Podman service's CPU from /proc, the runner's driver calls and events; memory at the end.
  */
 async function idleWindow(r: Runner, seconds: number, baselines: readonly IpcChild[]) {
   await sleep(1000); // let the last status requests and probes of the wait settle
   const cpu = (c: IpcChild) => c.request<{ cpu: CpuUsage }>("cpu").then((x) => x.cpu);
   const counts0 = (await r.child.request<{ counts: RunnerCounts }>("counts")).counts;
   const mark = r.events.length;
-  const engine0 = podmanPid === null ? Number.NaN : cpuSecondsOf(podmanPid);
+  const podman0 = podmanPid === null ? Number.NaN : cpuSecondsOf(podmanPid);
   const t0 = now();
   const [c0, ...b0] = await Promise.all([cpu(r.child), ...baselines.map(cpu)]);
   await sleep(seconds * 1000);
   const [c1, ...b1] = await Promise.all([cpu(r.child), ...baselines.map(cpu)]);
   const t1 = now();
-  const engine1 = podmanPid === null ? Number.NaN : cpuSecondsOf(podmanPid);
+  const podman1 = podmanPid === null ? Number.NaN : cpuSecondsOf(podmanPid);
   const memory = memorySample(memoryOf(r.child.pid));
   const baseMemory = baselines.map((b) => memorySample(memoryOf(b.pid)));
   const counts1 = (await r.child.request<{ counts: RunnerCounts }>("counts")).counts;
@@ -774,10 +783,10 @@ async function idleWindow(r: Runner, seconds: number, baselines: readonly IpcChi
       ...diffCounts(counts0, counts1),
       supervisor_events: countBy(events, (e) => e),
     },
-    engine_service: {
-      cpu_s: round(engine1 - engine0, 2),
-      cpu_s_per_min: round(((engine1 - engine0) / w) * 60, 3),
-      pct_of_one_core: round(((engine1 - engine0) / w) * 100, 2),
+    podman_service: {
+      cpu_s: round(podman1 - podman0, 2),
+      cpu_s_per_min: round(((podman1 - podman0) / w) * 60, 3),
+      pct_of_one_core: round(((podman1 - podman0) / w) * 100, 2),
     },
     baselines: baselines.map((_, i) => cpuWindow(b0[i] as CpuUsage, b1[i] as CpuUsage, w)),
     memory,
@@ -795,7 +804,7 @@ try {
   docker = dockerClient(podman);
   image = await buildNodeImage(podman);
   podmanPid = findPodmanPid(podman.socketPath);
-  const engineVersion = (await podmanCli(podman, ["--version"])).trim();
+  const podmanVersion = (await podmanCli(podman, ["--version"])).trim();
   makeDataDirs(dataDir);
   const [pb, ptp, ptr, pl] = await freePorts(4);
   ports = {
@@ -910,10 +919,10 @@ try {
       return [
         label,
         {
-          running_p50_over_engine_start: ratio(d.running_ms.p50, f.running_ms.p50),
-          running_p99_over_engine_start: ratio(d.running_ms.p99, f.running_ms.p99),
-          healthy_p50_over_engine_start: ratio(d.healthy_ms.p50, f.healthy_ms.p50),
-          healthy_p99_over_engine_start: ratio(d.healthy_ms.p99, f.healthy_ms.p99),
+          running_p50_over_podman_start: ratio(d.running_ms.p50, f.running_ms.p50),
+          running_p99_over_podman_start: ratio(d.running_ms.p99, f.running_ms.p99),
+          healthy_p50_over_podman_start: ratio(d.healthy_ms.p50, f.healthy_ms.p50),
+          healthy_p99_over_podman_start: ratio(d.healthy_ms.p99, f.healthy_ms.p99),
           running_p50_added_ms: round(d.running_ms.p50 - f.running_ms.p50, 1),
           running_p50_added_beyond_backoff_ms: round(
             d.running_minus_backoff_ms.p50 - f.running_ms.p50,
@@ -926,7 +935,7 @@ try {
   const idleResults: Record<string, unknown> = {
     [PRIMARY]: {
       supervisor: idleA.supervisor,
-      engine_service: idleA.engine_service,
+      podman_service: idleA.podman_service,
       health_ms: HEALTH_MS,
     },
     ...(idleB === null
@@ -934,7 +943,7 @@ try {
       : {
           [`${PRIMARY}_no_probe`]: {
             supervisor: idleB.supervisor,
-            engine_service: idleB.engine_service,
+            podman_service: idleB.podman_service,
             health_ms: NO_PROBE_HEALTH_MS,
             adopted_without_restart: !(
               `service.started` in (bringUp[`${PRIMARY}_no_probe`]?.events ?? {})
@@ -946,7 +955,7 @@ try {
       : {
           cln: {
             supervisor: idleD.supervisor,
-            engine_service: idleD.engine_service,
+            podman_service: idleD.podman_service,
             health_ms: HEALTH_MS,
           },
         }),
@@ -1001,8 +1010,8 @@ try {
         [PRIMARY]: kindsP,
         ...(WITH_CLN ? { cln: stackKinds("cln") } : {}),
       },
-      engine: {
-        version: engineVersion,
+      podman: {
+        version: podmanVersion,
         api: "Docker Engine API on a private podman system service (test/support/podman.ts)",
         storage_driver: podman.driver,
         events_logger: "file",
@@ -1035,7 +1044,7 @@ try {
       },
     },
     baseline: {
-      engine_start: floorResults,
+      podman_start: floorResults,
       idle: idleBaselines,
       memory: { trivial_node: memTrivial, import_only: memImport },
     },
@@ -1078,16 +1087,16 @@ function printTable(r: Record<string, unknown>): void {
       string,
       {
         supervisor: CpuWindow & {
-          engine_calls: Record<string, number>;
-          engine_events: number;
+          driver_calls: Record<string, number>;
+          driver_events: number;
         };
-        engine_service: { cpu_s_per_min: number; pct_of_one_core: number };
+        podman_service: { cpu_s_per_min: number; pct_of_one_core: number };
       }
     >;
     memory: Record<string, MemorySample>;
   };
   const base = r.baseline as {
-    engine_start: Record<string, ReturnType<typeof floorSummary>>;
+    podman_start: Record<string, ReturnType<typeof floorSummary>>;
     idle: Record<string, { trivial_node: CpuWindow; import_only: CpuWindow }>;
     memory: { trivial_node: MemorySample; import_only: MemorySample };
   };
@@ -1098,13 +1107,13 @@ function printTable(r: Record<string, unknown>): void {
   const row = (name: string, s: MsSummary) => [name, s.p50, s.p90, s.p99, s.max, s.mean, s.count];
   const restartRows: (string | number)[][] = [];
   for (const [label, d] of Object.entries(res.restart)) {
-    const f = base.engine_start[label] as ReturnType<typeof floorSummary>;
+    const f = base.podman_start[label] as ReturnType<typeof floorSummary>;
     restartRows.push(
       row(`${label}: (a) kill → supervisor sees the exit`, d.exit_seen_ms),
-      row(`${label}:     kill → engine says exited`, d.engine_exited_ms),
+      row(`${label}:     kill → Podman says exited`, d.podman_exited_ms),
       row(`${label}:     backoff scheduled`, d.backoff_scheduled_ms),
       row(`${label}:     kill → supervisor's start call answered`, d.start_returned_ms),
-      row(`${label}: (b) kill → engine says running`, d.running_ms),
+      row(`${label}: (b) kill → Podman says running`, d.running_ms),
       row(`${label}: (c) kill → health probe answers`, d.healthy_ms),
       row(`${label}:     (b) minus the backoff`, d.running_minus_backoff_ms),
       row(`${label}: floor: docker start → running`, f.running_ms),
@@ -1120,11 +1129,11 @@ function printTable(r: Record<string, unknown>): void {
       s.window_s,
       s.cpu_s_per_min,
       s.pct_of_one_core,
-      Object.entries(s.engine_calls)
+      Object.entries(s.driver_calls)
         .map(([k, v]) => `${k} ${v}`)
         .join(", "),
-      s.engine_events,
-      w.engine_service.cpu_s_per_min,
+      s.driver_events,
+      w.podman_service.cpu_s_per_min,
     ]);
     if (b !== undefined) {
       idleRows.push([
@@ -1170,7 +1179,7 @@ function printTable(r: Record<string, unknown>): void {
           "window s",
           "CPU s/min",
           "% of a core",
-          "engine calls",
+          "driver calls",
           "events",
           "podman service CPU s/min",
         ],

@@ -2,13 +2,15 @@ import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { connect } from "node:net";
+import type { Timers } from "../lib/timers.ts";
 import type { HealthProbe } from "./spec.ts";
 
 /**
  * Health probes, each the service's own protocol, on the host side of its published port (or
  * its unix socket in a mounted directory), with a deadline. Secrets (bitcoind's cookie, lnd's
  * macaroon) are read from their files for each probe — they change when the service restarts
- * — and never logged or returned.
+ * — and never logged or returned. The deadlines of the TCP and unix-socket probes run on the
+ * injected timers; the HTTP ones are the socket's own idle timeout.
  *
  *   bitcoind-rpc  JSON-RPC getblockchaininfo, HTTP Basic with the cookie → synced, tip height
  *   lnd-rest      GET /v1/getinfo with the macaroon (hex, Grpc-Metadata-macaroon), and
@@ -31,13 +33,17 @@ export interface ProbeResult {
 
 const TIMEOUT_MS = 2_000;
 
-export async function probe(p: HealthProbe, host = "127.0.0.1"): Promise<ProbeResult> {
+export async function probe(
+  p: HealthProbe,
+  timers: Timers,
+  host = "127.0.0.1",
+): Promise<ProbeResult> {
   try {
     switch (p.type) {
       case "none":
         return { healthy: true };
       case "tcp":
-        await tcpConnect(host, p.port);
+        await tcpConnect(timers, host, p.port);
         return { healthy: true };
       case "http": {
         const r = await http({ host, port: p.port, path: p.path, method: "GET" });
@@ -105,9 +111,9 @@ export async function probe(p: HealthProbe, host = "127.0.0.1"): Promise<ProbeRe
         };
       }
       case "cln-rpc": {
-        const info = await unixJsonRpc(p.socket, "getinfo", {});
+        const info = await unixJsonRpc(timers, p.socket, "getinfo", {});
         if (info === null) return { healthy: false, error: "no answer" };
-        const chans = (await unixJsonRpc(p.socket, "listpeerchannels", {})) as {
+        const chans = (await unixJsonRpc(timers, p.socket, "listpeerchannels", {})) as {
           channels?: { peer_id?: string; state?: string }[];
         } | null;
         return {
@@ -126,17 +132,17 @@ export async function probe(p: HealthProbe, host = "127.0.0.1"): Promise<ProbeRe
   }
 }
 
-function tcpConnect(host: string, port: number): Promise<void> {
+function tcpConnect(timers: Timers, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const s = connect({ host, port });
-    const t = setTimeout(() => s.destroy(new Error("timeout")), TIMEOUT_MS);
+    const t = timers.setTimeout(() => s.destroy(new Error("timeout")), TIMEOUT_MS);
     s.once("connect", () => {
-      clearTimeout(t);
+      timers.clearTimeout(t);
       s.destroy();
       resolve();
     });
     s.once("error", (err) => {
-      clearTimeout(t);
+      timers.clearTimeout(t);
       reject(err);
     });
   });
@@ -183,17 +189,22 @@ function http(o: {
   });
 }
 
-function unixJsonRpc(socket: string, method: string, params: object): Promise<unknown> {
+function unixJsonRpc(
+  timers: Timers,
+  socket: string,
+  method: string,
+  params: object,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const s = connect({ path: socket });
     let buf = "";
-    const t = setTimeout(() => s.destroy(new Error("timeout")), TIMEOUT_MS);
+    const t = timers.setTimeout(() => s.destroy(new Error("timeout")), TIMEOUT_MS);
     s.on("connect", () => s.write(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params })));
     s.on("data", (c: Buffer) => {
       buf += c.toString("utf8");
       try {
         const msg = JSON.parse(buf) as { result?: unknown; error?: unknown };
-        clearTimeout(t);
+        timers.clearTimeout(t);
         s.destroy();
         resolve(msg.error === undefined ? (msg.result ?? null) : null);
       } catch {
@@ -201,7 +212,7 @@ function unixJsonRpc(socket: string, method: string, params: object): Promise<un
       }
     });
     s.on("error", (err) => {
-      clearTimeout(t);
+      timers.clearTimeout(t);
       reject(err);
     });
   });

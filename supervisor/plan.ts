@@ -6,13 +6,13 @@ import { SERVICE_KINDS, type ServiceKind, type ServiceSpec, specHash } from "./s
  * by their labels; nothing else is ever passed in, so nothing else is ever touched) and the
  * supervisor's own state per kind (an operator's manual stop, a crash loop, the restart
  * backoff, the health of dependencies), it returns the steps as data. Executors apply them;
- * tests check plans without any engine.
+ * tests check plans without any driver.
  *
  * Rules, per kind:
  * - not allowed: every container of it is stopped and removed;
  * - allowed: exactly one container, created from the allowed image with the current spec
  *   (a container with another spec hash — a changed spec or image — is replaced; extra ones,
- *   after an agent restart or an engine hiccup, are removed: no duplicates);
+ *   after an agent restart or a driver hiccup, are removed: no duplicates);
  * - it runs unless the operator stopped it by hand, it is in a crash loop, or a service it
  *   depends on is not healthy (then it is stopped, and started again once that service is);
  * - a start waits for its restart backoff.

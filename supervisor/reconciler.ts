@@ -1,6 +1,7 @@
 import type { Clock } from "../lib/clock.ts";
 import type { Logger } from "../lib/log/logger.ts";
-import type { EngineEvent, EventSubscription, ServiceEngine } from "./engine.ts";
+import type { TimerHandle, Timers } from "../lib/timers.ts";
+import type { DriverEvent, EventSubscription, ServiceDriver } from "./driver.ts";
 import {
   type Actual,
   type Desired,
@@ -13,30 +14,29 @@ import {
 import { SERVICE_KINDS, type ServiceKind, specHash } from "./spec.ts";
 
 /**
- * Keeps the services as the target says, on an injected engine: plan (plan.ts, pure), then
+ * Keeps the services as the target says, on an injected driver: plan (plan.ts, pure), then
  * apply, one apply at a time; a newer target, an event or a health change while applying
  * makes the running apply stop between two steps and plan again from what runs then.
  *
- * Recovery: the engine's event stream (re-subscribed when it ends) reports a service that
+ * Recovery: the driver's event stream (re-subscribed when it ends) reports a service that
  * died; the supervisor restarts it after a backoff with full jitter, per kind
  * (min·2^n up to max); N failures within the window is a crash loop: an alert, no more
  * restarts until its spec or image changes or an operator starts it. A stop by an operator
  * holds until an operator start. Services wait for the ones they depend on to be healthy, and
- * are stopped and started again around that service's trouble. When the engine is
- * unreachable the reconciler keeps retrying and, besides, reconciles every `resyncMs` — so it
- * catches up within seconds of the engine's return, and finds anything an event missed.
+ * are stopped and started again around that service's trouble. When the driver's backend (the
+ * Docker Engine API's socket) is unreachable the reconciler keeps retrying and, besides,
+ * reconciles every `resyncMs` — so it catches up within seconds of its return, and finds
+ * anything an event missed. All waiting is on the injected `timers` (lib/timers.ts).
  */
 
 export interface ReconcilerOptions {
-  readonly engine: ServiceEngine;
+  readonly driver: ServiceDriver;
   readonly clock: Clock;
+  /** Backoffs, retries, the resync and the health rounds (production: backgroundTimers). */
+  readonly timers: Timers;
   readonly logger: Logger;
   /** Whether a kind answers its health probe now (health.ts); a throw counts as unhealthy. */
   readonly probe: (kind: ServiceKind, desired: Desired) => Promise<boolean>;
-  readonly timers?: {
-    setTimeout(fn: () => void, ms: number): unknown;
-    clearTimeout(h: unknown): void;
-  };
   readonly random?: () => number;
   /** Reconcile at least this often (default 10 s). */
   readonly resyncMs?: number;
@@ -67,8 +67,8 @@ export type SupervisorEvent =
       readonly windowMs: number;
     }
   | { readonly type: "service.image_missing"; readonly kind: ServiceKind; readonly image: string }
-  | { readonly type: "engine.unreachable"; readonly error: string }
-  | { readonly type: "engine.reachable" };
+  | { readonly type: "driver.unreachable"; readonly error: string }
+  | { readonly type: "driver.reachable" };
 
 export type ServiceState = "running" | "stopped" | "unhealthy" | "absent";
 
@@ -98,42 +98,38 @@ interface KindState {
   hash: string | null;
 }
 
-const realTimers = {
-  setTimeout: (fn: () => void, ms: number) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h: unknown) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
-
 export class Reconciler {
   readonly #o: ReconcilerOptions;
-  readonly #timers: NonNullable<ReconcilerOptions["timers"]>;
+  readonly #timers: Timers;
   #target = new Map<ServiceKind, Desired>();
   readonly #kinds = new Map<ServiceKind, KindState>();
   readonly #healthy = new Map<ServiceKind, boolean>();
   /** Containers the supervisor is stopping or removing itself: their exits are not failures. */
   readonly #intended = new Set<string>();
   #actual: Actual[] = [];
-  /** Whether the engine has been listed once: before, health is not known, not "down". */
+  /** Whether the driver has listed once: before, health is not known, not "down". */
   #listed = false;
   #lastPlan: Plan = { steps: [], holds: [] };
   #generation = 0;
   #running: Promise<void> | null = null;
   #again = false;
   #closed = false;
-  #engineUp = true;
-  #engineFailures = 0;
-  #retryTimer: unknown = null;
-  #resyncTimer: unknown = null;
-  #healthTimer: unknown = null;
-  #eventsTimer: unknown = null;
+  #driverUp = true;
+  #driverFailures = 0;
+  #retryTimer: TimerHandle | null = null;
+  #resyncTimer: TimerHandle | null = null;
+  #healthTimer: TimerHandle | null = null;
+  #eventsTimer: TimerHandle | null = null;
+  /**
+   * The wake-ups at the end of backoffs, by the instant they wake for: every plan during a
+   * backoff asks again, and one timer per instant is enough. Cleared on close like the others.
+   */
+  readonly #wakeTimers = new Map<number, TimerHandle>();
   #subscription: EventSubscription | null = null;
 
   constructor(o: ReconcilerOptions) {
     this.#o = o;
-    this.#timers = o.timers ?? realTimers;
+    this.#timers = o.timers;
     for (const k of SERVICE_KINDS) {
       this.#kinds.set(k, {
         manualStop: false,
@@ -201,14 +197,14 @@ export class Reconciler {
     await this.#settled();
     for (const a of this.#actual.filter((x) => x.kind === kind && x.running)) {
       this.#intended.add(a.id);
-      await this.#o.engine.stop(a.id, this.#target.get(kind)?.spec.stopTimeoutS ?? 30);
+      await this.#o.driver.stop(a.id, this.#target.get(kind)?.spec.stopTimeoutS ?? 30);
     }
     await this.kick(`operator restart ${kind}`);
   }
 
   async logs(kind: ServiceKind, lines: number): Promise<string[]> {
     const a = this.#actual.find((x) => x.kind === kind);
-    return a === undefined ? [] : this.#o.engine.logs(a.id, lines);
+    return a === undefined ? [] : this.#o.driver.logs(a.id, lines);
   }
 
   status(): ServiceStatus[] {
@@ -234,9 +230,9 @@ export class Reconciler {
     });
   }
 
-  /** Whether the engine answered the last time it was asked. */
-  get engineUp(): boolean {
-    return this.#engineUp;
+  /** Whether the driver answered the last time it was asked. */
+  get driverUp(): boolean {
+    return this.#driverUp;
   }
 
   /**
@@ -261,6 +257,8 @@ export class Reconciler {
     for (const t of [this.#retryTimer, this.#resyncTimer, this.#healthTimer, this.#eventsTimer]) {
       if (t !== null) this.#timers.clearTimeout(t);
     }
+    for (const t of this.#wakeTimers.values()) this.#timers.clearTimeout(t);
+    this.#wakeTimers.clear();
     this.#subscription?.close();
     await this.#running?.catch(() => {});
   }
@@ -287,11 +285,11 @@ export class Reconciler {
   async #applyOnce(reason: string): Promise<void> {
     const generation = this.#generation;
     try {
-      this.#actual = await this.#o.engine.list();
+      this.#actual = await this.#o.driver.list();
       this.#listed = true;
-      this.#engineReachable();
+      this.#driverReachable();
     } catch (err) {
-      this.#engineUnreachable(err);
+      this.#driverUnreachable(err);
       return;
     }
     const now = this.#o.clock.now();
@@ -325,16 +323,16 @@ export class Reconciler {
         this.#o.logger.warn({ err, step: { op: step.op, kind: step.kind } }, "a step failed");
         if (step.op === "start" || step.op === "create")
           this.#failed(step.kind, null, "start failed");
-        // the engine may be gone: the next list says; either way plan again from what runs
+        // the driver's backend may be gone: the next list says; either way plan again
         this.#scheduleRetry();
         return;
       }
     }
-    if (p.steps.length > 0) this.#actual = await this.#o.engine.list().catch(() => this.#actual);
+    if (p.steps.length > 0) this.#actual = await this.#o.driver.list().catch(() => this.#actual);
   }
 
   async #apply(step: Step, created: string | null): Promise<string | null> {
-    const e = this.#o.engine;
+    const e = this.#o.driver;
     switch (step.op) {
       case "stop": {
         this.#intended.add(step.id);
@@ -411,7 +409,7 @@ export class Reconciler {
     this.#wakeAt(st.notBefore);
   }
 
-  #onEngineEvent(e: EngineEvent): void {
+  #onDriverEvent(e: DriverEvent): void {
     if (e.action !== "die") return;
     if (this.#intended.delete(e.id)) return; // we stopped it
     const known = this.#actual.find((a) => a.id === e.id);
@@ -423,12 +421,12 @@ export class Reconciler {
 
   #subscribe(): void {
     if (this.#closed) return;
-    this.#subscription = this.#o.engine.events(
-      (e) => this.#onEngineEvent(e),
+    this.#subscription = this.#o.driver.events(
+      (e) => this.#onDriverEvent(e),
       (err) => {
         this.#subscription = null;
         if (this.#closed) return;
-        this.#o.logger.warn({ err }, "the engine's event stream ended; subscribing again");
+        this.#o.logger.warn({ err }, "the driver's event stream ended; subscribing again");
         this.#eventsTimer = this.#timers.setTimeout(() => {
           this.#eventsTimer = null;
           this.#subscribe();
@@ -439,8 +437,13 @@ export class Reconciler {
   }
 
   #wakeAt(at: number): void {
+    if (this.#closed || this.#wakeTimers.has(at)) return;
     const ms = Math.max(0, at - this.#o.clock.now());
-    this.#timers.setTimeout(() => void this.kick("backoff over"), ms + 5);
+    const t = this.#timers.setTimeout(() => {
+      this.#wakeTimers.delete(at);
+      void this.kick("backoff over");
+    }, ms + 5);
+    this.#wakeTimers.set(at, t);
   }
 
   #scheduleResync(): void {
@@ -454,32 +457,32 @@ export class Reconciler {
 
   #scheduleRetry(): void {
     if (this.#closed || this.#retryTimer !== null) return;
-    const ms = Math.min(10_000, 500 * 2 ** Math.min(this.#engineFailures, 5));
+    const ms = Math.min(10_000, 500 * 2 ** Math.min(this.#driverFailures, 5));
     this.#retryTimer = this.#timers.setTimeout(() => {
       this.#retryTimer = null;
       void this.kick("retry");
     }, ms);
   }
 
-  #engineUnreachable(err: unknown): void {
-    this.#engineFailures++;
-    if (this.#engineUp) {
-      this.#engineUp = false;
-      this.#o.logger.warn({ err }, "the container engine is unreachable; retrying");
+  #driverUnreachable(err: unknown): void {
+    this.#driverFailures++;
+    if (this.#driverUp) {
+      this.#driverUp = false;
+      this.#o.logger.warn({ err }, "the service driver is unreachable; retrying");
       this.#o.onEvent?.({
-        type: "engine.unreachable",
+        type: "driver.unreachable",
         error: err instanceof Error ? err.message : String(err),
       });
     }
     this.#scheduleRetry();
   }
 
-  #engineReachable(): void {
-    this.#engineFailures = 0;
-    if (!this.#engineUp) {
-      this.#engineUp = true;
-      this.#o.onEvent?.({ type: "engine.reachable" });
-      // the event stream died with the engine: subscribe again
+  #driverReachable(): void {
+    this.#driverFailures = 0;
+    if (!this.#driverUp) {
+      this.#driverUp = true;
+      this.#o.onEvent?.({ type: "driver.reachable" });
+      // the event stream died with the backend: subscribe again
       this.#subscription?.close();
       this.#subscribe();
     }

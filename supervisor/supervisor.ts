@@ -1,26 +1,28 @@
-import Dockerode from "dockerode";
 import type { Clock } from "../lib/clock.ts";
-import { fail } from "../lib/errors.ts";
 import type { Logger } from "../lib/log/logger.ts";
-import { dockerEngine } from "./docker-engine.ts";
-import type { ServiceEngine } from "./engine.ts";
+import type { Timers } from "../lib/timers.ts";
+import type { ServiceDriver } from "./driver.ts";
 import { type ProbeResult, probe } from "./health.ts";
 import { Reconciler, type ServiceStatus, type SupervisorEvent } from "./reconciler.ts";
 import { type SupervisorGate, supervisorGate } from "./services-gate.ts";
 import type { ServiceKind, ServiceSpec } from "./spec.ts";
 
 /**
- * The supervisor as the agent runs it: an engine (the Docker Engine API on the configured
- * socket, or an injected one), the reconciler, the services gate for the policy guard, and
- * what the rest of the agent reads from it — service health for heartbeats, bitcoind's sync
- * and the Lightning channel to the treasury for eligibility.
+ * The supervisor on a given driver (create-supervisor.ts chooses it from the configuration):
+ * the reconciler, the services gate for the policy guard, and what the rest of the agent reads
+ * from it — service health for heartbeats, bitcoind's sync and the Lightning channel to the
+ * treasury for eligibility.
  */
 
 export interface Supervisor {
   readonly gate: SupervisorGate;
   readonly reconciler: Reconciler;
-  readonly engineName: string;
+  readonly driverName: string;
   status(): {
+    /**
+     * The driver: its name and whether it answers. Named `engine` because this is what the
+     * local API's /v1/services answers and `agentd services` reads (a wire field, kept).
+     */
     readonly engine: { readonly name: string; readonly up: boolean };
     readonly services: readonly ServiceStatus[];
     readonly refused: Readonly<Partial<Record<ServiceKind, string>>>;
@@ -32,36 +34,13 @@ export interface Supervisor {
   close(): Promise<void>;
 }
 
-/** unix:///path, tcp://host:port, or "" for DOCKER_HOST or /var/run/docker.sock. */
-export function dockerClient(
-  host: string,
-  env: NodeJS.ProcessEnv = process.env,
-): { docker: Dockerode; name: string } {
-  const h = host !== "" ? host : (env.DOCKER_HOST ?? "unix:///var/run/docker.sock");
-  if (h.startsWith("unix://")) {
-    return { docker: new Dockerode({ socketPath: h.slice("unix://".length) }), name: h };
-  }
-  const m = /^tcp:\/\/([^:/]+):([0-9]{1,5})$/.exec(h);
-  if (m === null) {
-    throw fail(
-      "AGENTD_E_CONFIG_TYPE",
-      `docker.host: expected unix:///path or tcp://host:port, found ${JSON.stringify(h)}`,
-      {
-        key: "docker.host",
-      },
-    );
-  }
-  return {
-    docker: new Dockerode({ host: m[1] as string, port: Number(m[2]), protocol: "http" }),
-    name: h,
-  };
-}
-
 export function startSupervisor(o: {
-  readonly engine: ServiceEngine;
+  readonly driver: ServiceDriver;
   readonly specs: Readonly<Record<ServiceKind, ServiceSpec>>;
   readonly dataDir: string;
   readonly clock: Clock;
+  /** The reconciler's waits and the probes' deadlines (production: backgroundTimers). */
+  readonly timers: Timers;
   readonly logger: Logger;
   readonly onEvent?: (e: SupervisorEvent) => void;
   readonly resyncMs?: number;
@@ -69,11 +48,12 @@ export function startSupervisor(o: {
 }): Supervisor {
   const probes = new Map<ServiceKind, ProbeResult>();
   const reconciler = new Reconciler({
-    engine: o.engine,
+    driver: o.driver,
     clock: o.clock,
+    timers: o.timers,
     logger: o.logger,
     probe: async (kind, d) => {
-      const r = await probe(d.spec.health);
+      const r = await probe(d.spec.health, o.timers);
       probes.set(kind, r);
       return r.healthy;
     },
@@ -88,9 +68,9 @@ export function startSupervisor(o: {
   return {
     gate,
     reconciler,
-    engineName: o.engine.name,
+    driverName: o.driver.name,
     status: () => ({
-      engine: { name: o.engine.name, up: reconciler.engineUp },
+      engine: { name: o.driver.name, up: reconciler.driverUp },
       services: reconciler.status(),
       refused: gate.refused(),
     }),
@@ -119,5 +99,3 @@ export function startSupervisor(o: {
     close: () => reconciler.close(),
   };
 }
-
-export { dockerEngine };

@@ -1,6 +1,6 @@
 /**
  * The supervisor as bench/supervisor.ts measures it, in a process of its own so that its CPU
- * time and memory are its own: `startSupervisor` (supervisor/supervisor.ts) with `dockerEngine`
+ * time and memory are its own: `startSupervisor` (supervisor/supervisor.ts) with `dockerDriver`
  * on the Docker Engine API socket given (the bench's private Podman service), the services file
  * given (parsed by `parseServices`, as the agent loads its services file), and the consent's
  * services part applied through the gate — exactly what `agentd run` starts with
@@ -13,7 +13,7 @@
  * applied; `{type:"event", at, event}` for every supervisor event, `at` in ms on the wall clock
  * at sub-millisecond resolution (`performance.timeOrigin + performance.now()`, as the bench
  * reads it, so the two processes' times compare); and a reply to each request: `cpu`
- * (process.cpuUsage()), `status`, `counts` (engine calls by method, engine events received),
+ * (process.cpuUsage()), `status`, `counts` (driver calls by method, driver events received),
  * `reset` (an operator's start of a kind: its failure history and backoff cleared), `close`.
  * With `importOnly` it loads the same modules, starts nothing and answers `cpu` and `close`:
  * the baseline that separates loading the code from running it.
@@ -21,16 +21,13 @@
 import { performance } from "node:perf_hooks";
 import { systemClock } from "../../lib/clock.ts";
 import { componentLogger, createLogger } from "../../lib/log/logger.ts";
+import { backgroundTimers } from "../../lib/timers.ts";
 import type { Upstream } from "../../policy-guard/documents.ts";
-import type { ServiceEngine } from "../../supervisor/engine.ts";
+import { dockerClient, dockerDriver } from "../../supervisor/docker-driver.ts";
+import type { ServiceDriver } from "../../supervisor/driver.ts";
 import type { ServiceKind } from "../../supervisor/spec.ts";
 import { parseServices } from "../../supervisor/specs-file.ts";
-import {
-  dockerClient,
-  dockerEngine,
-  type Supervisor,
-  startSupervisor,
-} from "../../supervisor/supervisor.ts";
+import { type Supervisor, startSupervisor } from "../../supervisor/supervisor.ts";
 
 export interface RunnerConfig {
   readonly importOnly?: boolean;
@@ -50,10 +47,10 @@ export interface RunnerConfig {
 }
 
 export interface RunnerCounts {
-  /** Engine calls by method. */
+  /** Driver calls by method. */
   readonly calls: Record<string, number>;
-  /** Container events the engine's stream delivered (agentd's own only). */
-  readonly engine_events: number;
+  /** Container events the driver's stream delivered (agentd's own only). */
+  readonly driver_events: number;
 }
 
 const config = JSON.parse(process.argv[2] ?? "{}") as RunnerConfig;
@@ -62,22 +59,29 @@ const now = () => performance.timeOrigin + performance.now();
 
 let sup: Supervisor | null = null;
 const calls: Record<string, number> = {};
-let engineEvents = 0;
+let driverEvents = 0;
 
 if (config.importOnly !== true) {
   const { docker, name } = dockerClient(`unix://${config.socket}`);
-  const base = dockerEngine(docker, { worker: config.worker, name });
+  const logger = componentLogger(createLogger({ level: "info" }), "supervisor");
+  // the agent's timers (agent/daemon.ts): unref'd, the IPC channel keeps this process alive
+  const base = dockerDriver(docker, {
+    worker: config.worker,
+    name,
+    timers: backgroundTimers,
+    logger,
+  });
   const counted =
     <A extends unknown[], R>(method: string, f: (...a: A) => R) =>
     (...a: A): R => {
       calls[method] = (calls[method] ?? 0) + 1;
       return f(...a);
     };
-  const engine: ServiceEngine = {
+  const driver: ServiceDriver = {
     name: base.name,
     list: counted("list", () => base.list()),
     hasImage: counted("hasImage", (i: string) => base.hasImage(i)),
-    create: counted("create", (o: Parameters<ServiceEngine["create"]>[0]) => base.create(o)),
+    create: counted("create", (o: Parameters<ServiceDriver["create"]>[0]) => base.create(o)),
     start: counted("start", (id: string) => base.start(id)),
     stop: counted("stop", (id: string, t: number) => base.stop(id, t)),
     remove: counted("remove", (id: string) => base.remove(id)),
@@ -85,22 +89,23 @@ if (config.importOnly !== true) {
     events: counted(
       "events",
       (
-        onEvent: Parameters<ServiceEngine["events"]>[0],
-        onEnd: Parameters<ServiceEngine["events"]>[1],
+        onEvent: Parameters<ServiceDriver["events"]>[0],
+        onEnd: Parameters<ServiceDriver["events"]>[1],
       ) =>
         base.events((e) => {
-          engineEvents++;
+          driverEvents++;
           onEvent(e);
         }, onEnd),
     ),
     ping: counted("ping", () => base.ping()),
   };
   sup = startSupervisor({
-    engine,
+    driver,
     specs: parseServices(config.services, config.dataDir),
     dataDir: config.dataDir,
     clock: systemClock,
-    logger: componentLogger(createLogger({ level: "info" }), "supervisor"),
+    timers: backgroundTimers,
+    logger,
     onEvent: (event) => send({ type: "event", at: now(), event }),
     ...(config.resyncMs === undefined ? {} : { resyncMs: config.resyncMs }),
     ...(config.healthMs === undefined ? {} : { healthMs: config.healthMs }),
@@ -122,7 +127,7 @@ process.on("message", (m: { id: number; op: string; kind?: ServiceKind }) => {
       reply({ status: sup?.status() ?? null });
       return;
     case "counts":
-      reply({ counts: { calls: { ...calls }, engine_events: engineEvents } });
+      reply({ counts: { calls: { ...calls }, driver_events: driverEvents } });
       return;
     case "reset":
       sup?.reconciler.startService(m.kind as ServiceKind).then(

@@ -7,11 +7,12 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import type { RunningAgent } from "../../agent/daemon.ts";
 import { localApiRequest } from "../../agent/local-api.ts";
 import { systemClock } from "../../lib/clock.ts";
+import { backgroundTimers } from "../../lib/timers.ts";
 import { signRevocation } from "../../policy-guard/sign.ts";
-import { dockerEngine } from "../../supervisor/docker-engine.ts";
+import { dockerDriver } from "../../supervisor/docker-driver.ts";
 import { LABELS } from "../../supervisor/spec.ts";
 import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
-import { buildNodeImage, dockerClient, engineAvailable, testPodman } from "../support/podman.ts";
+import { buildNodeImage, dockerClient, podmanAvailable, testPodman } from "../support/podman.ts";
 import { enrolledMachine } from "./daemon-fixture.ts";
 
 /**
@@ -49,6 +50,7 @@ interface Services {
     healthy: boolean;
     hold: string | null;
   }[];
+  /** The supervisor's driver (the local API's field keeps its first name). */
   engine: { name: string; up: boolean };
 }
 
@@ -223,8 +225,8 @@ describe("agentd run supervising services", () => {
     expect(stillThere).toBe(false);
   }, 60_000);
 
-  it.skipIf(!engineAvailable(inject("agentdPodman")).available)(
-    "on a real container engine: the allowed image runs, a schedule denial leaves it running, the revocation removes it",
+  it.skipIf(!podmanAvailable(inject("agentdPodman")).available)(
+    "on the Docker driver (Podman): the allowed image runs, a schedule denial leaves it running, the revocation removes it",
     async () => {
       const podman = await testPodman();
       const docker = dockerClient(podman);
@@ -251,7 +253,10 @@ describe("agentd run supervising services", () => {
       });
       const agent = await m.start(FACTS, {
         clock: systemClock,
-        serviceEngine: dockerEngine(docker, { worker: m.enrolled.worker_id }),
+        serviceDriver: dockerDriver(docker, {
+          worker: m.enrolled.worker_id,
+          timers: backgroundTimers,
+        }),
       });
       cleanups.push(() => agent.close());
       const mine = async () =>

@@ -3,18 +3,18 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { REPO_ROOT } from "../support/cli.ts";
-import { engineAvailable } from "../support/podman.ts";
+import { podmanAvailable } from "../support/podman.ts";
 
 /**
  * Smoke test of bench/supervisor.ts at a tiny size: its own Podman service, the simulated
  * services in containers, the supervisor in its own process; every death is seen, restarted
- * after exactly the restart minimum (a first failure) and answers its probe again, the engine's
+ * after exactly the restart minimum (a first failure) and answers its probe again, Podman's
  * floor is sampled once per death, the idle windows and memory report, the probe-less
  * supervisor adopts the running containers, and the JSON has the promised shape. Nothing about
  * speed is asserted. Skipped only where Podman cannot run (test/support/podman.ts).
  */
 
-const availability = engineAvailable(inject("agentdPodman"));
+const availability = podmanAvailable(inject("agentdPodman"));
 const NODE = existsSync(resolve(REPO_ROOT, "node_modules/.bin/node"))
   ? resolve(REPO_ROOT, "node_modules/.bin/node")
   : process.execPath;
@@ -71,14 +71,14 @@ describe.skipIf(!availability.available)("supervisor benchmark (tiny)", () => {
         idle: Record<
           string,
           {
-            supervisor: CpuWindow & { engine_calls: Record<string, number> };
+            supervisor: CpuWindow & { driver_calls: Record<string, number> };
             adopted_without_restart?: boolean;
           }
         >;
         memory: Record<string, { rss_mib: number; anon_mib: number; file_mib: number }>;
       };
       baseline: {
-        engine_start: Record<
+        podman_start: Record<
           string,
           { starts: number; running_ms: Summary; healthy_ms: Summary; start_call_ms: Summary }
         >;
@@ -109,17 +109,17 @@ describe.skipIf(!availability.available)("supervisor benchmark (tiny)", () => {
         expect(s.min).toBeGreaterThan(0);
         expect(s.max).toBeGreaterThanOrEqual(s.p99);
       }
-      // the probe is polled once the engine says running: never before
+      // the probe is polled once Podman says running: never before
       expect(d.healthy_ms.min).toBeGreaterThanOrEqual(d.running_ms.min);
       expect(
         Object.values(d.by_kind)
           .map((k) => k.deaths)
           .reduce((a, b) => a + b, 0),
       ).toBe(e.deaths);
-      const f = out.baseline.engine_start[label];
+      const f = out.baseline.podman_start[label];
       expect(f?.starts).toBe(e.deaths);
       expect(f?.healthy_ms.min).toBeGreaterThanOrEqual(f?.running_ms.min ?? Number.NaN);
-      expect(out.ratios.restart[label]?.running_p50_over_engine_start).toBeGreaterThan(0);
+      expect(out.ratios.restart[label]?.running_p50_over_podman_start).toBeGreaterThan(0);
       expect(out.goals[`running_p99_ms_${label}`]).toMatchObject({
         goal: "< 2000",
         value: d.running_ms.p99,

@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
+import { fakeTime, systemTimers } from "../../lib/timers.ts";
 import { probe } from "../../supervisor/health.ts";
 
 /**
@@ -64,17 +66,19 @@ describe("health probes", () => {
     ]);
     const port = Number(r.rpcport ?? r.port);
     const p = { type: "bitcoind-rpc" as const, port, cookieFile: join(d, "regtest", ".cookie") };
-    expect(await probe(p)).toEqual({ healthy: true, synced: true, height: 321 });
+    expect(await probe(p, systemTimers)).toEqual({ healthy: true, synced: true, height: 321 });
     writeFileSync(join(d, "sim-unhealthy"), "");
-    expect((await probe(p)).healthy).toBe(false);
+    expect((await probe(p, systemTimers)).healthy).toBe(false);
     rmSync(join(d, "sim-unhealthy"));
     const wrong = join(d, "wrong-cookie");
     writeFileSync(wrong, "__cookie__:00");
-    expect(await probe({ ...p, cookieFile: wrong })).toMatchObject({
+    expect(await probe({ ...p, cookieFile: wrong }, systemTimers)).toMatchObject({
       healthy: false,
       error: "HTTP 401",
     });
-    expect(await probe({ ...p, cookieFile: join(d, "absent") })).toMatchObject({ healthy: false });
+    expect(await probe({ ...p, cookieFile: join(d, "absent") }, systemTimers)).toMatchObject({
+      healthy: false,
+    });
   });
 
   it("lnd: REST over TLS with the macaroon, the active channels' peers", async () => {
@@ -95,12 +99,12 @@ describe("health probes", () => {
       macaroonFile: String(r.macaroon),
       tls: true,
     };
-    const ok = await probe(p);
+    const ok = await probe(p, systemTimers);
     expect(ok.healthy).toBe(true);
     expect(ok.channelPeers).toContain(TREASURY);
     const other = join(d, "other.macaroon");
     writeFileSync(other, Buffer.alloc(32, 7));
-    expect((await probe({ ...p, macaroonFile: other })).healthy).toBe(false);
+    expect((await probe({ ...p, macaroonFile: other }, systemTimers)).healthy).toBe(false);
   });
 
   it("cln: JSON-RPC over the unix socket, the normal channels' peers", async () => {
@@ -113,26 +117,61 @@ describe("health probes", () => {
       "--treasury-pubkey",
       TREASURY,
     ]);
-    const ok = await probe({ type: "cln-rpc", socket: String(r.rpc) });
+    const ok = await probe({ type: "cln-rpc", socket: String(r.rpc) }, systemTimers);
     expect(ok.healthy).toBe(true);
     expect(ok.channelPeers).toContain(TREASURY);
-    expect((await probe({ type: "cln-rpc", socket: join(d, "nothing") })).healthy).toBe(false);
+    expect(
+      (await probe({ type: "cln-rpc", socket: join(d, "nothing") }, systemTimers)).healthy,
+    ).toBe(false);
   });
 
   it("template provider: its TCP port and its monitoring endpoint; nothing listening is not healthy", async () => {
     const r = await sim("template-provider", ["--port", "0", "--monitor-port", "0"]);
-    expect(await probe({ type: "tcp", port: Number(r.port) })).toEqual({ healthy: true });
-    expect(await probe({ type: "http", port: Number(r.monitorPort), path: "/health" })).toEqual({
+    expect(await probe({ type: "tcp", port: Number(r.port) }, systemTimers)).toEqual({
       healthy: true,
     });
-    expect(await probe({ type: "http", port: Number(r.monitorPort), path: "/nope" })).toMatchObject(
-      {
-        healthy: false,
-        error: "HTTP 404",
-      },
-    );
+    expect(
+      await probe({ type: "http", port: Number(r.monitorPort), path: "/health" }, systemTimers),
+    ).toEqual({
+      healthy: true,
+    });
+    expect(
+      await probe({ type: "http", port: Number(r.monitorPort), path: "/nope" }, systemTimers),
+    ).toMatchObject({
+      healthy: false,
+      error: "HTTP 404",
+    });
     for (const c of children.splice(0)) c.kill("SIGKILL");
     await new Promise((res) => setTimeout(res, 200));
-    expect((await probe({ type: "tcp", port: Number(r.port) })).healthy).toBe(false);
+    expect((await probe({ type: "tcp", port: Number(r.port) }, systemTimers)).healthy).toBe(false);
+  });
+
+  it("a service that accepts and never answers is unhealthy when the deadline passes on the injected timers", async () => {
+    const d = mkdtempSync(join(tmpdir(), "agentd-health-"));
+    dirs.push(d);
+    const socket = join(d, "rpc");
+    const held: Socket[] = [];
+    const accepted: (() => void)[] = [];
+    const server = createServer((c) => {
+      held.push(c);
+      for (const f of accepted.splice(0)) f();
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    try {
+      const time = fakeTime(0);
+      let result: unknown = null;
+      const pending = probe({ type: "cln-rpc", socket }, time.timers).then((x) => {
+        result = x;
+      });
+      await new Promise<void>((r) => accepted.push(r));
+      await time.advance(1_999);
+      expect(result).toBeNull(); // not before its deadline
+      await time.advance(1);
+      await pending;
+      expect(result).toEqual({ healthy: false, error: "timeout" });
+    } finally {
+      for (const c of held) c.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -4,7 +4,7 @@ import { type Actual, type Desired, dependencyOrder, plan } from "../../supervis
 import { type ServiceKind, specHash } from "../../supervisor/spec.ts";
 
 /**
- * The planner alone, without any engine: every rule of plan.ts, as plans.
+ * The planner alone, without any driver: every rule of plan.ts, as plans.
  */
 
 const specs = defaultSpecs("/srv/agentd");
@@ -151,7 +151,7 @@ describe("the planner", () => {
     ).toEqual([]);
   });
 
-  it("never plans for containers it was not given (the engine lists agentd's own only)", () => {
+  it("never plans for containers it was not given (the driver lists agentd's own only)", () => {
     const p = plan({ desired: new Map(), actual: [], control: {}, healthy: healthyAll, now: 0 });
     expect(p.steps).toEqual([]);
   });

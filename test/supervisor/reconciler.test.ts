@@ -1,28 +1,28 @@
 import { describe, expect, it } from "vitest";
-import { fixedClock } from "../../lib/clock.ts";
 import { createLogger } from "../../lib/log/logger.ts";
+import { fakeTime } from "../../lib/timers.ts";
 import { defaultSpecs } from "../../supervisor/defaults.ts";
-import type { EngineEvent, ServiceEngine } from "../../supervisor/engine.ts";
+import type { DriverEvent, ServiceDriver } from "../../supervisor/driver.ts";
 import type { Actual, Desired } from "../../supervisor/plan.ts";
 import { Reconciler, type SupervisorEvent } from "../../supervisor/reconciler.ts";
 import type { ServiceKind } from "../../supervisor/spec.ts";
 
 /**
- * The reconciler's decisions over time — backoff, crash loop, manual stop, dependencies, an
- * engine that goes away — on an in-memory engine with a manual clock (a pure unit test of the
- * loop; test/supervisor/engine.test.ts runs the same on a real Podman engine).
+ * The reconciler's decisions over time — backoff, crash loop, manual stop, dependencies, a
+ * driver that goes away — on an in-memory driver with fake time (a pure unit test of the
+ * loop; test/supervisor/docker-driver.test.ts runs the same on a real Podman service).
  */
 
-function memoryEngine() {
+function memoryDriver() {
   const containers = new Map<string, Actual>();
   let seq = 0;
   let down = false;
-  let emit: ((e: EngineEvent) => void) | null = null;
+  let emit: ((e: DriverEvent) => void) | null = null;
   const calls: string[] = [];
   const guard = () => {
     if (down) throw new Error("connect ECONNREFUSED");
   };
-  const engine: ServiceEngine = {
+  const driver: ServiceDriver = {
     name: "memory",
     async list() {
       guard();
@@ -68,7 +68,7 @@ function memoryEngine() {
     },
   };
   return {
-    engine,
+    driver,
     calls,
     containers,
     setDown: (v: boolean) => {
@@ -87,39 +87,24 @@ function memoryEngine() {
 }
 
 function setup(healthy: (k: ServiceKind) => boolean = () => true) {
-  const clock = fixedClock(1_000_000);
-  const mem = memoryEngine();
-  const timers: { at: number; fn: () => void }[] = [];
+  const time = fakeTime(1_000_000);
+  const mem = memoryDriver();
   const events: SupervisorEvent[] = [];
   const r = new Reconciler({
-    engine: mem.engine,
-    clock,
+    driver: mem.driver,
+    clock: time.clock,
+    timers: time.timers,
     logger: createLogger({ level: "silent" }),
     probe: async (k) => healthy(k),
-    timers: {
-      setTimeout: (fn, ms) => {
-        const t = { at: clock.now() + ms, fn };
-        timers.push(t);
-        return t;
-      },
-      clearTimeout: (h) => {
-        const i = timers.indexOf(h as (typeof timers)[number]);
-        if (i >= 0) timers.splice(i, 1);
-      },
-    },
     random: () => 0.5,
     onEvent: (e) => events.push(e),
   });
-  /** Advances the clock and runs the timers due, then lets the loop settle. */
+  /** Moves time on, firing the timers due in order, then lets the loop settle. */
   const advance = async (ms: number) => {
-    clock.advance(ms);
-    for (const t of timers.filter((x) => x.at <= clock.now())) {
-      timers.splice(timers.indexOf(t), 1);
-      t.fn();
-    }
+    await time.advance(ms);
     await r.kick("test");
   };
-  return { r, mem, clock, events, advance };
+  return { r, mem, time, events, advance };
 }
 
 const specs = defaultSpecs("/srv");
@@ -192,17 +177,30 @@ describe("the reconciler", () => {
     await r.close();
   });
 
-  it("keeps retrying while the engine is away and catches up when it returns", async () => {
+  it("keeps retrying while the driver is away and catches up when it returns", async () => {
     const { r, mem, events, advance } = setup();
     r.start();
     mem.setDown(true);
     await r.setTarget(target("bitcoind"));
-    expect(r.engineUp).toBe(false);
-    expect(events.some((e) => e.type === "engine.unreachable")).toBe(true);
+    expect(r.driverUp).toBe(false);
+    expect(events.some((e) => e.type === "driver.unreachable")).toBe(true);
     mem.setDown(false);
     await advance(10_000);
-    expect(r.engineUp).toBe(true);
+    expect(r.driverUp).toBe(true);
+    expect(events.some((e) => e.type === "driver.reachable")).toBe(true);
     expect(mem.calls).toEqual(["create bitcoind", "start bitcoind"]);
     await r.close();
+  });
+
+  it("waits only on the injected timers, and leaves none behind when closed", async () => {
+    const { r, mem, time } = setup();
+    r.start();
+    await r.setTarget(target("bitcoind"));
+    mem.crash("bitcoind");
+    await r.kick("test");
+    // the first health round (time has not moved), the end of the backoff, the resync
+    expect(time.delays()).toEqual([0, 1_005, 10_000]);
+    await r.close();
+    expect(time.pending()).toBe(0);
   });
 });

@@ -15,7 +15,7 @@ const refusal = (doc: Record<string, unknown>) => {
 };
 
 describe("the services file", () => {
-  it("gives every kind its defaults: usual ports, probes, dependencies, no engine restart", () => {
+  it("gives every kind its defaults: usual ports, probes, dependencies, frozen", () => {
     const s = parse({});
     expect(s.bitcoind.health).toEqual({
       type: "bitcoind-rpc",

@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { engineAvailable, type PodmanService, startPodman } from "./podman.ts";
+import { type PodmanService, podmanAvailable, startPodman } from "./podman.ts";
 
 /**
  * Starts the test run's Podman service once (test/support/podman.ts) and hands its endpoint to
@@ -10,9 +10,9 @@ import { engineAvailable, type PodmanService, startPodman } from "./podman.ts";
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   let service: PodmanService | null = null;
-  const engine = engineAvailable();
-  if (!engine.available) {
-    project.provide("agentdPodman", { skip: engine.reason });
+  const availability = podmanAvailable();
+  if (!availability.available) {
+    project.provide("agentdPodman", { skip: availability.reason });
   } else {
     try {
       service = await startPodman();

@@ -8,15 +8,15 @@ import {
   buildNodeImage,
   DEFAULT_IMAGE,
   dockerClient,
-  engineAvailable,
   lastImageBuild,
   type PodmanEndpoint,
+  podmanAvailable,
   testPodman,
 } from "./podman.ts";
 
 /**
- * The engine the supervisor's tests run against: the run's Podman service (podman.ts) driven
- * through dockerode exactly as the supervisor will drive Docker. Also pins the ways Podman's
+ * The Podman service the supervisor's tests run against (podman.ts), driven through dockerode
+ * exactly as the supervisor will drive Docker. Also pins the ways Podman's
  * Docker API differs from Docker's (listed at the top of podman.ts), so an upgrade that changes
  * one shows up here.
  */
@@ -101,20 +101,20 @@ async function waitForRpc(port: number, datadir: string, timeoutMs = 15_000): Pr
   throw new Error(`bitcoind in the container never answered: ${String(last)}`);
 }
 
-const engine = engineAvailable(inject("agentdPodman"));
-const title = engine.available
-  ? "the test container engine (Podman's Docker API through dockerode)"
-  : `the test container engine — skipped: ${engine.reason}`;
+const availability = podmanAvailable(inject("agentdPodman"));
+const title = availability.available
+  ? "the test Podman service (its Docker API through dockerode)"
+  : `the test Podman service — skipped: ${availability.reason}`;
 
-describe.skipIf(!engine.available)(title, () => {
+describe.skipIf(!availability.available)(title, () => {
   let podman: PodmanEndpoint;
   let docker: Docker;
   let imageId: string;
   const run = randomBytes(6).toString("hex");
-  const label = `agentd.test.engine=${run}`;
+  const label = `agentd.test.podman=${run}`;
   const dirs: string[] = [];
   const dataDir = () => {
-    const d = mkdtempSync(join(tmpdir(), "agentd-engine-"));
+    const d = mkdtempSync(join(tmpdir(), "agentd-podman-"));
     chmodSync(d, 0o777); // the containers run as nobody
     dirs.push(d);
     return d;
@@ -166,9 +166,9 @@ describe.skipIf(!engine.available)(title, () => {
       const datadir = dataDir();
       const container = await docker.createContainer({
         Image: imageId,
-        name: `agentd-engine-btc-${run}`,
+        name: `agentd-podman-btc-${run}`,
         Cmd: ["/sim/services/bitcoind.ts", "--datadir", "/data", "--rpcbind", "0.0.0.0"],
-        Labels: { "agentd.test.engine": run, "agentd.service": "bitcoind" },
+        Labels: { "agentd.test.podman": run, "agentd.service": "bitcoind" },
         User: "65534:65534",
         ExposedPorts: { "8332/tcp": {} },
         HostConfig: {
@@ -246,7 +246,7 @@ describe.skipIf(!engine.available)(title, () => {
   it("pins where Podman's Docker API differs from Docker's (see podman.ts)", async () => {
     const base = {
       Image: imageId,
-      Labels: { "agentd.test.engine": run },
+      Labels: { "agentd.test.podman": run },
     };
     // State.Health exists without a healthcheck (Docker omits it), with Status "".
     const plain = await docker.createContainer({ ...base, Cmd: ["-e", "0"] });
@@ -258,11 +258,11 @@ describe.skipIf(!engine.available)(title, () => {
     // A name already in use: HTTP 500 (Docker: 409).
     const named = await docker.createContainer({
       ...base,
-      name: `agentd-engine-n-${run}`,
+      name: `agentd-podman-n-${run}`,
       Cmd: ["-e", "0"],
     });
     await expect(
-      docker.createContainer({ ...base, name: `agentd-engine-n-${run}`, Cmd: ["-e", "0"] }),
+      docker.createContainer({ ...base, name: `agentd-podman-n-${run}`, Cmd: ["-e", "0"] }),
     ).rejects.toMatchObject({ statusCode: 500 });
     // Created by image id, Config.Image shows the image's name (Docker keeps what was given).
     expect((await named.inspect()).Config.Image).toBe(DEFAULT_IMAGE);
@@ -328,7 +328,7 @@ describe.skipIf(!engine.available)(title, () => {
     }
     expect(restarts).toBe(1);
 
-    // The engine says it is Podman: version().Components[0].Name, API 1.41.
+    // The service says it is Podman: version().Components[0].Name, API 1.41.
     const version = await docker.version();
     expect(version.Components?.[0]?.Name).toBe("Podman Engine");
     expect(version.ApiVersion).toBe("1.41");

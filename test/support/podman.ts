@@ -20,14 +20,14 @@ import { promisify } from "node:util";
 import Docker from "dockerode";
 
 /**
- * A real container engine for the supervisor's tests: a private Podman service speaking the
- * Docker Engine API on a unix socket in a temp dir, with its own storage, run and lock dirs, so
- * tests never touch the host's containers. Started once per test run by
+ * A real Docker Engine API for the supervisor's tests: a private Podman service speaking it on
+ * a unix socket in a temp dir, with its own storage, run and lock dirs, so tests never touch
+ * the host's containers. Started once per test run by
  * test/support/podman-global-setup.ts (start-up is fast, ~0.1 s, but one service lets every test
  * file share the one image build, ~2 s); a test file gets it with `testPodman()`, a dockerode
  * client with `dockerClient()`, and the simulator image with `buildNodeImage()`.
- * `engineAvailable(inject("agentdPodman"))` says whether Podman can run here at all (Linux, and
- * podman + runc installed, or root on Debian where ./scripts/test installs them): engine tests
+ * `podmanAvailable(inject("agentdPodman"))` says whether Podman can run here at all (Linux, and
+ * podman + runc installed, or root on Debian where ./scripts/test installs them): Podman tests
  * are skipped only when it cannot. Containers of all test files share the service: label them
  * and filter by a label value unique to the test.
  *
@@ -115,7 +115,7 @@ export interface PodmanService extends PodmanEndpoint {
   stop(): Promise<void>;
   /** The same without waiting, for process exit hooks: SIGKILL, remove containers, delete. */
   stopSync(): void;
-  /** Stops the API service only (an engine outage); its containers go on running. */
+  /** Stops the API service only (an outage of the API); its containers go on running. */
   stopService(): Promise<void>;
   /** Starts the API service again on the same socket and storage. */
   startService(): Promise<void>;
@@ -123,7 +123,7 @@ export interface PodmanService extends PodmanEndpoint {
 
 export type StorageDriver = "overlay" | "vfs";
 
-export type EngineAvailability =
+export type PodmanAvailability =
   | { readonly available: true }
   | { readonly available: false; readonly reason: string };
 
@@ -145,13 +145,13 @@ function onPath(cmd: string): string | null {
 }
 
 /**
- * Whether engine tests can run on this machine. They are skipped (with the reason) only where
+ * Whether Podman tests can run on this machine. They are skipped (with the reason) only where
  * Podman cannot run at all: not Linux, or podman/runc missing and no way to install them here
  * (not root on Debian), or (given the global setup's `inject("agentdPodman")`) a rootless
  * service that failed to start. As root on Debian (CI) this is always `available`: a missing or
  * failing podman then fails the tests (MISSING_PODMAN, or the service's error) instead.
  */
-export function engineAvailable(provided?: PodmanProvided): EngineAvailability {
+export function podmanAvailable(provided?: PodmanProvided): PodmanAvailability {
   if (provided !== undefined && "skip" in provided)
     return { available: false, reason: provided.skip };
   if (process.platform !== "linux") {
@@ -384,7 +384,7 @@ export async function testPodman(): Promise<PodmanEndpoint> {
     throw new Error("test/support/podman-global-setup.ts did not run (see vitest.config.ts)");
   }
   if ("error" in info) throw new Error(info.error);
-  if ("skip" in info) throw new Error(`no container engine here: ${info.skip}`);
+  if ("skip" in info) throw new Error(`no Podman service here: ${info.skip}`);
   return info;
 }
 

@@ -1,7 +1,8 @@
 /**
- * The same services as native child processes, where no container engine exists (issue 7):
- * a ServiceEngine the reconciler drives exactly as it drives docker-engine.ts, so health,
- * backoff and crash-loop semantics are the reconciler's and identical on both drivers.
+ * The process driver: the same services as native child processes, where there is no Docker
+ * Engine API to run containers on (issue 7): a ServiceDriver the reconciler drives exactly as
+ * it drives docker-driver.ts, so health, backoff and crash-loop semantics are the
+ * reconciler's and identical on both drivers.
  *
  * IMAGE IDS. The owner's consent allows an image id, `sha256:<64 hex>`. For this driver the
  * "image" of a service is the executable file its `spec.command[0]` resolves to — an absolute
@@ -9,7 +10,7 @@
  * the agent's; relative directories on it are skipped; a relative path with a slash is
  * refused) — and its id is `sha256:` + the SHA-256 of that file's bytes (symlinks followed),
  * i.e. `sha256sum $(command -v bitcoind)`. So:
- *   - `hasImage(id)` is true only if the executable of one of the specs this engine may run
+ *   - `hasImage(id)` is true only if the executable of one of the specs this driver may run
  *     (`specs` option, plus the executables of the services it already created) hashes to id;
  *   - `create` refuses (throws) when the executable does not hash to the image id it is given,
  *     and `start` checks again before every spawn: an executable replaced on disk (an upgrade,
@@ -35,7 +36,7 @@
  *     so a spec for this driver names host paths and host ports.
  *   - output: stdout and stderr go to `<stateDir>/logs/<id>.log` (a file, not a pipe: a pipe's
  *     reader dies with the agent and the service's next write would kill it with SIGPIPE, or
- *     block it). The engine reads that file into a ring of the last `logLines` lines (default
+ *     block it). The driver reads that file into a ring of the last `logLines` lines (default
  *     500) that `logs()` answers from, and empties the file once it has read past
  *     `logFileBytes` (default 256 KiB), so the disk use is bounded; a line written in the
  *     instant between that read and the truncation can be lost.
@@ -86,21 +87,24 @@ import { type Clock, systemClock } from "../lib/clock.ts";
 import { fail } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { Logger } from "../lib/log/logger.ts";
-import type { EngineEvent, EventSubscription, ServiceEngine } from "./engine.ts";
+import type { Timers } from "../lib/timers.ts";
+import type { DriverEvent, EventSubscription, ServiceDriver } from "./driver.ts";
 import type { Actual } from "./plan.ts";
 import { IMAGE_ID, SERVICE_KINDS, type ServiceKind, type ServiceSpec } from "./spec.ts";
 
-export interface ProcessEngineOptions {
+export interface ProcessDriverOptions {
   /** Where processes.json and the output files live (created 0700 if missing). */
   readonly stateDir: string;
   /** Like Docker's worker label: only this worker's records are listed and touched. */
   readonly worker: string;
   /** For createdAt (default: the system clock). */
   readonly clock?: Clock;
+  /** The poll and the waits for a stopped process (production: backgroundTimers). */
+  readonly timers: Timers;
   /** Lines of output kept per service for logs() (default 500). */
   readonly logLines?: number;
   /**
-   * The specs this engine may be asked to run (the supervisor's): hasImage looks at their
+   * The specs this driver may be asked to run (the supervisor's): hasImage looks at their
    * executables (and those of the services already created), nowhere else.
    */
   readonly specs?: () => Iterable<ServiceSpec>;
@@ -116,7 +120,7 @@ export interface ProcessEngineOptions {
   readonly gid?: number;
 }
 
-export interface ProcessEngine extends ServiceEngine {
+export interface ProcessDriver extends ServiceDriver {
   /** The pid of a running service, null when it does not run (or is unknown). */
   pid(id: string): number | null;
   /**
@@ -152,7 +156,7 @@ interface ProcessRecord {
 
 interface Entry {
   rec: ProcessRecord;
-  /** Our own child (spawned by this engine); null for an adopted or stopped process. */
+  /** Our own child (spawned by this driver); null for an adopted or stopped process. */
   child: ChildProcess | null;
   /** Secret environment given to create; null when unknown (lost with an agent restart). */
   secretEnv: Record<string, string> | null;
@@ -171,8 +175,11 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const MAX_LINE = 16 * 1024;
 /** How long a SIGKILLed group may take to be gone before stop/remove give up. */
 const KILL_WAIT_MS = 5_000;
+/** How often a wait for an adopted process (not our child: no exit event) looks at /proc. */
+const ADOPTED_POLL_MS = 20;
 
-export function processEngine(o: ProcessEngineOptions): ProcessEngine {
+export function processDriver(o: ProcessDriverOptions): ProcessDriver {
+  const timers = o.timers;
   const clock = o.clock ?? systemClock;
   const logLines = Math.max(1, o.logLines ?? 500);
   const pollMs = o.pollMs ?? 500;
@@ -189,9 +196,8 @@ export function processEngine(o: ProcessEngineOptions): ProcessEngine {
   const foreign: ProcessRecord[] = [];
   let loaded = false;
   let closed = false;
-  const listeners = new Set<(e: EngineEvent) => void>();
-  const timer = setInterval(() => tick(), pollMs);
-  timer.unref();
+  const listeners = new Set<(e: DriverEvent) => void>();
+  const timer = timers.setInterval(() => tick(), pollMs);
 
   const warn = (obj: Record<string, unknown>, msg: string) => o.logger?.warn(obj, msg);
 
@@ -312,30 +318,41 @@ export function processEngine(o: ProcessEngineOptions): ProcessEngine {
 
   /** Resolves true when e is not running, false after ms. */
   async function waitDead(e: Entry, ms: number): Promise<boolean> {
-    const until = performance.now() + ms;
-    while (alive(e)) {
-      const left = until - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          e.waiters.delete(done);
-          resolve();
-        };
-        // our child's exit resolves at once; an adopted process is polled
-        const t = setTimeout(done, Math.min(left, e.child === null ? 20 : left));
-        e.waiters.add(done);
-      });
+    if (ms <= 0) return !alive(e);
+    let expired = false;
+    let wake: (() => void) | null = null;
+    const deadline = timers.setTimeout(() => {
+      expired = true;
+      wake?.();
+    }, ms);
+    try {
+      while (alive(e)) {
+        if (expired) return false;
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            if (poll !== null) timers.clearTimeout(poll);
+            e.waiters.delete(done);
+            wake = null;
+            resolve();
+          };
+          // our child's exit resolves at once (a waiter); an adopted process is polled
+          const poll = e.child === null ? timers.setTimeout(done, ADOPTED_POLL_MS) : null;
+          e.waiters.add(done);
+          wake = done;
+        });
+      }
+      return true;
+    } finally {
+      timers.clearTimeout(deadline);
     }
-    return true;
   }
 
-  function emit(ev: EngineEvent): void {
+  function emit(ev: DriverEvent): void {
     for (const l of listeners) {
       try {
         l(ev);
       } catch (err) {
-        warn({ err }, "an engine event listener threw");
+        warn({ err }, "a driver event listener threw");
       }
     }
   }
@@ -407,14 +424,14 @@ export function processEngine(o: ProcessEngineOptions): ProcessEngine {
 
   function pushLine(e: Entry, line: string): void {
     const l = line.endsWith("\r") ? line.slice(0, -1) : line;
-    if (l === "") return; // as docker-engine.ts: empty lines are dropped
+    if (l === "") return; // as docker-driver.ts: empty lines are dropped
     e.ring.push(l);
     if (e.ring.length > logLines) e.ring.splice(0, e.ring.length - logLines);
   }
 
   // ---- executables ----------------------------------------------------------------------------
 
-  /** The executables this engine may be asked to run. */
+  /** The executables this driver may be asked to run. */
   function candidates(): string[] {
     const out = new Set<string>();
     for (const spec of o.specs?.() ?? []) {
@@ -425,9 +442,9 @@ export function processEngine(o: ProcessEngineOptions): ProcessEngine {
     return [...out];
   }
 
-  // ---- the engine -----------------------------------------------------------------------------
+  // ---- the driver -----------------------------------------------------------------------------
 
-  const engine: ProcessEngine = {
+  const driver: ProcessDriver = {
     name: "processes",
 
     async list(): Promise<Actual[]> {
@@ -485,7 +502,7 @@ export function processEngine(o: ProcessEngineOptions): ProcessEngine {
       if (first !== undefined && !isAbsolute(first.source)) {
         throw fail(
           "AGENTD_E_CONFIG_RANGE",
-          `${kind}: volume source ${JSON.stringify(first.source)} is not an absolute host path (named volumes need a container engine)`,
+          `${kind}: volume source ${JSON.stringify(first.source)} is not an absolute host path (named volumes need the Docker driver)`,
           { kind },
         );
       }
@@ -660,12 +677,12 @@ export function processEngine(o: ProcessEngineOptions): ProcessEngine {
 
     close() {
       closed = true;
-      clearInterval(timer);
+      timers.clearInterval(timer);
       listeners.clear();
       for (const e of entries.values()) e.child = null;
     },
   };
-  return engine;
+  return driver;
 }
 
 // ---- helpers, exported for tests and for `agentd` to show an executable's image id -------------

@@ -2,15 +2,16 @@ import type { Actual } from "./plan.ts";
 import type { ServiceKind, ServiceSpec } from "./spec.ts";
 
 /**
- * What the supervisor needs from something that runs services: a container engine
- * (docker-engine.ts, the Docker Engine API through dockerode — Docker or Podman) or native
- * processes (process-driver.ts). Injected: the reconciler never knows which.
+ * What the supervisor needs from something that runs services — a driver, as config
+ * `supervisor.driver` names them: containers through the Docker Engine API (docker-driver.ts,
+ * dockerode: Docker or Podman) or native processes (process-driver.ts). Injected: the
+ * reconciler never knows which.
  */
 
-export interface EngineEvent {
+export interface DriverEvent {
   readonly kind: ServiceKind;
   readonly id: string;
-  /** `die`: it exited (exitCode set); `start`; `stop`/`kill` as the engine reports them. */
+  /** `die`: it exited (exitCode set); `start`; `stop`/`kill` as the driver reports them. */
   readonly action: "start" | "die" | "stop" | "kill" | "destroy" | "other";
   readonly exitCode: number | null;
 }
@@ -19,7 +20,7 @@ export interface EventSubscription {
   close(): void;
 }
 
-export interface ServiceEngine {
+export interface ServiceDriver {
   /** A name for logs and status ("docker unix:///…", "processes"). */
   readonly name: string;
   /** agentd's own services only (by label): never anything else. */
@@ -41,7 +42,7 @@ export interface ServiceEngine {
   /** The last `lines` lines of its output. */
   logs(id: string, lines: number): Promise<string[]>;
   /** Lifecycle events of agentd's services; `onEnd` when the stream ends (re-subscribe). */
-  events(onEvent: (e: EngineEvent) => void, onEnd: (err?: unknown) => void): EventSubscription;
-  /** Answers when the engine is reachable. */
+  events(onEvent: (e: DriverEvent) => void, onEnd: (err?: unknown) => void): EventSubscription;
+  /** Answers when what the driver runs services on is reachable. */
   ping(): Promise<void>;
 }

@@ -1,28 +1,76 @@
-import type Dockerode from "dockerode";
-import type { EngineEvent, EventSubscription, ServiceEngine } from "./engine.ts";
+import Dockerode from "dockerode";
+import { fail } from "../lib/errors.ts";
+import type { Logger } from "../lib/log/logger.ts";
+import type { Timers } from "../lib/timers.ts";
+import { type DockerCall, retryTransient } from "./docker-transient.ts";
+import type { DriverEvent, EventSubscription, ServiceDriver } from "./driver.ts";
 import type { Actual } from "./plan.ts";
 import { LABELS, SERVICE_KINDS, type ServiceKind } from "./spec.ts";
 
 /**
- * The Docker Engine API through an injected dockerode client (a Docker or Podman socket:
- * docker.host, DOCKER_HOST or /var/run/docker.sock). Every container agentd creates carries
- * its labels (spec.ts LABELS), and everything here lists and watches by those labels only:
- * a container without them is invisible, so it is never stopped, restarted or removed. The
- * engine's own restart policy is "no": the supervisor decides restarts.
+ * The Docker driver: the Docker Engine API through an injected dockerode client (a Docker or
+ * Podman socket: docker.host, DOCKER_HOST or /var/run/docker.sock). Every container agentd
+ * creates carries its labels (spec.ts LABELS), and everything here lists and watches by those
+ * labels only: a container without them is invisible, so it is never stopped, restarted or
+ * removed. The container's own restart policy is "no": the supervisor decides restarts. The
+ * API's transient answers while a container dies are retried here (docker-transient.ts), on
+ * the injected timers, so that the reconciler sees only real failures.
  */
 
-export function dockerEngine(
+/** unix:///path, tcp://host:port, or "" for DOCKER_HOST or /var/run/docker.sock. */
+export function dockerClient(
+  host: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { docker: Dockerode; name: string } {
+  const h = host !== "" ? host : (env.DOCKER_HOST ?? "unix:///var/run/docker.sock");
+  if (h.startsWith("unix://")) {
+    return { docker: new Dockerode({ socketPath: h.slice("unix://".length) }), name: h };
+  }
+  const m = /^tcp:\/\/([^:/]+):([0-9]{1,5})$/.exec(h);
+  if (m === null) {
+    throw fail(
+      "AGENTD_E_CONFIG_TYPE",
+      `docker.host: expected unix:///path or tcp://host:port, found ${JSON.stringify(h)}`,
+      {
+        key: "docker.host",
+      },
+    );
+  }
+  return {
+    docker: new Dockerode({ host: m[1] as string, port: Number(m[2]), protocol: "http" }),
+    name: h,
+  };
+}
+
+export function dockerDriver(
   docker: Dockerode,
-  o: { readonly worker: string; readonly name?: string },
-): ServiceEngine {
+  o: {
+    readonly worker: string;
+    readonly name?: string;
+    /** For the backoff between retries of a transient answer. */
+    readonly timers: Timers;
+    readonly logger?: Logger;
+  },
+): ServiceDriver {
   const managed = `${LABELS.managed}=true`;
   const ownFilter = { label: [managed, `${LABELS.worker}=${o.worker}`] };
+  const retrying = <T>(call: DockerCall, f: () => Promise<T>): Promise<T> =>
+    retryTransient(call, f, {
+      timers: o.timers,
+      onRetry: ({ why, attempt, err }) =>
+        o.logger?.debug(
+          { call, why, attempt, err },
+          "a transient Docker Engine API answer; retrying",
+        ),
+    });
 
   return {
     name: o.name ?? "docker",
 
     async list(): Promise<Actual[]> {
-      const infos = await docker.listContainers({ all: true, filters: ownFilter });
+      const infos = await retrying("list", () =>
+        docker.listContainers({ all: true, filters: ownFilter }),
+      );
       const out: Actual[] = [];
       for (const c of infos) {
         const kind = c.Labels?.[LABELS.kind];
@@ -41,10 +89,12 @@ export function dockerEngine(
 
     async hasImage(image) {
       try {
-        const info = await docker.getImage(image).inspect();
+        const info = await retrying("inspect", () => docker.getImage(image).inspect());
         return normaliseImageId(info.Id) === image;
-      } catch {
-        return false;
+      } catch (err) {
+        // 404: not here. Anything else is no answer about the image, and fails the step.
+        if ((err as { statusCode?: number }).statusCode === 404) return false;
+        throw err;
       }
     },
 
@@ -58,6 +108,8 @@ export function dockerEngine(
         }
       }
       const env = { ...spec.env, ...(secretEnv ?? {}) };
+      // Not retried: a create is not about a dying container, and one that took effect
+      // before its answer failed would be refused the second time (its name is taken).
       const c = await docker.createContainer({
         name: `agentd-${kind}-${hash.slice(0, 12)}`,
         Image: image,
@@ -85,12 +137,12 @@ export function dockerEngine(
     },
 
     async start(id) {
-      await docker.getContainer(id).start();
+      await retrying("start", () => docker.getContainer(id).start());
     },
 
     async stop(id, timeoutS) {
       try {
-        await docker.getContainer(id).stop({ t: timeoutS });
+        await retrying("stop", () => docker.getContainer(id).stop({ t: timeoutS }));
       } catch (err) {
         // 304: already stopped; that is what was asked
         if ((err as { statusCode?: number }).statusCode !== 304) throw err;
@@ -99,19 +151,16 @@ export function dockerEngine(
 
     async remove(id) {
       try {
-        await docker.getContainer(id).remove({ force: true });
+        await retrying("remove", () => docker.getContainer(id).remove({ force: true }));
       } catch (err) {
         if ((err as { statusCode?: number }).statusCode !== 404) throw err;
       }
     },
 
     async logs(id, lines) {
-      const buf = (await docker.getContainer(id).logs({
-        stdout: true,
-        stderr: true,
-        tail: lines,
-        follow: false,
-      })) as unknown as Buffer;
+      const buf = (await retrying("logs", () =>
+        docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false }),
+      )) as unknown as Buffer;
       return demux(buf)
         .split("\n")
         .filter((l) => l !== "")
@@ -176,7 +225,7 @@ export function normaliseImageId(id: string): string {
  * of the event stream with OR (listing joins them with AND): every event is checked here, so
  * another worker's (or another tool's) container dying is never taken for one of ours.
  */
-function parseEvent(line: string, worker: string): EngineEvent | null {
+function parseEvent(line: string, worker: string): DriverEvent | null {
   let e: {
     Type?: string;
     Action?: string;

@@ -7,7 +7,8 @@ import type Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { systemClock } from "../../lib/clock.ts";
 import { createLogger } from "../../lib/log/logger.ts";
-import { dockerEngine } from "../../supervisor/docker-engine.ts";
+import { backgroundTimers } from "../../lib/timers.ts";
+import { dockerDriver } from "../../supervisor/docker-driver.ts";
 import type { SupervisorEvent } from "../../supervisor/reconciler.ts";
 import { LABELS, type ServiceKind } from "../../supervisor/spec.ts";
 import { parseServices } from "../../supervisor/specs-file.ts";
@@ -15,23 +16,23 @@ import { type Supervisor, startSupervisor } from "../../supervisor/supervisor.ts
 import {
   buildNodeImage,
   dockerClient,
-  engineAvailable,
   type PodmanService,
+  podmanAvailable,
   startPodman,
 } from "../support/podman.ts";
 
 /**
- * The supervisor on a real container engine: a private Podman service speaking the Docker
- * Engine API (test/support/podman.ts), the simulated services of sim/services in a locally
- * imported image. Each scenario of issue 7, against the engine: bring the stack up from
- * nothing; SIGKILL → restarted with backoff; a crash loop detected and left stopped; bitcoind
+ * The supervisor on the Docker driver against a real Docker Engine API: a private Podman
+ * service (test/support/podman.ts), the simulated services of sim/services in a locally
+ * imported image. Each scenario of issue 7, against Podman: bring the stack up from nothing;
+ * SIGKILL → restarted with backoff; a crash loop detected and left stopped; bitcoind
  * unhealthy → lnd held back, then restarted; a consent without the translator's image →
- * stopped, never restarted; the engine itself stopped and started → reconciled, no
+ * stopped, never restarted; the API service itself stopped and started → reconciled, no
  * duplicates; the agent restarted → its containers adopted; a container not labelled as
  * agentd's never touched.
  */
 
-const availability = engineAvailable(inject("agentdPodman"));
+const availability = podmanAvailable(inject("agentdPodman"));
 
 async function freePorts(n: number): Promise<number[]> {
   const out: number[] = [];
@@ -60,8 +61,8 @@ async function until(
   }
 }
 
-describe.skipIf(!availability.available)("the supervisor on a real engine (Podman)", () => {
-  // A private service: one scenario stops and starts the engine itself.
+describe.skipIf(!availability.available)("the supervisor on the Docker driver (Podman)", () => {
+  // A private service: one scenario stops and starts the API service itself.
   let podman: PodmanService;
   let docker: Docker;
   let image: string;
@@ -175,10 +176,11 @@ describe.skipIf(!availability.available)("the supervisor on a real engine (Podma
 
   const start = (o: { tpCrash?: boolean } = {}) => {
     sup = startSupervisor({
-      engine: dockerEngine(docker, { worker }),
+      driver: dockerDriver(docker, { worker, timers: backgroundTimers }),
       specs: specs(o),
       dataDir: data,
       clock: systemClock,
+      timers: backgroundTimers,
       logger: log,
       onEvent: (e) => events.push(e),
       resyncMs: 1_000,
@@ -203,7 +205,7 @@ describe.skipIf(!availability.available)("the supervisor on a real engine (Podma
     docker.listContainers({ all: true, filters: { label: [`${LABELS.worker}=${worker}`] } });
 
   it("brings the stack up from nothing, dependencies first, and leaves a foreign container alone", async () => {
-    // a container that is not agentd's, on the same engine, from the same image
+    // a container that is not agentd's, on the same Podman service, from the same image
     const foreign = await docker.createContainer({
       Image: image,
       Cmd: ["-e", "setInterval(() => {}, 1000)"],
@@ -315,13 +317,15 @@ describe.skipIf(!availability.available)("the supervisor on a real engine (Podma
     expect(events.filter((e) => e.type === "service.started").length).toBe(startedBefore);
   }, 30_000);
 
-  it("the engine stopped and started again: retried meanwhile, reconciled after, no duplicates", async () => {
+  it("the API service stopped and started again: retried meanwhile, reconciled after, no duplicates", async () => {
     const s = sup as Supervisor;
     const ids = (await mine()).map((c) => c.Id).sort();
     await podman.stopService();
-    await until(() => !s.status().engine.up, "the engine seen unreachable");
+    await until(() => !s.reconciler.driverUp, "the driver seen unreachable");
+    expect(s.status().engine.up).toBe(false); // what the local API says
+    expect(events.some((e) => e.type === "driver.unreachable")).toBe(true);
     await podman.startService();
-    await until(() => s.status().engine.up, "the engine seen back", 20_000);
+    await until(() => s.reconciler.driverUp, "the driver seen back", 20_000);
     await until(() => state(s, "lnd")?.state === "running", "services reconciled");
     const now = (await mine()).map((c) => c.Id).sort();
     expect(new Set(now.map((id) => id)).size).toBe(now.length);

@@ -8,15 +8,16 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../lib/clock.ts";
 import { readStateFile, writeStateFile } from "../../lib/fs/state-file.ts";
 import { createLogger } from "../../lib/log/logger.ts";
-import type { EngineEvent } from "../../supervisor/engine.ts";
+import { backgroundTimers } from "../../lib/timers.ts";
+import type { DriverEvent } from "../../supervisor/driver.ts";
 import type { Desired } from "../../supervisor/plan.ts";
 import {
   executableImageId,
-  type ProcessEngine,
-  type ProcessEngineOptions,
-  processEngine,
+  type ProcessDriver,
+  type ProcessDriverOptions,
+  processDriver,
   readProcStat,
-} from "../../supervisor/process-engine.ts";
+} from "../../supervisor/process-driver.ts";
 import { Reconciler, type SupervisorEvent } from "../../supervisor/reconciler.ts";
 import { type ServiceKind, type ServiceSpec, specHash } from "../../supervisor/spec.ts";
 
@@ -29,7 +30,8 @@ import { type ServiceKind, type ServiceSpec, specHash } from "../../supervisor/s
 
 const NODE = process.execPath;
 const FIXTURE = fileURLToPath(new URL("../fixtures/process-service.ts", import.meta.url));
-const ENGINE = new URL("../../supervisor/process-engine.ts", import.meta.url).href;
+const DRIVER = new URL("../../supervisor/process-driver.ts", import.meta.url).href;
+const TIMERS = new URL("../../lib/timers.ts", import.meta.url).href;
 const ZERO_ID = `sha256:${"0".repeat(64)}`;
 let NODE_ID = "";
 
@@ -40,7 +42,7 @@ beforeAll(async () => {
 // ---- cleanup: every process started is killed with its group, only if it is still ours -------
 
 const started: { pid: number; starttime: number }[] = [];
-const engines: ProcessEngine[] = [];
+const drivers: ProcessDriver[] = [];
 const reconcilers: Reconciler[] = [];
 const dirs: string[] = [];
 
@@ -54,7 +56,7 @@ function remember(pid: number | null): void {
 
 afterEach(async () => {
   for (const r of reconcilers.splice(0)) await r.close();
-  for (const e of engines.splice(0)) e.close();
+  for (const e of drivers.splice(0)) e.close();
   for (const { pid, starttime } of started.splice(0)) {
     const st = readProcStat(pid);
     if (st !== null && st.starttime !== starttime) continue; // not ours any more
@@ -73,19 +75,19 @@ function tempDir(): string {
   return d;
 }
 
-/** An engine whose started processes are remembered for cleanup, and its events. */
-function engineOn(o: Partial<ProcessEngineOptions> & { stateDir: string }) {
-  const engine = processEngine({ worker: "w1", pollMs: 100, ...o });
-  engines.push(engine);
-  const events: (EngineEvent & { at: number })[] = [];
-  engine.events(
+/** A driver whose started processes are remembered for cleanup, and its events. */
+function driverOn(o: Partial<ProcessDriverOptions> & { stateDir: string }) {
+  const driver = processDriver({ worker: "w1", pollMs: 100, timers: backgroundTimers, ...o });
+  drivers.push(driver);
+  const events: (DriverEvent & { at: number })[] = [];
+  driver.events(
     (e) => {
       events.push({ ...e, at: performance.now() });
-      if (e.action === "start") remember(engine.pid(e.id));
+      if (e.action === "start") remember(driver.pid(e.id));
     },
     () => {},
   );
-  return { engine, events };
+  return { driver, events };
 }
 
 function spec(dir: string, over: Partial<ServiceSpec> = {}): ServiceSpec {
@@ -108,11 +110,12 @@ function spec(dir: string, over: Partial<ServiceSpec> = {}): ServiceSpec {
   };
 }
 
-function reconcilerOn(engine: ProcessEngine) {
+function reconcilerOn(driver: ProcessDriver) {
   const events: (SupervisorEvent & { at: number })[] = [];
   const r = new Reconciler({
-    engine,
+    driver,
     clock: systemClock,
+    timers: backgroundTimers,
     logger: createLogger({ level: "silent" }),
     probe: async () => true,
     random: () => 0, // the backoff is then exactly restart.minMs
@@ -147,24 +150,24 @@ const gone = (pid: number) => {
   return st === null || st.state === "Z";
 };
 
-const lineWith = async (e: ProcessEngine, id: string, prefix: string) =>
+const lineWith = async (e: ProcessDriver, id: string, prefix: string) =>
   (await e.logs(id, 500)).find((l) => l.startsWith(prefix));
 
-describe("the process engine", () => {
+describe("the process driver", () => {
   it("creates, starts, lists, logs, stops, starts again and removes a process", async () => {
     const dir = tempDir();
-    const { engine, events } = engineOn({ stateDir: join(dir, "state") });
-    expect(engine.name).toBe("processes");
-    await engine.ping();
+    const { driver, events } = driverOn({ stateDir: join(dir, "state") });
+    expect(driver.name).toBe("processes");
+    await driver.ping();
     const s = spec(dir);
-    const id = await engine.create({
+    const id = await driver.create({
       kind: "translator",
       spec: s,
       image: NODE_ID,
       hash: "h1",
       secretEnv: { SECRET: "s3cr3t" },
     });
-    expect(await engine.list()).toEqual([
+    expect(await driver.list()).toEqual([
       {
         id,
         kind: "translator",
@@ -174,10 +177,10 @@ describe("the process engine", () => {
         createdAt: expect.any(Number),
       },
     ]);
-    await engine.start(id);
-    const pid = engine.pid(id) as number;
+    await driver.start(id);
+    const pid = driver.pid(id) as number;
     expect(pid).toBeGreaterThan(0);
-    expect((await engine.list())[0]?.running).toBe(true);
+    expect((await driver.list())[0]?.running).toBe(true);
     expect(events.map((e) => e.action)).toEqual(["start"]);
 
     // its own process group and session; argv as given; only the spec's environment
@@ -190,7 +193,7 @@ describe("the process engine", () => {
     expect(environ.map((kv) => kv.split("=")[0]).sort()).toEqual(["GREETING", "PATH", "SECRET"]);
 
     const port = Number(
-      (await waitFor("listening", () => lineWith(engine, id, "listening"))).split(" ")[1],
+      (await waitFor("listening", () => lineWith(driver, id, "listening"))).split(" ")[1],
     );
     const hello = await new Promise<string>((resolve, reject) => {
       const c = connect(port, "127.0.0.1");
@@ -202,10 +205,10 @@ describe("the process engine", () => {
       c.on("error", reject);
     });
     expect(hello).toBe("hello\n");
-    const logs = await engine.logs(id, 10);
+    const logs = await driver.logs(id, 10);
     expect(logs).toContain(`ready pid=${pid} cwd=${join(dir, "work")} greeting=hi secret=s3cr3t`);
     expect(logs).toContain("a line on stderr");
-    expect(await engine.logs(id, 1)).toHaveLength(1);
+    expect(await driver.logs(id, 1)).toHaveLength(1);
     // the secret is in memory only, never in the state file
     const stateText = readFileSync(join(dir, "state", "processes.json"), "utf8");
     expect(stateText).not.toContain("s3cr3t");
@@ -213,53 +216,53 @@ describe("the process engine", () => {
     expect(statSync(join(dir, "state", "processes.json")).mode & 0o777).toBe(0o600);
 
     // SIGTERM: the fixture exits 0
-    await engine.stop(id, 2);
+    await driver.stop(id, 2);
     expect(gone(pid)).toBe(true);
     expect(events.map((e) => [e.action, e.exitCode])).toEqual([
       ["start", null],
       ["die", 0],
       ["stop", null],
     ]);
-    expect((await engine.list())[0]?.running).toBe(false);
-    expect(await engine.logs(id, 1)).toEqual(["term"]);
-    await engine.stop(id, 2); // stopping a stopped one: nothing to do
+    expect((await driver.list())[0]?.running).toBe(false);
+    expect(await driver.logs(id, 1)).toEqual(["term"]);
+    await driver.stop(id, 2); // stopping a stopped one: nothing to do
 
     // started again: the same record, a new process; the earlier output is kept
-    await engine.start(id);
-    const pid2 = engine.pid(id) as number;
+    await driver.start(id);
+    const pid2 = driver.pid(id) as number;
     expect(pid2).not.toBe(pid);
-    await engine.start(id); // already running: nothing to do
-    expect(engine.pid(id)).toBe(pid2);
+    await driver.start(id); // already running: nothing to do
+    expect(driver.pid(id)).toBe(pid2);
     await waitFor("second ready", async () =>
-      (await engine.logs(id, 500)).some((l) => l.startsWith(`ready pid=${pid2}`)),
+      (await driver.logs(id, 500)).some((l) => l.startsWith(`ready pid=${pid2}`)),
     );
-    expect(await engine.logs(id, 500)).toContain("term");
+    expect(await driver.logs(id, 500)).toContain("term");
 
     // removal kills (as Docker's forced removal) and forgets
-    await engine.remove(id);
+    await driver.remove(id);
     expect(gone(pid2)).toBe(true);
-    expect(await engine.list()).toEqual([]);
+    expect(await driver.list()).toEqual([]);
     expect(events.at(-1)?.action).toBe("destroy");
     expect(events.filter((e) => e.action === "die").map((e) => e.exitCode)).toEqual([0, 137]);
-    await engine.remove(id); // already gone: as Docker's 404, no error
-    await expect(engine.logs(id, 5)).rejects.toThrow(/no service process/);
+    await driver.remove(id); // already gone: as Docker's 404, no error
+    await expect(driver.logs(id, 5)).rejects.toThrow(/no service process/);
   });
 
   it("stop sends SIGTERM, then SIGKILL after the timeout, to the whole process group", async () => {
     const dir = tempDir();
-    const { engine, events } = engineOn({ stateDir: join(dir, "state") });
+    const { driver, events } = driverOn({ stateDir: join(dir, "state") });
     const s = spec(dir, { command: [NODE, FIXTURE, "--ignore-term", "--grandchild"] });
-    const id = await engine.create({ kind: "translator", spec: s, image: NODE_ID, hash: "h" });
-    await engine.start(id);
+    const id = await driver.create({ kind: "translator", spec: s, image: NODE_ID, hash: "h" });
+    await driver.start(id);
     const grandchild = Number(
-      (await waitFor("grandchild", () => lineWith(engine, id, "grandchild"))).split(" ")[1],
+      (await waitFor("grandchild", () => lineWith(driver, id, "grandchild"))).split(" ")[1],
     );
-    await waitFor("listening", () => lineWith(engine, id, "listening"));
+    await waitFor("listening", () => lineWith(driver, id, "listening"));
     expect(gone(grandchild)).toBe(false);
     const t0 = performance.now();
-    await engine.stop(id, 0.3);
+    await driver.stop(id, 0.3);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
-    expect(await engine.logs(id, 500)).toContain("ignoring term");
+    expect(await driver.logs(id, 500)).toContain("ignoring term");
     // killed by SIGKILL: 128 + 9, as Docker reports it; the grandchild went with the group
     expect(events.find((e) => e.action === "die")?.exitCode).toBe(137);
     await waitFor("grandchild gone", () => gone(grandchild), 2_000);
@@ -280,69 +283,69 @@ describe("the process engine", () => {
     // a bare name, looked up on the spec's PATH
     const svcSpec = spec(dir, { command: ["svc", "30"], env: { PATH: bin } });
     const specs = [nodeSpec, svcSpec];
-    const { engine } = engineOn({ stateDir: join(dir, "state"), specs: () => specs });
-    expect(await engine.hasImage(NODE_ID)).toBe(true);
-    expect(await engine.hasImage(SVC_ID)).toBe(true);
-    expect(await engine.hasImage(ZERO_ID)).toBe(false);
-    expect(await engine.hasImage("sha256:nothex")).toBe(false);
-    // an engine that runs nothing has no images, even if node is on its PATH
-    const { engine: bare } = engineOn({ stateDir: join(dir, "state2") });
+    const { driver } = driverOn({ stateDir: join(dir, "state"), specs: () => specs });
+    expect(await driver.hasImage(NODE_ID)).toBe(true);
+    expect(await driver.hasImage(SVC_ID)).toBe(true);
+    expect(await driver.hasImage(ZERO_ID)).toBe(false);
+    expect(await driver.hasImage("sha256:nothex")).toBe(false);
+    // a driver that runs nothing has no images, even if node is on its PATH
+    const { driver: bare } = driverOn({ stateDir: join(dir, "state2") });
     expect(await bare.hasImage(NODE_ID)).toBe(false);
 
     await expect(
-      engine.create({ kind: "translator", spec: nodeSpec, image: ZERO_ID, hash: "h" }),
+      driver.create({ kind: "translator", spec: nodeSpec, image: ZERO_ID, hash: "h" }),
     ).rejects.toThrow(/not the allowed image/);
     await expect(
-      engine.create({ kind: "translator", spec: nodeSpec, image: SVC_ID, hash: "h" }),
+      driver.create({ kind: "translator", spec: nodeSpec, image: SVC_ID, hash: "h" }),
     ).rejects.toThrow(/not the allowed image/);
     await expect(
-      engine.create({
+      driver.create({
         kind: "translator",
         spec: spec(dir, { command: ["no-such-program-here"] }),
         image: NODE_ID,
         hash: "h",
       }),
     ).rejects.toThrow(/not an executable file/);
-    expect(await engine.list()).toEqual([]);
+    expect(await driver.list()).toEqual([]);
 
-    const id = await engine.create({ kind: "lnd", spec: svcSpec, image: SVC_ID, hash: "h" });
-    await engine.start(id);
-    const pid = engine.pid(id) as number;
+    const id = await driver.create({ kind: "lnd", spec: svcSpec, image: SVC_ID, hash: "h" });
+    await driver.start(id);
+    const pid = driver.pid(id) as number;
     expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]).toBe("svc"); // argv0
-    await engine.stop(id, 1);
+    await driver.stop(id, 1);
     // the file is replaced on disk (an upgrade): not the allowed executable any more
     copyFileSync("/bin/true", svc);
     expect(await executableImageId(svc)).not.toBe(SVC_ID); // the cache saw the change
-    await expect(engine.start(id)).rejects.toThrow(/not the allowed image/);
-    expect(engine.pid(id)).toBeNull();
-    expect(await engine.hasImage(SVC_ID)).toBe(false);
+    await expect(driver.start(id)).rejects.toThrow(/not the allowed image/);
+    expect(driver.pid(id)).toBeNull();
+    expect(await driver.hasImage(SVC_ID)).toBe(false);
   });
 
   it("a killed process is restarted by the Reconciler after its backoff; quick crashes are a crash loop", async () => {
     const dir = tempDir();
     const s = spec(dir);
-    const { engine, events } = engineOn({ stateDir: join(dir, "state"), specs: () => [s] });
-    const { r, events: sup } = reconcilerOn(engine);
+    const { driver, events } = driverOn({ stateDir: join(dir, "state"), specs: () => [s] });
+    const { r, events: sup } = reconcilerOn(driver);
     r.start();
     await r.setTarget(target(s));
-    const [a] = await engine.list();
+    const [a] = await driver.list();
     const id = a?.id as string;
     expect(a?.running).toBe(true);
 
     const latencies: { die: number; started: number; listening: number }[] = [];
-    let pid = engine.pid(id) as number;
+    let pid = driver.pid(id) as number;
     for (let i = 1; i <= 2; i++) {
-      await waitFor("listening", () => lineWith(engine, id, `ready pid=${pid}`));
+      await waitFor("listening", () => lineWith(driver, id, `ready pid=${pid}`));
       const t0 = performance.now();
       process.kill(pid, "SIGKILL");
       const restarted = await waitFor("restarted", () => {
-        const p = engine.pid(id);
+        const p = driver.pid(id);
         return p !== null && p !== pid ? p : null;
       });
       const started = (events.filter((e) => e.action === "start").at(-1)?.at ?? 0) - t0;
       const die = (events.filter((e) => e.action === "die").at(-1)?.at ?? 0) - t0;
       await waitFor("listening again", async () => {
-        const logs = await engine.logs(id, 500);
+        const logs = await driver.logs(id, 500);
         const at = logs.findIndex((l) => l.startsWith(`ready pid=${restarted}`));
         return at >= 0 && logs.slice(at).some((l) => l.startsWith("listening"));
       });
@@ -361,14 +364,14 @@ describe("the process engine", () => {
       { inMs: 50, failures: 2 }, // full jitter at random 0: never under the minimum
     ]);
     // the same record was started again, never a second one created
-    expect((await engine.list()).map((x) => x.id)).toEqual([id]);
+    expect((await driver.list()).map((x) => x.id)).toEqual([id]);
 
     // the third failure within the window: a crash loop, no more restarts
-    await waitFor("listening", () => lineWith(engine, id, `ready pid=${pid}`));
+    await waitFor("listening", () => lineWith(driver, id, `ready pid=${pid}`));
     process.kill(pid, "SIGKILL");
     await waitFor("crash loop", () => sup.some((e) => e.type === "service.crashloop"));
     await new Promise((res) => setTimeout(res, 500));
-    expect(engine.pid(id)).toBeNull();
+    expect(driver.pid(id)).toBeNull();
     expect(events.filter((e) => e.action === "start")).toHaveLength(3);
     expect(r.status().find((x) => x.kind === "translator")).toMatchObject({
       state: "stopped",
@@ -381,15 +384,15 @@ describe("the process engine", () => {
   it("a service that crashes on its own ends in a crash loop with its exit code", async () => {
     const dir = tempDir();
     const s = spec(dir, { command: [NODE, FIXTURE, "--crash-after=30"] });
-    const { engine, events } = engineOn({ stateDir: join(dir, "state"), specs: () => [s] });
-    const { r, events: sup } = reconcilerOn(engine);
+    const { driver, events } = driverOn({ stateDir: join(dir, "state"), specs: () => [s] });
+    const { r, events: sup } = reconcilerOn(driver);
     r.start();
     await r.setTarget(target(s));
     await waitFor("crash loop", () => sup.some((e) => e.type === "service.crashloop"), 8_000);
     await new Promise((res) => setTimeout(res, 300));
     expect(events.filter((e) => e.action === "start")).toHaveLength(3);
     expect(events.filter((e) => e.action === "die").map((e) => e.exitCode)).toEqual([3, 3, 3]);
-    expect((await engine.list()).map((x) => x.running)).toEqual([false]);
+    expect((await driver.list()).map((x) => x.running)).toEqual([false]);
   });
 
   it("after an agent restart, a still-running service is adopted: same id, no duplicate; its end is noticed", async () => {
@@ -399,9 +402,10 @@ describe("the process engine", () => {
     const hash = specHash(s, NODE_ID);
     // The first agent: a real process that creates and starts the service, then exits.
     const script = `
-      const { processEngine } = await import(${JSON.stringify(ENGINE)});
+      const { processDriver } = await import(${JSON.stringify(DRIVER)});
+      const { backgroundTimers } = await import(${JSON.stringify(TIMERS)});
       const [stateDir, spec, image, hash] = process.argv.slice(1);
-      const e = processEngine({ stateDir, worker: "w1" });
+      const e = processDriver({ stateDir, worker: "w1", timers: backgroundTimers });
       const id = await e.create({ kind: "translator", spec: JSON.parse(spec), image, hash });
       await e.start(id);
       console.log(JSON.stringify({ id, pid: e.pid(id) }));
@@ -417,25 +421,25 @@ describe("the process engine", () => {
     expect(gone(first.pid)).toBe(false);
 
     // The second agent on the same state directory.
-    const { engine, events } = engineOn({ stateDir, specs: () => [s] });
-    const { r, events: sup } = reconcilerOn(engine);
+    const { driver, events } = driverOn({ stateDir, specs: () => [s] });
+    const { r, events: sup } = reconcilerOn(driver);
     r.start();
     await r.setTarget(target(s));
-    expect(await engine.list()).toMatchObject([{ id: first.id, hash, running: true }]);
-    expect(engine.pid(first.id)).toBe(first.pid);
+    expect(await driver.list()).toMatchObject([{ id: first.id, hash, running: true }]);
+    expect(driver.pid(first.id)).toBe(first.pid);
     expect(events).toEqual([]); // nothing created or started: no duplicate
     expect(sup.filter((e) => e.type === "service.started")).toEqual([]);
     // it kept running and writing after its agent exited (output to a file, not a pipe)
     const ticks = async () =>
       Number(
-        (await engine.logs(first.id, 500))
+        (await driver.logs(first.id, 500))
           .filter((l) => l.startsWith("tick"))
           .at(-1)
           ?.split(" ")[1] ?? 0,
       );
     const before = await ticks();
     await waitFor("more ticks", async () => (await ticks()) > before + 3);
-    expect(await engine.logs(first.id, 500)).toContain(
+    expect(await driver.logs(first.id, 500)).toContain(
       `ready pid=${first.pid} cwd=${join(dir, "work")} greeting=hi secret=`,
     );
 
@@ -444,24 +448,24 @@ describe("the process engine", () => {
     const die = await waitFor("die", () => events.find((e) => e.action === "die"));
     expect(die).toMatchObject({ id: first.id, exitCode: null });
     const pid2 = await waitFor("restarted", () => {
-      const p = engine.pid(first.id);
+      const p = driver.pid(first.id);
       return p !== null && p !== first.pid ? p : null;
     });
     expect(readProcStat(pid2)?.pgrp).toBe(pid2);
-    expect((await engine.list()).map((x) => [x.id, x.running])).toEqual([[first.id, true]]);
+    expect((await driver.list()).map((x) => [x.id, x.running])).toEqual([[first.id, true]]);
     // and this one is the new agent's child: its exit code is known again
-    await waitFor("listening", () => lineWith(engine, first.id, `ready pid=${pid2}`));
+    await waitFor("listening", () => lineWith(driver, first.id, `ready pid=${pid2}`));
     await waitFor("its handler", async () =>
-      (await engine.logs(first.id, 500)).at(-1)?.startsWith("tick"),
+      (await driver.logs(first.id, 500)).at(-1)?.startsWith("tick"),
     );
-    await engine.stop(first.id, 2);
+    await driver.stop(first.id, 2);
     expect(events.filter((e) => e.action === "die").map((e) => e.exitCode)).toEqual([null, 0]);
   });
 
   it("a recorded pid that now belongs to another process is never signalled", async () => {
     const dir = tempDir();
     const stateDir = join(dir, "state");
-    const { engine: first } = engineOn({ stateDir });
+    const { driver: first } = driverOn({ stateDir });
     const id = await first.create({
       kind: "translator",
       spec: spec(dir),
@@ -478,12 +482,12 @@ describe("the process engine", () => {
     for (const rec of data.records) rec.starttime += 1;
     writeStateFile(join(stateDir, "processes.json"), 1, data);
 
-    const { engine, events } = engineOn({ stateDir });
-    expect(await engine.list()).toMatchObject([{ id, running: false }]);
-    expect(engine.pid(id)).toBeNull();
-    await engine.stop(id, 1);
-    await engine.remove(id);
-    expect(await engine.list()).toEqual([]);
+    const { driver, events } = driverOn({ stateDir });
+    expect(await driver.list()).toMatchObject([{ id, running: false }]);
+    expect(driver.pid(id)).toBeNull();
+    await driver.stop(id, 1);
+    await driver.remove(id);
+    expect(await driver.list()).toEqual([]);
     expect(events.map((e) => e.action)).toEqual(["destroy"]);
     // untouched: still running, never asked to stop
     await new Promise((res) => setTimeout(res, 200));
@@ -495,15 +499,15 @@ describe("the process engine", () => {
   it("keeps the last logLines lines and a small output file", async () => {
     const dir = tempDir();
     const stateDir = join(dir, "state");
-    const { engine } = engineOn({ stateDir, logLines: 5, logFileBytes: 200, pollMs: 20 });
+    const { driver } = driverOn({ stateDir, logLines: 5, logFileBytes: 200, pollMs: 20 });
     const s = spec(dir, { command: [NODE, FIXTURE, "--tick=2"] });
-    const id = await engine.create({ kind: "translator", spec: s, image: NODE_ID, hash: "h" });
-    await engine.start(id);
+    const id = await driver.create({ kind: "translator", spec: s, image: NODE_ID, hash: "h" });
+    await driver.start(id);
     await waitFor(
       "ticks",
-      async () => Number((await engine.logs(id, 100)).at(-1)?.split(" ")[1]) >= 150,
+      async () => Number((await driver.logs(id, 100)).at(-1)?.split(" ")[1]) >= 150,
     );
-    const logs = await engine.logs(id, 100);
+    const logs = await driver.logs(id, 100);
     expect(logs).toHaveLength(5);
     const n = logs.map((l) => Number(l.split(" ")[1]));
     expect(n.slice(1).map((x, i) => x - (n[i] as number))).toEqual([1, 1, 1, 1]);
@@ -514,22 +518,22 @@ describe("the process engine", () => {
     const dir = tempDir();
     const s = spec(dir, { command: ["/usr/bin/id"], user: "65534:65534", volumes: [] });
     const image = await executableImageId("/usr/bin/id");
-    const { engine, events } = engineOn({ stateDir: join(dir, "state") });
-    const id = await engine.create({ kind: "translator", spec: s, image, hash: "h" });
-    await engine.start(id);
+    const { driver, events } = driverOn({ stateDir: join(dir, "state") });
+    const id = await driver.create({ kind: "translator", spec: s, image, hash: "h" });
+    await driver.start(id);
     await waitFor("exit", () => events.some((e) => e.action === "die"));
-    expect((await engine.logs(id, 5)).join("\n")).toMatch(/^uid=65534\(\w+\) gid=65534/);
+    expect((await driver.logs(id, 5)).join("\n")).toMatch(/^uid=65534\(\w+\) gid=65534/);
   });
 
   it("refuses another user when agentd is not root", async () => {
     const dir = tempDir();
-    const { engine } = engineOn({ stateDir: join(dir, "state"), uid: 1000, gid: 1000 });
+    const { driver } = driverOn({ stateDir: join(dir, "state"), uid: 1000, gid: 1000 });
     const s = spec(dir, { user: "65534:65534" });
     await expect(
-      engine.create({ kind: "translator", spec: s, image: NODE_ID, hash: "h" }),
+      driver.create({ kind: "translator", spec: s, image: NODE_ID, hash: "h" }),
     ).rejects.toThrow(/needs agentd to run as root/);
     await expect(
-      engine.create({
+      driver.create({
         kind: "translator",
         spec: spec(dir, { user: "65534" }),
         image: NODE_ID,
@@ -537,7 +541,7 @@ describe("the process engine", () => {
       }),
     ).rejects.toThrow(/needs its gid/);
     // its own uid:gid needs no privilege
-    await engine.create({
+    await driver.create({
       kind: "translator",
       spec: spec(dir, { user: "1000:1000" }),
       image: NODE_ID,
