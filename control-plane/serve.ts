@@ -7,7 +7,7 @@ import { parseJsonObjectStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import type { ApiContext, ApiGroup, ApiSettings } from "./api/context.ts";
 import { allGroups } from "./api/index.ts";
-import type { RateLimitConfig } from "./http/rate-limit.ts";
+import type { RateLimitConfig } from "../lib/http/rate-limit.ts";
 import { loadControlPlaneKeys } from "./keys/load.ts";
 import { compileSchemas } from "./protocol/validate.ts";
 import { type RunningControlPlane, startControlPlane } from "./server.ts";

@@ -3,7 +3,7 @@ import { unixSeconds } from "../../lib/clock.ts";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
 import type { Metric } from "../../lib/metrics/registry.ts";
-import { statusForCode } from "../http/errors.ts";
+import { statusForCode } from "../../lib/http/errors.ts";
 import { defineRoute } from "../http/route.ts";
 import type { VerifiedDocument } from "../protocol/documents/common.ts";
 import { heartbeatAnomalies, verifyHeartbeatAsync } from "../protocol/documents/heartbeat.ts";

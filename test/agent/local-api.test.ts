@@ -251,7 +251,7 @@ describe("the local API", () => {
 
   it("TCP: requests without the token do not use up the bucket of those with it", async () => {
     let now = 0;
-    const api = await start([], { rate: { perSecond: 1, burst: 2 }, now: () => now });
+    const api = await start([], { rate: { perSecond: 1, burst: 2 }, clock: { now: () => now } });
     const host = `127.0.0.1:${api.tcp?.port}`;
     for (let i = 0; i < 10; i++) {
       expect((await tcp(api, "/v1/status", { host })).status).toBe(401);
@@ -267,7 +267,7 @@ describe("the local API", () => {
   it("rate-limits each listener with a token bucket", async () => {
     let now = 0;
     const calls: string[] = [];
-    const api = await start(calls, { rate: { perSecond: 2, burst: 3 }, now: () => now });
+    const api = await start(calls, { rate: { perSecond: 2, burst: 3 }, clock: { now: () => now } });
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) {
       statuses.push((await localApiRequest(api.socket, "GET", "/v1/status")).status);

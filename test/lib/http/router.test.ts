@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseQuery } from "../../../control-plane/http/query.ts";
-import { decodeParams, type Method, Router } from "../../../control-plane/http/router.ts";
+import { parseQuery } from "../../../lib/http/query.ts";
+import { decodeParams, type Method, Router } from "../../../lib/http/router.ts";
 import { isAgentdError } from "../../../lib/errors.ts";
 
 const r = (method: Method, path: string) => ({ method, path, name: `${method} ${path}` });

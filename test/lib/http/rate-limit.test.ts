@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ipKey, RateLimiter } from "../../../control-plane/http/rate-limit.ts";
+import { ipKey, RateLimiter } from "../../../lib/http/rate-limit.ts";
 import { fixedClock } from "../../../lib/clock.ts";
 
 describe("token buckets", () => {
