@@ -7,12 +7,7 @@ import { errorResponse, type StatusOverrides } from "../../lib/http/errors.ts";
 import { parseQuery } from "../../lib/http/query.ts";
 import { enforce, ipKey, type RateLimiter } from "../../lib/http/rate-limit.ts";
 import { send, serialize } from "../../lib/http/respond.ts";
-import {
-  decodeParams,
-  type Router,
-  routeOrRefuse,
-  splitTarget,
-} from "../../lib/http/router.ts";
+import { decodeParams, type Router, routeOrRefuse, splitTarget } from "../../lib/http/router.ts";
 import type { Logger } from "../../lib/log/logger.ts";
 import { stopwatch } from "../../lib/timers.ts";
 import {

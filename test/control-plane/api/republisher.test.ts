@@ -5,9 +5,9 @@ import {
   isDue,
   republishInterval,
 } from "../../../control-plane/api/republisher.ts";
-import type { Timers } from "../../../lib/timers.ts";
 import { documentIdentity } from "../../../lib/crypto/jws.ts";
 import { Registry } from "../../../lib/metrics/registry.ts";
+import type { Timers } from "../../../lib/timers.ts";
 import { signConsent } from "../../../policy-guard/sign.ts";
 import { until } from "../http/helpers.ts";
 import { type TestCp, type TestMachine, type TestOwner, useTestCp } from "./harness.ts";

@@ -5,7 +5,11 @@ import { describe, expect, it } from "vitest";
 import { type RawData, WebSocket } from "ws";
 import { createHttpMetrics } from "../../../control-plane/http/metrics.ts";
 import { type DropReason, StreamHub } from "../../../control-plane/http/stream-hub.ts";
-import { createWsEndpoint, type WsContext, type WsEndpoint } from "../../../control-plane/http/ws.ts";
+import {
+  createWsEndpoint,
+  type WsContext,
+  type WsEndpoint,
+} from "../../../control-plane/http/ws.ts";
 import { fail } from "../../../lib/errors.ts";
 import { Registry } from "../../../lib/metrics/registry.ts";
 import { backgroundTimers, type Timers } from "../../../lib/timers.ts";
