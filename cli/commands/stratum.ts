@@ -45,6 +45,7 @@ export function registerStratum(program: Command, io: CliIo, run: Run): void {
       ) =>
         run(false, async () => {
           const worker = parseWorkerId(opts.worker);
+          // Checked as the flag it is (AGENTD_E_USAGE naming --listen), before the config is.
           if (opts.listen !== undefined) parseHostPort(opts.listen, "--listen");
           const dedicated = [
             ...(opts.listen === undefined
