@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { readChainTail } from "../lib/fs/chain-log.ts";
+import { parseHostPort } from "../lib/http/host-port.ts";
 import type { Registry } from "../lib/metrics/registry.ts";
 import type { AgentContext } from "./agent-context.ts";
 import { apiToken } from "./api-token.ts";
@@ -107,16 +108,22 @@ export async function startLocalEndpoints(
   const listen = ctx.config.api.listen;
   const api = await startLocalApi({
     socket: o.apiSocket,
+    clock: ctx.clock,
     logger: ctx.log.child({ component: "local-api" }),
     handlers,
     ...(listen === ""
       ? {}
-      : { tcp: { ...hostPort(listen), token: apiToken(ctx.stateDir, ctx.config.api.token) } }),
+      : {
+          tcp: {
+            ...parseHostPort(listen, "api.listen"),
+            token: apiToken(ctx.stateDir, ctx.config.api.token),
+          },
+        }),
   });
   if (ctx.config.metrics.listen === "") return { api, metrics: null };
   try {
     const metrics = await startMetricsServer({
-      ...hostPort(ctx.config.metrics.listen),
+      ...parseHostPort(ctx.config.metrics.listen, "metrics.listen"),
       registry: o.registry,
       beforeRender: () => {
         const st = o.heartbeats.stats();
@@ -133,12 +140,4 @@ export async function startLocalEndpoints(
     await api.close();
     throw err;
   }
-}
-
-function hostPort(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(":");
-  return {
-    host: listen.slice(0, i).replace(/^\[(.*)\]$/, "$1"),
-    port: Number(listen.slice(i + 1)),
-  };
 }

@@ -1,10 +1,10 @@
 import type { KeyObject } from "node:crypto";
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import type { Clock } from "../lib/clock.ts";
 import type { AgentdConfig } from "../lib/config/schema.ts";
 import { ChainLog } from "../lib/fs/chain-log.ts";
+import { parseHostPort } from "../lib/http/host-port.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
@@ -12,6 +12,7 @@ import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import type { StratumProxy } from "../stratum-client/proxy.ts";
 import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
 import { ensureStateDir } from "./identity.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
 
 /**
  * Local mode (`agentd stratum proxy`): the Stratum proxy under the policy guard, on a bundle
@@ -93,48 +94,39 @@ export async function startLocalProxy(o: LocalProxyOptions): Promise<LocalProxy>
       void apply("change");
   });
 
-  let metrics: Server | null = null;
-  let metricsAddress: { host: string; port: number } | null = null;
-  if (o.config.metrics.listen !== "") {
-    const [mh, mp] = splitHostPort(o.config.metrics.listen);
-    metrics = createServer((req, res) => {
-      if (req.url !== "/metrics") {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(registry.render());
-    });
-    metricsAddress = await new Promise((resolve, reject) => {
-      metrics?.once("error", reject).listen(mp, mh, () => {
-        const a = metrics?.address();
-        if (a === null || a === undefined || typeof a === "string")
-          return reject(new Error("no address"));
-        resolve({ host: a.address, port: a.port });
+  const stop = async () => {
+    unwatchFile(o.bundlePath);
+    await proxy.close();
+    engine?.close();
+    audit.close();
+  };
+  // The agent's metrics server, loopback check included. If it cannot start (a LAN address,
+  // a port in use), what started before it is stopped again.
+  let metrics: MetricsServer | null = null;
+  try {
+    if (o.config.metrics.listen !== "") {
+      metrics = await startMetricsServer({
+        ...parseHostPort(o.config.metrics.listen, "metrics.listen"),
+        registry,
       });
-    });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
   }
 
   let closing: Promise<void> | null = null;
   return {
     ...address,
-    metrics: metricsAddress,
+    metrics: metrics === null ? null : { host: metrics.host, port: metrics.port },
     proxy,
     engine,
     close: () => {
       closing ??= (async () => {
-        unwatchFile(o.bundlePath);
-        if (metrics !== null) await new Promise<void>((r) => metrics?.close(() => r()));
-        await proxy.close();
-        engine?.close();
-        audit.close();
+        await metrics?.close();
+        await stop();
       })();
       return closing;
     },
   };
-}
-
-export function splitHostPort(s: string): [string, number] {
-  const i = s.lastIndexOf(":");
-  const host = s.slice(0, i).replace(/^\[(.*)\]$/, "$1");
-  return [host, Number(s.slice(i + 1))];
 }

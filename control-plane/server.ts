@@ -1,4 +1,5 @@
 import type { Clock } from "../lib/clock.ts";
+import type { RateLimitConfig } from "../lib/http/rate-limit.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
 import {
@@ -11,7 +12,6 @@ import { PublicKeyCache } from "./api/key-cache.ts";
 import { apiKeyFinder, machineAuthenticator } from "./api/machine-auth.ts";
 import { createHttpMetrics } from "./http/metrics.ts";
 import { KeyedNotifier } from "./http/notifier.ts";
-import type { RateLimitConfig } from "./http/rate-limit.ts";
 import { type ApiServer, createApiServer } from "./http/server.ts";
 import { StreamHub } from "./http/stream-hub.ts";
 import { createWsEndpoint } from "./http/ws.ts";

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { isHostPort } from "../../lib/config/load.ts";
 import { fail } from "../../lib/errors.ts";
+import { parseHostPort } from "../../lib/http/host-port.ts";
 import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
@@ -20,12 +20,7 @@ is closed.
 
 /** `host:port`, `[v6]:port`; the port may be 0. */
 export function parseListen(value: string): { host: string; port: number } {
-  if (!isHostPort(value)) {
-    throw fail("AGENTD_E_USAGE", `--listen: expected host:port, found ${JSON.stringify(value)}`);
-  }
-  const i = value.lastIndexOf(":");
-  const host = value.slice(0, i).replace(/^\[(.*)\]$/, "$1");
-  return { host, port: Number(value.slice(i + 1)) };
+  return parseHostPort(value, "--listen");
 }
 
 /** `RATE` or `RATE:BURST` (burst defaults to twice the rate); `0` switches the limit off. */

@@ -6,12 +6,12 @@ import type { Command } from "commander";
 import { readEnrollment } from "../../agent/enrollment.ts";
 import { loadMachineIdentity } from "../../agent/identity.ts";
 import { localApiGet } from "../../agent/local-api.ts";
-import { splitHostPort } from "../../agent/local-proxy.ts";
 import { createApiClient } from "../../control-plane/protocol/client-api.ts";
 import type { AgentdConfig } from "../../lib/config/schema.ts";
 import { isAgentdError } from "../../lib/errors.ts";
 import { verifyChainLog } from "../../lib/fs/chain-log.ts";
 import { checkTrustedDirectory } from "../../lib/fs/trust.ts";
+import { parseHostPort } from "../../lib/http/host-port.ts";
 import { GUARD_STATE_FILE, loadGuardState } from "../../policy-guard/state.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
@@ -165,7 +165,7 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
     add("engine_socket", pong === "OK" ? "ok" : "warn", `${engine}: ${pong}`);
   }
 
-  const [host, port] = splitHostPort(config.stratum.listen);
+  const { host, port } = parseHostPort(config.stratum.listen, "stratum.listen");
   if (agentStratum !== null)
     add("stratum_port", "ok", `the agent listens on ${agentStratum.host}:${agentStratum.port}`);
   else if (port === 0) add("stratum_port", "ok", "port 0: any free port");

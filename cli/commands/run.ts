@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { startAgent } from "../../agent/daemon.ts";
 import { readEnrollment } from "../../agent/enrollment.ts";
 import { agentBinarySha256, collectHostFacts } from "../../agent/host-facts.ts";
-import { splitHostPort } from "../../agent/local-proxy.ts";
+import { parseHostPort } from "../../lib/http/host-port.ts";
 import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
 import { logRing } from "../../lib/log/ring.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
@@ -25,11 +25,6 @@ then has "api": {"host", "port"}. With metrics.listen, Prometheus metrics are on
 http://HOST:PORT/metrics ("metrics" in the ready line). SIGTERM or SIGINT stops it cleanly
 (exit 0); a failed start exits non-zero with the reason.
 `;
-
-function parseHostPort(listen: string): { host: string; port: number } {
-  const [host, port] = splitHostPort(listen);
-  return { host, port };
-}
 
 export function registerRun(program: Command, io: CliIo, run: Run): void {
   program

@@ -1,8 +1,7 @@
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { isHostPort } from "../../lib/config/load.ts";
 import { readPublicKeyFile } from "../../lib/crypto/key-files.ts";
-import { fail } from "../../lib/errors.ts";
+import { parseHostPort } from "../../lib/http/host-port.ts";
 import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
@@ -46,12 +45,8 @@ export function registerStratum(program: Command, io: CliIo, run: Run): void {
       ) =>
         run(false, async () => {
           const worker = parseWorkerId(opts.worker);
-          if (opts.listen !== undefined && !isHostPort(opts.listen)) {
-            throw fail(
-              "AGENTD_E_USAGE",
-              `--listen: expected host:port, found ${JSON.stringify(opts.listen)}`,
-            );
-          }
+          // Checked as the flag it is (AGENTD_E_USAGE naming --listen), before the config is.
+          if (opts.listen !== undefined) parseHostPort(opts.listen, "--listen");
           const dedicated = [
             ...(opts.listen === undefined
               ? []
@@ -62,10 +57,10 @@ export function registerStratum(program: Command, io: CliIo, run: Run): void {
           ];
           const { config } = loadCliConfig(io, globalsOf(cmd), dedicated);
           // Loaded only for this verb: every other command starts without the proxy's code.
-          const { splitHostPort, startLocalProxy } = await import("../../agent/local-proxy.ts");
+          const { startLocalProxy } = await import("../../agent/local-proxy.ts");
           const { decisionToJson } = await import("../../policy-guard/decision.ts");
           const logger = createLogger({ level: config.log.level as LogLevel });
-          const [host, port] = splitHostPort(config.stratum.listen);
+          const { host, port } = parseHostPort(config.stratum.listen, "stratum.listen");
           const local = await startLocalProxy({
             host,
             port,

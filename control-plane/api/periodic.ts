@@ -1,4 +1,4 @@
-import type { Timers } from "../http/long-poll.ts";
+import type { Timers } from "../../lib/timers.ts";
 
 /**
  * Background work on a timer (the re-issue of publications, maintenance): a tick every

@@ -2,11 +2,11 @@ import type { IncomingMessage } from "node:http";
 import { unixSeconds } from "../../lib/clock.ts";
 import { checkValidityTimes, decodeJwsUnverified, verifyJws } from "../../lib/crypto/jws.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
+import { statusForCode } from "../../lib/http/errors.ts";
 import { DOC_TYP, parseConsentPayload } from "../../policy-guard/documents.ts";
 import { EMPTY_COUNTERS, verifyDocuments } from "../../policy-guard/verify.ts";
 import type { Caller } from "../http/auth.ts";
 import { conditionalJson, etagOf, ifNoneMatchHits } from "../http/conditional.ts";
-import { statusForCode } from "../http/errors.ts";
 import { longPoll, preferWait } from "../http/long-poll.ts";
 import { type AuthorizeContext, defineRoute } from "../http/route.ts";
 import type {

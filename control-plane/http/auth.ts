@@ -29,6 +29,9 @@ import { fail, isAgentdError } from "../../lib/errors.ts";
  * than picking one (Node would silently keep the first `Authorization`).
  */
 
+/** What `WWW-Authenticate` says on 401: the two schemes this API accepts. */
+export const WWW_AUTHENTICATE = 'Bearer realm="agentd", AgentD realm="agentd"';
+
 export const ROLES = ["admin", "operator", "owner", "auditor"] as const;
 export type Role = (typeof ROLES)[number];
 

@@ -1,3 +1,4 @@
+import { systemTimers, type Timers } from "../../lib/timers.ts";
 import type { Notifier } from "./notifier.ts";
 
 /**
@@ -27,16 +28,6 @@ export function preferWait(
   return 0;
 }
 
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
-
 export interface LongPollOptions<T> {
   readonly key: string;
   readonly notifier: Notifier;
@@ -44,13 +35,14 @@ export interface LongPollOptions<T> {
   readonly signal: AbortSignal;
   /** Something to answer with now, or `undefined` to keep waiting. */
   check(): Promise<T | undefined>;
+  /** Default: systemTimers (a held request keeps its process alive, as its socket does). */
   readonly timers?: Timers;
 }
 
 /** The first value `check` gives within the wait, or `undefined` (timeout or abort). */
 export function longPoll<T>(options: LongPollOptions<T>): Promise<T | undefined> {
   const { notifier, signal, key } = options;
-  const timers = options.timers ?? realTimers;
+  const timers = options.timers ?? systemTimers;
   if (options.waitSeconds <= 0 || signal.aborted) return options.check();
   return new Promise<T | undefined>((resolve, reject) => {
     let done = false;

@@ -1,5 +1,5 @@
+import { METHODS } from "../../lib/http/router.ts";
 import type { Metric, Registry } from "../../lib/metrics/registry.ts";
-import { METHODS } from "./router.ts";
 
 /**
  * Request metrics with bounded labels: the route *template* (never the raw path, which holds

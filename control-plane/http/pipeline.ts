@@ -2,17 +2,26 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorCode } from "../../lib/errors.ts";
 import { fail } from "../../lib/errors.ts";
+import { readJsonBody } from "../../lib/http/body.ts";
+import { errorResponse, type StatusOverrides } from "../../lib/http/errors.ts";
+import { parseQuery } from "../../lib/http/query.ts";
+import { enforce, ipKey, type RateLimiter } from "../../lib/http/rate-limit.ts";
+import { send, serialize } from "../../lib/http/respond.ts";
+import { decodeParams, type Router, routeOrRefuse, splitTarget } from "../../lib/http/router.ts";
 import type { Logger } from "../../lib/log/logger.ts";
-import { type AuthDeps, authenticate, type Caller, callerKey, callerLabel } from "./auth.ts";
-import { readJsonBody } from "./body.ts";
-import { errorResponse } from "./errors.ts";
+import { stopwatch } from "../../lib/timers.ts";
+import {
+  type AuthDeps,
+  authenticate,
+  type Caller,
+  callerKey,
+  callerLabel,
+  WWW_AUTHENTICATE,
+} from "./auth.ts";
+import { CP_CODES, RATE_LIMITED } from "./codes.ts";
 import { type HttpMetrics, UNMATCHED } from "./metrics.ts";
-import { parseQuery } from "./query.ts";
-import { enforce, ipKey, type RateLimiter } from "./rate-limit.ts";
 import { requestUrl } from "./request-url.ts";
-import { send, serialize } from "./respond.ts";
 import type { Route } from "./route.ts";
-import { decodeParams, type Router } from "./router.ts";
 
 /**
  * One request, start to end: the order of the steps is the security contract of the API
@@ -43,20 +52,17 @@ export async function handleRequest(
   signal: AbortSignal,
 ): Promise<void> {
   const requestId = randomUUID();
-  const started = process.hrtime.bigint();
-  const target = req.url ?? "";
-  const q = target.indexOf("?");
-  const rawPath = q === -1 ? target : target.slice(0, q);
-  const search = q === -1 ? "" : target.slice(q + 1);
+  const elapsed = stopwatch();
+  const { path: rawPath, search } = splitTarget(req.url ?? "");
   const method = req.method ?? "";
   const clientIp = req.socket.remoteAddress ?? "";
   let routeLabel = UNMATCHED;
   let caller: Caller | undefined;
   let errorCode: ErrorCode | undefined;
-  let overrides: Readonly<Partial<Record<ErrorCode, number>>> = {};
+  let overrides: StatusOverrides = {};
 
   res.once("close", () => {
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const seconds = elapsed();
     deps.metrics.request(routeLabel, method, res.statusCode, seconds);
     deps.logger.info(
       {
@@ -81,19 +87,9 @@ export async function handleRequest(
     !req.complete || deps.closing() ? { connection: "close" } : {};
 
   try {
-    enforce(deps.ipLimiter, ipKey(clientIp), "address");
+    enforce(deps.ipLimiter, ipKey(clientIp), CP_CODES.rateLimited, RATE_LIMITED.address);
     const url = requestUrl(req);
-    const m = deps.router.match(method, rawPath);
-    if (m.kind === "not_found") throw fail("AGENTD_E_CP_NOT_FOUND", "no such endpoint");
-    if (m.kind === "method_not_allowed") {
-      throw fail(
-        "AGENTD_E_CP_METHOD_NOT_ALLOWED",
-        `method ${method.slice(0, 16)} not allowed here`,
-        {
-          allow: m.allow.join(", "),
-        },
-      );
-    }
+    const m = routeOrRefuse(deps.router, method, rawPath, CP_CODES);
     const route = m.route;
     routeLabel = route.path;
     overrides = route.errorStatus ?? {};
@@ -103,7 +99,9 @@ export async function handleRequest(
       machineSignedBody: route.machineSignedBody,
     });
     const key = callerKey(caller);
-    if (key !== undefined) enforce(deps.callerLimiter, key, "caller");
+    if (key !== undefined) {
+      enforce(deps.callerLimiter, key, CP_CODES.rateLimited, RATE_LIMITED.caller);
+    }
 
     const params = decodeParams(m.rawParams);
     if (route.machineParam !== undefined && caller.kind === "machine") {
@@ -121,6 +119,7 @@ export async function handleRequest(
     }
     const raw = await readJsonBody(req, {
       limit,
+      codes: CP_CODES,
       ...(route.body?.optional === undefined ? {} : { optional: route.body.optional }),
     });
     const body = route.body?.validate === undefined ? raw : route.body.validate(raw);
@@ -139,7 +138,7 @@ export async function handleRequest(
     });
     send(res, serialize(result), { "x-request-id": requestId, ...connectionHeader() });
   } catch (e) {
-    const r = errorResponse(e, requestId, overrides);
+    const r = errorResponse(e, requestId, { overrides, wwwAuthenticate: WWW_AUTHENTICATE });
     errorCode = r.code;
     if (r.status >= 500) {
       deps.logger.error({ request_id: requestId, route: routeLabel, err: e }, "request failed");

@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ErrorCode } from "../../lib/errors.ts";
+import type { StatusOverrides } from "../../lib/http/errors.ts";
+import type { HttpResult } from "../../lib/http/respond.ts";
+import type { Method } from "../../lib/http/router.ts";
 import type {
   AuthenticateMachineProof,
   AuthenticateMachineToken,
   Caller,
   CallerKind,
 } from "./auth.ts";
-import type { Method } from "./router.ts";
 
 /**
  * How an endpoint is declared. The framework runs, in order: per-IP rate limit → route match
@@ -42,14 +43,8 @@ export interface HandlerContext<B = unknown> {
   readonly signal: AbortSignal;
 }
 
-export interface HandlerResult {
-  readonly status: number;
-  /** Sent as JSON (`JSON.stringify`); absent for 204/304. */
-  readonly body?: unknown;
-  /** Sent as is instead of JSON (for /metrics); give `content-type` in `headers`. */
-  readonly text?: string;
-  readonly headers?: Readonly<Record<string, string>>;
-}
+/** What a handler answers (lib/http/respond.ts writes it). */
+export type HandlerResult = HttpResult;
 
 export interface RouteBody<B> {
   /** Largest body in bytes (default: the server's `bodyLimit`, itself 64 KiB by default). */
@@ -97,7 +92,7 @@ export interface Route<B = unknown> {
   /** Absent: the route takes no body (any body byte is 413). */
   readonly body?: RouteBody<B>;
   /** Per-route status for error codes (for example AGENTD_E_SCHEMA → 422). */
-  readonly errorStatus?: Readonly<Partial<Record<ErrorCode, number>>>;
+  readonly errorStatus?: StatusOverrides;
   /** A method, not a property, so that a `Route<Foo>` fits in a `Route[]`. */
   handler(ctx: HandlerContext<B>): Promise<HandlerResult>;
 }

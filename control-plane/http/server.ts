@@ -1,21 +1,23 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { type Clock, systemClock } from "../../lib/clock.ts";
+import { DEFAULT_BODY_LIMIT } from "../../lib/http/body.ts";
+import { listenTcp } from "../../lib/http/listen.ts";
+import { type RateLimitConfig, RateLimiter } from "../../lib/http/rate-limit.ts";
+import { Router } from "../../lib/http/router.ts";
 import type { Logger } from "../../lib/log/logger.ts";
+import { backgroundTimers, type Timers } from "../../lib/timers.ts";
 import {
   type AuthDeps,
   type AuthenticateMachine,
   checkAllowedCallers,
   type FindApiKey,
 } from "./auth.ts";
-import { DEFAULT_BODY_LIMIT } from "./body.ts";
 import { type HttpMetrics, noMetrics } from "./metrics.ts";
 import { handleRequest } from "./pipeline.ts";
-import { type RateLimitConfig, RateLimiter } from "./rate-limit.ts";
 import type { Route } from "./route.ts";
-import { Router } from "./router.ts";
 
 /**
  * The control plane's HTTPS server: TLS 1.3 only, the request pipeline (pipeline.ts), bounded
@@ -45,6 +47,7 @@ export interface SharedDeps {
   readonly logger: Logger;
   readonly metrics: HttpMetrics;
   readonly clock: Clock;
+  readonly timers: Timers;
 }
 
 export interface UpgradeHandler {
@@ -61,6 +64,8 @@ export interface ApiServerOptions {
   /** Default body limit for routes that take a body and name none. Default 64 KiB. */
   readonly bodyLimit?: number;
   readonly clock?: Clock;
+  /** For the close grace and the streams' pings. Default: unref'd (backgroundTimers). */
+  readonly timers?: Timers;
   readonly logger: Logger;
   readonly metrics?: HttpMetrics;
   readonly timeouts?: ServerTimeouts;
@@ -93,6 +98,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     logger: options.logger,
     metrics,
     clock,
+    timers: options.timers ?? backgroundTimers,
   };
   const t = options.timeouts ?? {};
   const server = createServer({
@@ -163,16 +169,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
 
   return {
     server,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          const a = server.address() as AddressInfo;
-          resolve({ host: a.address, port: a.port });
-        });
-      });
-    },
+    listen: (port, host) => listenTcp(server, port, host),
     async close(graceMs = 5_000) {
       if (closing) return;
       closing = true;
@@ -183,12 +180,11 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       for (const c of inflight) c.abort();
       server.closeIdleConnections();
       await upgrade?.close();
-      const timer = setTimeout(() => {
+      const timer = shared.timers.setTimeout(() => {
         for (const s of sockets) s.destroy();
       }, graceMs);
-      timer.unref();
       await closed;
-      clearTimeout(timer);
+      shared.timers.clearTimeout(timer);
     },
   };
 }

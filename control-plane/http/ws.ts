@@ -3,6 +3,12 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import { fail } from "../../lib/errors.ts";
+import { errorResponse } from "../../lib/http/errors.ts";
+import { parseQuery } from "../../lib/http/query.ts";
+import { enforce, ipKey } from "../../lib/http/rate-limit.ts";
+import { rawResponse } from "../../lib/http/respond.ts";
+import { decodeParams, Router, routeOrRefuse, splitTarget } from "../../lib/http/router.ts";
+import { stopwatch, type Timers } from "../../lib/timers.ts";
 import {
   authenticate,
   type Caller,
@@ -10,15 +16,12 @@ import {
   callerKey,
   callerLabel,
   checkAllowedCallers,
+  WWW_AUTHENTICATE,
 } from "./auth.ts";
-import { errorResponse } from "./errors.ts";
+import { CP_CODES, RATE_LIMITED } from "./codes.ts";
 import { UNMATCHED } from "./metrics.ts";
-import { parseQuery } from "./query.ts";
-import { enforce, ipKey } from "./rate-limit.ts";
 import { requestUrl } from "./request-url.ts";
-import { rawResponse } from "./respond.ts";
 import type { AuthorizeContext } from "./route.ts";
-import { decodeParams, Router } from "./router.ts";
 import type { SharedDeps, UpgradeHandler } from "./server.ts";
 import type { StreamHub } from "./stream-hub.ts";
 
@@ -65,16 +68,6 @@ export interface WsRoute {
   onOpen(ctx: WsContext): void;
 }
 
-export interface IntervalTimers {
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
-
-const realIntervals: IntervalTimers = {
-  setInterval: (fn, ms) => setInterval(fn, ms).unref(),
-  clearInterval: (h) => clearInterval(h as ReturnType<typeof setInterval>),
-};
-
 export interface WsEndpointOptions {
   readonly routes: readonly WsRoute[];
   readonly hub: StreamHub;
@@ -84,7 +77,8 @@ export interface WsEndpointOptions {
   readonly maxMessageBytes?: number;
   /** How long `close` waits for close handshakes before terminating. Default 1 s. */
   readonly closeGraceMs?: number;
-  readonly timers?: IntervalTimers;
+  /** For the pings and the close grace. Default: the server's (unref'd by default). */
+  readonly timers?: Timers;
 }
 
 export interface WsEndpoint extends UpgradeHandler {
@@ -108,7 +102,7 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
   const clients = new Set<WebSocket>();
   // Whether the stream answered the last ping; a WeakMap so a closed stream leaves nothing.
   const alive = new WeakMap<WebSocket, boolean>();
-  const timers = options.timers ?? realIntervals;
+  const timers = options.timers ?? shared.timers;
   const { logger, metrics } = shared;
 
   const sweep = () => {
@@ -129,11 +123,11 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
     err: unknown,
     requestId: string,
     route: string,
-    started: bigint,
+    elapsed: () => number,
   ) => {
-    const r = errorResponse(err, requestId);
+    const r = errorResponse(err, requestId, { wwwAuthenticate: WWW_AUTHENTICATE });
     if (r.status >= 500) logger.error({ request_id: requestId, err }, "upgrade failed");
-    metrics.request(route, "GET", r.status, seconds(started));
+    metrics.request(route, "GET", r.status, elapsed());
     logger.info(
       { request_id: requestId, route, status: r.status, code: r.code },
       "ws upgrade refused",
@@ -144,11 +138,16 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
     );
   };
 
-  const open = (ws: WebSocket, route: WsRoute, ctx: Omit<WsContext, "ws">, started: bigint) => {
+  const open = (
+    ws: WebSocket,
+    route: WsRoute,
+    ctx: Omit<WsContext, "ws">,
+    elapsed: () => number,
+  ) => {
     clients.add(ws);
     alive.set(ws, true);
     metrics.wsConnections(1);
-    metrics.request(route.path, "GET", 101, seconds(started));
+    metrics.request(route.path, "GET", 101, elapsed());
     const key = route.hubKey === undefined ? undefined : ctx.params[route.hubKey];
     const unregister = key === undefined ? () => {} : options.hub.add(key, ws);
     ws.on("pong", () => {
@@ -189,23 +188,21 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
     socket: Duplex,
     head: Buffer,
     requestId: string,
-    started: bigint,
+    elapsed: () => number,
     setRoute: (p: string) => void,
   ) => {
     const clientIp = req.socket.remoteAddress ?? "";
-    enforce(shared.ipLimiter, ipKey(clientIp), "address");
+    enforce(shared.ipLimiter, ipKey(clientIp), CP_CODES.rateLimited, RATE_LIMITED.address);
     const url = requestUrl(req);
     const { path, search } = splitTarget(req.url ?? "");
-    const m = router.match(req.method ?? "", path);
-    if (m.kind === "not_found") throw fail("AGENTD_E_CP_NOT_FOUND", "no such endpoint");
-    if (m.kind === "method_not_allowed") {
-      throw fail("AGENTD_E_CP_METHOD_NOT_ALLOWED", "method not allowed here", { allow: "GET" });
-    }
+    const m = routeOrRefuse(router, req.method ?? "", path, CP_CODES);
     const route = m.route.ws;
     setRoute(route.path);
     const caller = await authenticate(req, route.auth, url.href, shared.auth);
     const key = callerKey(caller);
-    if (key !== undefined) enforce(shared.callerLimiter, key, "caller");
+    if (key !== undefined) {
+      enforce(shared.callerLimiter, key, CP_CODES.rateLimited, RATE_LIMITED.caller);
+    }
     const params = decodeParams(m.rawParams);
     if (
       route.machineParam !== undefined &&
@@ -223,7 +220,7 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
       });
     }
     wss.handleUpgrade(req, socket, head, (ws) =>
-      open(ws, route, { caller, params, query, req, requestId, clientIp }, started),
+      open(ws, route, { caller, params, query, req, requestId, clientIp }, elapsed),
     );
   };
 
@@ -233,11 +230,11 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
     handle(req, socket, head) {
       socket.on("error", () => {});
       const requestId = randomUUID();
-      const started = process.hrtime.bigint();
+      const elapsed = stopwatch();
       let route = UNMATCHED;
-      upgradeSteps(req, socket, head, requestId, started, (p) => {
+      upgradeSteps(req, socket, head, requestId, elapsed, (p) => {
         route = p;
-      }).catch((err: unknown) => refuse(socket, err, requestId, route, started));
+      }).catch((err: unknown) => refuse(socket, err, requestId, route, elapsed));
     },
     async close() {
       timers.clearInterval(interval);
@@ -247,25 +244,13 @@ export function createWsEndpoint(shared: SharedDeps, options: WsEndpointOptions)
           all.map((ws) => new Promise<void>((resolve) => ws.once("close", () => resolve()))),
         );
         for (const ws of all) ws.close(1001, "server closing");
-        const timer = setTimeout(() => {
+        const timer = timers.setTimeout(() => {
           for (const ws of all) ws.terminate();
         }, options.closeGraceMs ?? 1000);
-        timer.unref();
         await closed;
-        clearTimeout(timer);
+        timers.clearTimeout(timer);
       }
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
-}
-
-function splitTarget(target: string): { path: string; search: string } {
-  const q = target.indexOf("?");
-  return q === -1
-    ? { path: target, search: "" }
-    : { path: target.slice(0, q), search: target.slice(q + 1) };
-}
-
-function seconds(started: bigint): number {
-  return Number(process.hrtime.bigint() - started) / 1e9;
 }

@@ -1,7 +1,7 @@
-import { isIPv6 } from "node:net";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { AgentdError, fail } from "../errors.ts";
 import { readTrustedFile } from "../fs/trust.ts";
+import { isHostPort } from "../http/host-port.ts";
 import { type Field, isField, leaves, type Section } from "./fields.ts";
 import { type AgentdConfig, CONFIG_SCHEMA, DEFAULT_CONFIG_PATH } from "./schema.ts";
 
@@ -280,15 +280,6 @@ function typeError(key: string, expected: string, raw: unknown, source: string, 
     `${key}: expected ${expected}, found ${secret ? `a value of type ${typeof raw}` : describe(raw)} (${source})`,
     { key, source },
   );
-}
-
-export function isHostPort(s: string): boolean {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/.exec(
-    s,
-  );
-  if (m === null) return false;
-  if (m[1] !== undefined && !isIPv6(m[1])) return false;
-  return Number(m[3]) <= 65535;
 }
 
 function isUrlWithScheme(s: string, schemes: readonly string[]): boolean {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type LocalApi,
@@ -9,6 +10,7 @@ import {
   localApiRequest,
   startLocalApi,
 } from "../../agent/local-api.ts";
+import { fail } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log/logger.ts";
 
 /**
@@ -251,7 +253,7 @@ describe("the local API", () => {
 
   it("TCP: requests without the token do not use up the bucket of those with it", async () => {
     let now = 0;
-    const api = await start([], { rate: { perSecond: 1, burst: 2 }, now: () => now });
+    const api = await start([], { rate: { perSecond: 1, burst: 2 }, clock: { now: () => now } });
     const host = `127.0.0.1:${api.tcp?.port}`;
     for (let i = 0; i < 10; i++) {
       expect((await tcp(api, "/v1/status", { host })).status).toBe(401);
@@ -267,7 +269,7 @@ describe("the local API", () => {
   it("rate-limits each listener with a token bucket", async () => {
     let now = 0;
     const calls: string[] = [];
-    const api = await start(calls, { rate: { perSecond: 2, burst: 3 }, now: () => now });
+    const api = await start(calls, { rate: { perSecond: 2, burst: 3 }, clock: { now: () => now } });
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) {
       statuses.push((await localApiRequest(api.socket, "GET", "/v1/status")).status);
@@ -280,5 +282,64 @@ describe("the local API", () => {
     }
     expect(statuses).toEqual([200, 200, 429]);
     expect(calls).toHaveLength(5);
+  });
+
+  it("answers a failing disk with 503 and its code, a bug with 500, neither with its message", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: "error",
+      destination: new Writable({
+        write(chunk, _enc, cb) {
+          lines.push(String(chunk));
+          cb();
+        },
+      }),
+    });
+    const calls: string[] = [];
+    const api = await start(calls, {
+      logger,
+      handlers: {
+        ...handlers(calls),
+        pause: async () => {
+          throw fail("AGENTD_E_IO", "/var/lib/agentd/audit.jsonl: cannot append: ENOSPC");
+        },
+        status: () => {
+          throw new Error("SELECT secret FROM somewhere");
+        },
+      },
+    });
+    const disk = await localApiRequest(api.socket, "POST", "/v1/mining/pause", {});
+    expect(disk.status).toBe(503);
+    const diskError = disk.json.error as { code: string; message: string };
+    expect(diskError.code).toBe("AGENTD_E_IO");
+    expect(diskError.message).not.toContain("/var/lib");
+    const bug = await localApiRequest(api.socket, "GET", "/v1/status");
+    expect(bug.status).toBe(500);
+    const bugError = bug.json.error as { code: string; message: string };
+    expect(bugError.code).toBe("AGENTD_E_INTERNAL");
+    expect(bugError.message).not.toContain("SELECT");
+    // the log has what the answer hides, under the request id the answer names
+    const id = /request ([0-9a-f-]{36})/.exec(bugError.message)?.[1];
+    expect(id).toBeDefined();
+    const logged = lines.map((l) => JSON.parse(l) as { request_id?: string; err?: unknown });
+    expect(logged.find((l) => l.request_id === id)?.err).toMatchObject({
+      message: "SELECT secret FROM somewhere",
+    });
+  });
+
+  it("says which scheme a 401 wants, which methods a 405 allows, and closes after a 413", async () => {
+    const api = await start([]);
+    const host = `127.0.0.1:${api.tcp?.port}`;
+    const unauth = await tcp(api, "/v1/status", { host });
+    expect(unauth.headers["www-authenticate"]).toMatch(/^Bearer /);
+    const auth = { host, authorization: `Bearer ${TOKEN}` };
+    const wrong = await tcp(api, "/v1/status", auth, "DELETE");
+    expect([wrong.status, wrong.headers.allow]).toEqual([405, "GET"]);
+    const big = await tcp(api, "/v1/revocations", { ...auth, "content-length": "70000" }, "POST");
+    expect([big.status, big.json.error?.code, big.headers.connection]).toEqual([
+      413,
+      "AGENTD_E_API_TOO_LARGE",
+      "close",
+    ]);
   });
 });

@@ -13,7 +13,6 @@ import type {
   MachineAuthInput,
   Role,
 } from "../../../control-plane/http/auth.ts";
-import type { Timers } from "../../../control-plane/http/long-poll.ts";
 import {
   type ApiServer,
   type ApiServerOptions,
@@ -21,6 +20,7 @@ import {
 } from "../../../control-plane/http/server.ts";
 import { fail } from "../../../lib/errors.ts";
 import { createLogger, type Logger } from "../../../lib/log/logger.ts";
+import type { Timers } from "../../../lib/timers.ts";
 
 /**
  * Shared by the HTTP framework tests: a throwaway ECDSA P-256 certificate made by the openssl
@@ -205,23 +205,33 @@ export function errorCode(reply: Reply): string | undefined {
   return j?.error?.code;
 }
 
-/** Timers that fire only when the test says so. */
+/**
+ * Timers that fire only when the test says so: timeouts in `pending` (`fireAll` runs them),
+ * intervals in `intervals` (the test calls their `fn`).
+ */
 export function manualTimers() {
   const pending = new Map<number, { fn: () => void; ms: number }>();
+  const intervals = new Map<number, { fn: () => void; ms: number }>();
   let next = 1;
+  const add = (into: typeof pending) => (fn: () => void, ms: number) => {
+    const id = next++;
+    into.set(id, { fn, ms });
+    return id;
+  };
   const timers: Timers = {
-    setTimeout: (fn, ms) => {
-      const id = next++;
-      pending.set(id, { fn, ms });
-      return id;
-    },
+    setTimeout: add(pending),
     clearTimeout: (h) => {
       pending.delete(h as number);
+    },
+    setInterval: add(intervals),
+    clearInterval: (h) => {
+      intervals.delete(h as number);
     },
   };
   return {
     timers,
     pending,
+    intervals,
     fireAll: () => {
       for (const [id, t] of [...pending]) {
         pending.delete(id);

@@ -7,12 +7,12 @@ import { createHttpMetrics } from "../../../control-plane/http/metrics.ts";
 import { type DropReason, StreamHub } from "../../../control-plane/http/stream-hub.ts";
 import {
   createWsEndpoint,
-  type IntervalTimers,
   type WsContext,
   type WsEndpoint,
 } from "../../../control-plane/http/ws.ts";
 import { fail } from "../../../lib/errors.ts";
 import { Registry } from "../../../lib/metrics/registry.ts";
+import { backgroundTimers, type Timers } from "../../../lib/timers.ts";
 import {
   captureLogger,
   fakeMachineAuth,
@@ -34,7 +34,9 @@ async function setup(options: { maxMessageBytes?: number; maxBufferedBytes?: num
   });
   const opened: WsContext[] = [];
   const intervals: (() => void)[] = [];
-  const timers: IntervalTimers = {
+  // Pings run when the test says so; the close grace runs on real (unref'd) time.
+  const timers: Timers = {
+    ...backgroundTimers,
     setInterval: (fn) => intervals.push(fn),
     clearInterval: () => {},
   };

@@ -1,4 +1,4 @@
-import { fail } from "../../lib/errors.ts";
+import { fail } from "../errors.ts";
 
 /**
  * The query string of a request, strictly: every key at most once (a repeated key is the

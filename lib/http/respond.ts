@@ -1,12 +1,21 @@
 import { type ServerResponse, STATUS_CODES } from "node:http";
-import type { HandlerResult } from "./route.ts";
 
 /**
  * Writing responses. Every response, errors and 304s included, carries the security headers;
- * none ever carries an `Access-Control-*` header (this API has no browser clients: without
- * CORS headers a browser can neither read a response nor get a preflight past 404/405, and
- * handlers cannot add them by accident).
+ * none ever carries an `Access-Control-*` header (agentd's APIs have no browser clients:
+ * without CORS headers a browser can neither read a response nor get a preflight past
+ * 404/405, and handlers cannot add them by accident).
  */
+
+/** What a handler answers. */
+export interface HttpResult {
+  readonly status: number;
+  /** Sent as JSON (`JSON.stringify`); absent for 204/304. */
+  readonly body?: unknown;
+  /** Sent as is instead of JSON (for /metrics); give `content-type` in `headers`. */
+  readonly text?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
 
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   "cache-control": "no-store",
@@ -22,7 +31,7 @@ export interface Serialized {
 }
 
 /** Serialises first, so a body that cannot be written fails before anything is sent. */
-export function serialize(result: HandlerResult): Serialized {
+export function serialize(result: HttpResult): Serialized {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(result.headers ?? {})) {
     const lower = name.toLowerCase();

@@ -1,4 +1,5 @@
-import { fail } from "../../lib/errors.ts";
+import { fail } from "../errors.ts";
+import type { HttpErrorCodes } from "./errors.ts";
 
 /**
  * Method + path-template routing with exact matching.
@@ -148,6 +149,35 @@ function matchSegments(
     }
   }
   return params;
+}
+
+/** A request target (`/path?query`) as its raw path and its query string (without the `?`). */
+export function splitTarget(target: string): { readonly path: string; readonly search: string } {
+  const q = target.indexOf("?");
+  return q === -1
+    ? { path: target, search: "" }
+    : { path: target.slice(0, q), search: target.slice(q + 1) };
+}
+
+/**
+ * The route for `method` and the raw `path`, or the server's 404 (`codes.notFound`, "no such
+ * endpoint") or 405 (`codes.methodNotAllowed`, with the methods there are in the context's
+ * `allow`, which errors.ts sends as the `Allow` header).
+ */
+export function routeOrRefuse<R extends Routable>(
+  router: Router<R>,
+  method: string,
+  path: string,
+  codes: Pick<HttpErrorCodes, "notFound" | "methodNotAllowed">,
+): { readonly route: R; readonly rawParams: Readonly<Record<string, string>> } {
+  const m = router.match(method, path);
+  if (m.kind === "not_found") throw fail(codes.notFound, "no such endpoint");
+  if (m.kind === "method_not_allowed") {
+    throw fail(codes.methodNotAllowed, `method ${method.slice(0, 16)} is not allowed here`, {
+      allow: m.allow.join(", "),
+    });
+  }
+  return m;
 }
 
 /** Longest decoded path parameter; ids here are thumbprints (43) and UUIDs (36). */

@@ -1,16 +1,19 @@
 import type { IncomingMessage } from "node:http";
-import { fail } from "../../lib/errors.ts";
-import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
+import { type ErrorCode, fail } from "../errors.ts";
+import { parseJsonStrict } from "../json/strict-parse.ts";
+import type { HttpErrorCodes } from "./errors.ts";
 
 /**
  * The request body as strict JSON, bounded.
  *
  * - A declared `Content-Length` above the limit is refused before a byte is read; a chunked
- *   body is counted as it arrives and reading stops at the first byte past the limit (413
- *   AGENTD_E_CP_TOO_LARGE). The server then answers with `Connection: close`, so Node does not
- *   drain the rest of an unbounded body to keep the connection alive.
- * - A non-empty body must say `Content-Type: application/json` (a `charset` parameter may only
- *   be utf-8) and no `Content-Encoding` (nothing is decompressed: no zip bombs): 415.
+ *   body is counted as it arrives and reading stops at the first byte past the limit (413, the
+ *   server's `codes.tooLarge`). The server then answers with `Connection: close`, so Node does
+ *   not drain the rest of an unbounded body to keep the connection alive.
+ * - With `codes.unsupportedMedia`, a non-empty body must say `Content-Type: application/json` (a
+ *   `charset` parameter may only be utf-8) and no `Content-Encoding` (nothing is decompressed:
+ *   no zip bombs): 415 with that code. Without it the type is not looked at (the agent's local
+ *   API: its clients are the CLI and scripts on the machine, which never had to send one).
  * - Bytes must be UTF-8 (a bad sequence is AGENTD_E_JSON_INVALID), parsed by the strict parser
  *   (duplicate members → AGENTD_E_JSON_DUPLICATE_KEY, and the other AGENTD_E_JSON_* codes).
  * - An empty body is `undefined`, and refused (400 AGENTD_E_SCHEMA) unless `optional`.
@@ -24,13 +27,16 @@ export interface BodyOptions {
   readonly limit: number;
   /** Whether an empty body is accepted (as `undefined`). */
   readonly optional?: boolean;
+  /** The server's codes for a body past the limit (413) and of the wrong type (415). */
+  readonly codes: Pick<HttpErrorCodes, "tooLarge" | "unsupportedMedia">;
 }
 
 export async function readJsonBody(
   req: IncomingMessage,
   options: BodyOptions,
 ): Promise<unknown | undefined> {
-  const bytes = await readBounded(req, options.limit);
+  const { tooLarge, unsupportedMedia } = options.codes;
+  const bytes = await readBounded(req, options.limit, tooLarge);
   if (bytes.length === 0) {
     if (options.optional === true || options.limit === 0) return undefined;
     throw fail("AGENTD_E_SCHEMA", "this endpoint needs a JSON body", {
@@ -38,7 +44,7 @@ export async function readJsonBody(
       pointer: "",
     });
   }
-  checkContentType(req);
+  if (unsupportedMedia !== undefined) checkContentType(req, unsupportedMedia);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
@@ -48,31 +54,33 @@ export async function readJsonBody(
   return parseJsonStrict(text);
 }
 
-function tooLarge(limit: number) {
+function tooLarge(limit: number, code: ErrorCode) {
   return fail(
-    "AGENTD_E_CP_TOO_LARGE",
+    code,
     limit === 0 ? "this endpoint takes no body" : `the body is larger than ${limit} bytes`,
     { limit },
   );
 }
 
-function checkContentType(req: IncomingMessage): void {
+function checkContentType(req: IncomingMessage, code: ErrorCode): void {
   const encoding = req.headers["content-encoding"];
   if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
-    throw fail("AGENTD_E_CP_UNSUPPORTED_MEDIA", "Content-Encoding is not supported");
+    throw fail(code, "Content-Encoding is not supported");
   }
   const type = req.headers["content-type"] ?? "";
   const [media = "", ...params] = type.split(";").map((s) => s.trim().toLowerCase());
   const paramsOk = params.every((p) => p === "charset=utf-8" || p === 'charset="utf-8"');
   if (media !== "application/json" || !paramsOk) {
-    throw fail("AGENTD_E_CP_UNSUPPORTED_MEDIA", "Content-Type must be application/json");
+    throw fail(code, "Content-Type must be application/json");
   }
 }
 
 /** Reads at most `limit` bytes; stops listening (without draining) as soon as it is exceeded. */
-function readBounded(req: IncomingMessage, limit: number): Promise<Buffer> {
+function readBounded(req: IncomingMessage, limit: number, code: ErrorCode): Promise<Buffer> {
   const declared = req.headers["content-length"];
-  if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit));
+  if (declared !== undefined && Number(declared) > limit) {
+    return Promise.reject(tooLarge(limit, code));
+  }
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -88,7 +96,7 @@ function readBounded(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size > limit) {
         cleanup();
         req.pause();
-        reject(tooLarge(limit));
+        reject(tooLarge(limit, code));
         return;
       }
       chunks.push(chunk);

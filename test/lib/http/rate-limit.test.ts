@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ipKey, RateLimiter } from "../../../control-plane/http/rate-limit.ts";
 import { fixedClock } from "../../../lib/clock.ts";
+import { isAgentdError } from "../../../lib/errors.ts";
+import { enforce, ipKey, RateLimiter } from "../../../lib/http/rate-limit.ts";
 
 describe("token buckets", () => {
   it("allows the burst, then refuses with the seconds until a token is back", () => {
@@ -50,6 +51,28 @@ describe("token buckets", () => {
     rl.take("c"); // evicts b
     expect(rl.size).toBe(2);
     expect(rl.take("a").ok).toBe(false); // still limited: a was kept
+  });
+});
+
+describe("enforce", () => {
+  it("throws the server's code with the seconds until a token is back", () => {
+    const rl = new RateLimiter({ ratePerSecond: 0.25, burst: 1 }, fixedClock(0));
+    enforce(rl, "k", "AGENTD_E_API_RATE_LIMITED", "slow down");
+    let caught: unknown;
+    try {
+      enforce(rl, "k", "AGENTD_E_API_RATE_LIMITED", "slow down");
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAgentdError(caught)).toBe(true);
+    if (!isAgentdError(caught)) return;
+    expect([caught.code, caught.message, caught.context]).toEqual([
+      "AGENTD_E_API_RATE_LIMITED",
+      "slow down",
+      { retry_after_s: 4 },
+    ]);
+    // no limiter: no limit
+    for (let i = 0; i < 10; i++) enforce(undefined, "k", "AGENTD_E_CP_RATE_LIMITED", "x");
   });
 });
 

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { parseQuery } from "../../../control-plane/http/query.ts";
-import { decodeParams, type Method, Router } from "../../../control-plane/http/router.ts";
 import { isAgentdError } from "../../../lib/errors.ts";
+import { parseQuery } from "../../../lib/http/query.ts";
+import {
+  decodeParams,
+  type Method,
+  Router,
+  routeOrRefuse,
+  splitTarget,
+} from "../../../lib/http/router.ts";
 
 const r = (method: Method, path: string) => ({ method, path, name: `${method} ${path}` });
 
@@ -95,6 +101,57 @@ describe("router", () => {
       ).toBe("AGENTD_E_SCHEMA");
     }
     expect(decodeParams({ id: "x".repeat(128) }).id).toHaveLength(128);
+  });
+});
+
+describe("routeOrRefuse", () => {
+  const router = new Router([
+    r("GET", "/v1/status"),
+    r("POST", "/v1/status"),
+    r("GET", "/v1/x/{id}"),
+  ]);
+  const codes = {
+    notFound: "AGENTD_E_API_NOT_FOUND",
+    methodNotAllowed: "AGENTD_E_API_METHOD_NOT_ALLOWED",
+  } as const;
+
+  function refusal(method: string, path: string) {
+    try {
+      routeOrRefuse(router, method, path, codes);
+    } catch (e) {
+      return isAgentdError(e) ? { code: e.code, message: e.message, ...e.context } : e;
+    }
+    return undefined;
+  }
+
+  it("gives the route and its raw parameters", () => {
+    const m = routeOrRefuse(router, "GET", "/v1/x/a%2Db", codes);
+    expect([m.route.name, m.rawParams]).toEqual(["GET /v1/x/{id}", { id: "a%2Db" }]);
+  });
+
+  it("refuses with the server's codes: 404, and 405 with the methods there are", () => {
+    expect(refusal("GET", "/v1/nothing")).toEqual({
+      code: "AGENTD_E_API_NOT_FOUND",
+      message: "no such endpoint",
+    });
+    expect(refusal("DELETE", "/v1/status")).toEqual({
+      code: "AGENTD_E_API_METHOD_NOT_ALLOWED",
+      message: "method DELETE is not allowed here",
+      allow: "GET, POST",
+    });
+    // what the client typed is cut short in the message
+    expect(refusal("X".repeat(100), "/v1/x/1")).toMatchObject({
+      message: `method ${"X".repeat(16)} is not allowed here`,
+    });
+  });
+});
+
+describe("splitTarget", () => {
+  it("splits at the first ?, keeping both parts raw", () => {
+    expect(splitTarget("/v1/audit?n=5&x=%20")).toEqual({ path: "/v1/audit", search: "n=5&x=%20" });
+    expect(splitTarget("/v1/a?b?c")).toEqual({ path: "/v1/a", search: "b?c" });
+    expect(splitTarget("/v1/status")).toEqual({ path: "/v1/status", search: "" });
+    expect(splitTarget("")).toEqual({ path: "", search: "" });
   });
 });
 

@@ -1,6 +1,6 @@
 import { isIPv4, isIPv6 } from "node:net";
-import type { Clock } from "../../lib/clock.ts";
-import { fail } from "../../lib/errors.ts";
+import type { Clock } from "../clock.ts";
+import { type ErrorCode, fail } from "../errors.ts";
 
 /**
  * Token buckets keyed by caller (API key id, worker id) or client address.
@@ -87,15 +87,19 @@ export class RateLimiter {
   }
 }
 
-/** Throws 429 AGENTD_E_CP_RATE_LIMITED when `key` has no token left. */
-export function enforce(limiter: RateLimiter | undefined, key: string, what: string): void {
+/**
+ * Throws `code` (429) with `message` when `key` has no token left; the seconds until one is
+ * back go in the context (`retry_after_s`, the `Retry-After` header).
+ */
+export function enforce(
+  limiter: RateLimiter | undefined,
+  key: string,
+  code: ErrorCode,
+  message: string,
+): void {
   if (limiter === undefined) return;
   const r = limiter.take(key);
-  if (!r.ok) {
-    throw fail("AGENTD_E_CP_RATE_LIMITED", `too many requests from this ${what}`, {
-      retry_after_s: r.retryAfterSeconds,
-    });
-  }
+  if (!r.ok) throw fail(code, message, { retry_after_s: r.retryAfterSeconds });
 }
 
 /**
