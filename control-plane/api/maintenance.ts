@@ -1,6 +1,6 @@
 import { unixSeconds } from "../../lib/clock.ts";
 import type { Metric } from "../../lib/metrics/registry.ts";
-import { realTimers, type Timers } from "../http/long-poll.ts";
+import { systemTimers, type Timers } from "../../lib/timers.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { type KeySync, syncKeys } from "./keys.ts";
 import { periodic } from "./periodic.ts";
@@ -19,6 +19,7 @@ import { periodic } from "./periodic.ts";
  * instances started together do not run in step.
  */
 export interface MaintenanceOptions {
+  /** The ticks' timer (`systemTimers` by default). */
   readonly timers?: Timers;
   /** Default 60,000. */
   readonly intervalMs?: number;
@@ -48,7 +49,7 @@ export interface Maintenance extends ApiGroup {
 const MAX_PAGES = 100;
 
 export function createMaintenance(ctx: ApiContext, o: MaintenanceOptions = {}): Maintenance {
-  const timers = o.timers ?? realTimers;
+  const timers = o.timers ?? systemTimers;
   const intervalMs = o.intervalMs ?? 60_000;
   const pageSize = o.pageSize ?? 10_000;
   const random = o.random ?? Math.random;

@@ -5,9 +5,9 @@ import {
   isDue,
   republishInterval,
 } from "../../../control-plane/api/republisher.ts";
-import type { Timers } from "../../../control-plane/http/long-poll.ts";
 import { documentIdentity } from "../../../lib/crypto/jws.ts";
 import { Registry } from "../../../lib/metrics/registry.ts";
+import type { Timers } from "../../../lib/timers.ts";
 import { signConsent } from "../../../policy-guard/sign.ts";
 import { until } from "../http/helpers.ts";
 import { type TestCp, type TestMachine, type TestOwner, useTestCp } from "./harness.ts";
@@ -56,6 +56,10 @@ function manualTimers() {
     clearTimeout(h) {
       pending.delete(h as number);
     },
+    setInterval() {
+      throw new Error("the republisher arms no intervals");
+    },
+    clearInterval() {},
   };
   return {
     timers,
