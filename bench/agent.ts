@@ -61,7 +61,6 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { localApiGet } from "../agent/local-api.ts";
 import { ChainLog } from "../lib/fs/chain-log.ts";
 import { signRevocation } from "../policy-guard/sign.ts";
@@ -79,71 +78,49 @@ import {
   type Timed,
 } from "./agent/spawn.ts";
 import { DIFFICULTY, startWorld, type World } from "./agent/world.ts";
+import { benchArgs, choice, integer, text } from "./args.ts";
 import { machineInfo, rng, round, summarizeNs, table } from "./machine.ts";
 import { memoryOf } from "./proxy-scale/proc.ts";
 
-const USAGE =
-  "usage: node bench/agent.ts [--rounds N] [--miners N] [--share-ms MS] [--starts N] [--unreachable-starts N] [--idle-s S] [--heartbeat-s S] [--entry both|source|built] [--audit-fill-mib N] [--cpu-prof DIR] [--agent-node-options OPTS] [--seed N] [--json-only]";
-function usage(message: string): never {
-  process.stderr.write(`bench/agent: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-let values: Record<string, string | boolean | undefined>;
-try {
-  values = parseArgs({
-    options: {
-      rounds: { type: "string", default: "100" },
-      miners: { type: "string", default: "4" },
-      "share-ms": { type: "string", default: "1000" },
-      starts: { type: "string", default: "10" },
-      "unreachable-starts": { type: "string", default: "5" },
-      "idle-s": { type: "string", default: "10" },
-      "heartbeat-s": { type: "string", default: "2" },
-      entry: { type: "string", default: "both" },
-      "audit-fill-mib": { type: "string", default: "0" },
-      "cpu-prof": { type: "string" },
-      "agent-node-options": { type: "string" },
-      seed: { type: "string", default: "1" },
-      "json-only": { type: "boolean", default: false },
-    },
-    strict: true,
-  }).values;
-} catch (err) {
-  usage((err as Error).message);
-}
-function int(name: string, min: number, max: number): number {
-  const n = Number(String(values[name]));
-  if (!Number.isInteger(n) || n < min || n > max) {
-    usage(`--${name} must be an integer in ${min}..${max}`);
-  }
-  return n;
-}
-const ROUNDS = int("rounds", 1, 10_000);
-const MINERS = int("miners", 1, 64);
-const SHARE_MS = int("share-ms", 10, 600_000);
-const STARTS = int("starts", 1, 1000);
-const UNREACHABLE_STARTS = int("unreachable-starts", 0, 1000);
-const IDLE_S = int("idle-s", 1, 3600);
-const HEARTBEAT_S = int("heartbeat-s", 1, 3600);
-const SEED = int("seed", 0, 2 ** 31 - 1);
-/** Below the agent's 16 MiB rotation size, so the whole fill stays in the active file. */
-const AUDIT_FILL_MIB = int("audit-fill-mib", 0, 15);
-const ENTRY = String(values.entry);
-if (ENTRY !== "both" && ENTRY !== "source" && ENTRY !== "built") usage(`unknown entry ${ENTRY}`);
+const args = benchArgs("agent", {
+  rounds: integer(100, 1, 10_000),
+  miners: integer(4, 1, 64),
+  "share-ms": integer(1000, 10, 600_000, "MS"),
+  starts: integer(10, 1, 1000),
+  "unreachable-starts": integer(5, 0, 1000),
+  "idle-s": integer(10, 1, 3600, "S"),
+  "heartbeat-s": integer(2, 1, 3600, "S"),
+  entry: choice(["both", "source", "built"], "both"),
+  /** Below the agent's 16 MiB rotation size, so the whole fill stays in the active file. */
+  "audit-fill-mib": integer(0, 0, 15),
+  "cpu-prof": text("DIR"),
+  "agent-node-options": text("OPTS"),
+  seed: integer(1, 0, 2 ** 31 - 1),
+});
+const ROUNDS = args.values.rounds;
+const MINERS = args.values.miners;
+const SHARE_MS = args.values["share-ms"];
+const STARTS = args.values.starts;
+const UNREACHABLE_STARTS = args.values["unreachable-starts"];
+const IDLE_S = args.values["idle-s"];
+const HEARTBEAT_S = args.values["heartbeat-s"];
+const SEED = args.values.seed;
+const AUDIT_FILL_MIB = args.values["audit-fill-mib"];
+const ENTRY = args.values.entry;
 const ENTRIES: Entry[] = ENTRY === "both" ? ["source", "built"] : [ENTRY];
 /** The revocation rounds run on ./bin/agentd unless only the built entry is asked for. */
 const ROUND_ENTRY: Entry = ENTRIES[0] as Entry;
-const CPU_PROF = typeof values["cpu-prof"] === "string" ? resolve(values["cpu-prof"]) : undefined;
+const CPU_PROF =
+  args.values["cpu-prof"] === undefined ? undefined : resolve(args.values["cpu-prof"]);
 /**
  * Node options for every `agentd run` of the bench (diagnostics: `--max-semi-space-size=16`,
  * `--heapsnapshot-signal=SIGUSR2`; use the `=` form). After bin/agentd's own flags for the
  * built entry; in NODE_OPTIONS for ./bin/agentd, where its own command-line flags win.
  */
-const AGENT_NODE_OPTIONS =
-  typeof values["agent-node-options"] === "string"
-    ? values["agent-node-options"].split(" ").filter((o) => o !== "")
-    : [];
-const JSON_ONLY = values["json-only"] === true;
+const AGENT_NODE_OPTIONS = (args.values["agent-node-options"] ?? "")
+  .split(" ")
+  .filter((o) => o !== "");
+const JSON_ONLY = args.jsonOnly;
 
 const GOALS = { revoke_to_stop_p99_ms: 250, idle_rss_mib: 80, start_to_ready_ms: 500 } as const;
 /** Waits for anything the agent should do at once; far above any goal. */

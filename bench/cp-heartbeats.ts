@@ -29,9 +29,9 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { openStore } from "../control-plane/store/open.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
+import { benchArgs, integer, list } from "./args.ts";
 import { type LoadResult, presign, runLoad } from "./cp/load.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
 import { benchEnv, initCp, serveCp, startBaseline } from "./cp/serve.ts";
@@ -39,45 +39,22 @@ import { machineInfo, round, summarizeNs, table } from "./machine.ts";
 import { cpuSecondsOf, cpuSecondsOfCommand, memoryOf } from "./proxy-scale/proc.ts";
 import type { Child } from "./proxy-scale/procs.ts";
 
-const USAGE =
-  "usage: node bench/cp-heartbeats.ts [--agents N] [--concurrency C] [--seconds S] [--warmup S] [--backends sqlite,postgres] [--presign-rate R] [--json-only]";
-function usage(message: string): never {
-  process.stderr.write(`bench/cp-heartbeats: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-let values: Record<string, string | boolean | undefined>;
-try {
-  values = parseArgs({
-    options: {
-      agents: { type: "string", default: "2000" },
-      "presign-rate": { type: "string", default: "7000" },
-      concurrency: { type: "string", default: "64" },
-      seconds: { type: "string", default: "10" },
-      warmup: { type: "string", default: "2" },
-      backends: { type: "string", default: "sqlite,postgres" },
-      "json-only": { type: "boolean", default: false },
-    },
-    strict: true,
-  }).values;
-} catch (err) {
-  usage((err as Error).message);
-}
-function int(name: string, min: number, max: number): number {
-  const t = String(values[name]);
-  const n = Number(t);
-  if (!Number.isInteger(n) || n < min || n > max)
-    usage(`--${name} must be an integer in ${min}..${max}`);
-  return n;
-}
-const AGENTS = int("agents", 1, 100_000);
-const CONCURRENCY = int("concurrency", 1, 4096);
-// Presigned heartbeats must still be within the server's 60 s skew when they are sent.
-const SECONDS = int("seconds", 1, 30);
-const WARMUP = int("warmup", 0, 10);
-const PRESIGN_RATE = int("presign-rate", 0, 100_000);
-const BACKENDS = String(values.backends).split(",");
-for (const b of BACKENDS) if (b !== "sqlite" && b !== "postgres") usage(`unknown backend ${b}`);
-const JSON_ONLY = values["json-only"] === true;
+const args = benchArgs("cp-heartbeats", {
+  agents: integer(2000, 1, 100_000),
+  concurrency: integer(64, 1, 4096, "C"),
+  // Presigned heartbeats must still be within the server's 60 s skew when they are sent.
+  seconds: integer(10, 1, 30, "S"),
+  warmup: integer(2, 0, 10, "S"),
+  backends: list(["sqlite", "postgres"], ["sqlite", "postgres"]),
+  "presign-rate": integer(7000, 0, 100_000, "R"),
+});
+const AGENTS = args.values.agents;
+const CONCURRENCY = args.values.concurrency;
+const SECONDS = args.values.seconds;
+const WARMUP = args.values.warmup;
+const PRESIGN_RATE = args.values["presign-rate"];
+const BACKENDS = args.values.backends;
+const JSON_ONLY = args.jsonOnly;
 const GOAL_PER_S = 5000;
 
 const env = benchEnv(process.env.BENCH_NODE_OPTIONS);

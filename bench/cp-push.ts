@@ -31,56 +31,33 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { openStream, type StreamHandle } from "../control-plane/protocol/client-stream.ts";
 import { createProof } from "../control-plane/protocol/proof.ts";
 import { systemClock } from "../lib/clock.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
 import { adminQuery, databaseUrl, startPostgres } from "../test/support/postgres.ts";
+import { benchArgs, choice, integer } from "./args.ts";
 import { provision, type SimAgent } from "./cp/provision.ts";
 import { initCp, serveCp, startBaseline } from "./cp/serve.ts";
 import { machineInfo, rng, round, summarizeNs, table } from "./machine.ts";
 import { memoryOf, raiseOwnFdLimit } from "./proxy-scale/proc.ts";
 import type { Child } from "./proxy-scale/procs.ts";
 
-const USAGE =
-  "usage: node bench/cp-push.ts [--agents N] [--pushes P] [--concurrency C] [--connect-concurrency K] [--backend sqlite|postgres] [--seed S] [--json-only]";
-function usage(message: string): never {
-  process.stderr.write(`bench/cp-push: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-let values: Record<string, string | boolean | undefined>;
-try {
-  values = parseArgs({
-    options: {
-      agents: { type: "string", default: "10000" },
-      pushes: { type: "string", default: "1000" },
-      concurrency: { type: "string", default: "4" },
-      "connect-concurrency": { type: "string", default: "100" },
-      backend: { type: "string", default: "sqlite" },
-      seed: { type: "string", default: "1" },
-      "json-only": { type: "boolean", default: false },
-    },
-    strict: true,
-  }).values;
-} catch (err) {
-  usage((err as Error).message);
-}
-function int(name: string, min: number, max: number): number {
-  const n = Number(String(values[name]));
-  if (!Number.isInteger(n) || n < min || n > max) {
-    usage(`--${name} must be an integer in ${min}..${max}`);
-  }
-  return n;
-}
-const AGENTS = int("agents", 1, 50_000);
-const PUSHES = int("pushes", 1, 100_000);
-const CONCURRENCY = int("concurrency", 1, 256);
-const CONNECT_CONCURRENCY = int("connect-concurrency", 1, 1000);
-const SEED = int("seed", 0, 2 ** 31 - 1);
-const BACKEND = String(values.backend);
-if (BACKEND !== "sqlite" && BACKEND !== "postgres") usage(`unknown backend ${BACKEND}`);
-const JSON_ONLY = values["json-only"] === true;
+const args = benchArgs("cp-push", {
+  agents: integer(10_000, 1, 50_000),
+  pushes: integer(1000, 1, 100_000, "P"),
+  concurrency: integer(4, 1, 256, "C"),
+  "connect-concurrency": integer(100, 1, 1000, "K"),
+  backend: choice(["sqlite", "postgres"], "sqlite"),
+  seed: integer(1, 0, 2 ** 31 - 1, "S"),
+});
+const AGENTS = args.values.agents;
+const PUSHES = args.values.pushes;
+const CONCURRENCY = args.values.concurrency;
+const CONNECT_CONCURRENCY = args.values["connect-concurrency"];
+const SEED = args.values.seed;
+const BACKEND = args.values.backend;
+const JSON_ONLY = args.jsonOnly;
 const GOAL_P99_MS = 100;
 const ACTION = "mining.pause";
 
@@ -88,7 +65,7 @@ const machine = machineInfo();
 // Each agent holds one socket here and one in the server (which inherits this limit).
 const fd = raiseOwnFdLimit(AGENTS + 4096);
 if (fd.after.soft < AGENTS + 1024) {
-  usage(
+  args.usage(
     `the file-descriptor limit is ${fd.after.soft}, ${AGENTS + 1024} needed (${fd.error ?? fd.method})`,
   );
 }

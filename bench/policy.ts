@@ -37,7 +37,7 @@ import {
   type VerifiedDocuments,
   verifyDocuments,
 } from "../policy-guard/verify.ts";
-import { benchArgs } from "./args.ts";
+import { benchArgs, integer } from "./args.ts";
 import {
   type LatencySummary,
   machineInfo,
@@ -51,17 +51,17 @@ import {
 // ---- options --------------------------------------------------------------------------------
 
 const args = benchArgs("policy", {
-  evaluations: { default: 1_000_000, min: 1 },
-  warmup: { default: 50_000, min: 0 },
-  bundles: { default: 4000, min: 1 },
-  cold: { default: 10_000, min: 0 },
-  seed: { default: 1, min: 0 },
+  evaluations: integer(1_000_000, 1),
+  warmup: integer(50_000, 0),
+  bundles: integer(4000, 1),
+  cold: integer(10_000, 0),
+  seed: integer(1, 0),
 });
-const N = args.counts.evaluations;
-const WARMUP = args.counts.warmup;
-const BUNDLES = args.counts.bundles;
-const COLD = args.counts.cold;
-const SEED = args.counts.seed;
+const N = args.values.evaluations;
+const WARMUP = args.values.warmup;
+const BUNDLES = args.values.bundles;
+const COLD = args.values.cold;
+const SEED = args.values.seed;
 const JSON_ONLY = args.jsonOnly;
 
 const BLOCK = 4096;

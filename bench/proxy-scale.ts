@@ -34,10 +34,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import { generateEd25519KeyPair, jwkThumbprint } from "../lib/crypto/ed25519.ts";
 import { writePublicKeyFile } from "../lib/crypto/key-files.ts";
 import { signConsent, signPublication } from "../policy-guard/sign.ts";
+import { benchArgs, choice, decimal, integer, text } from "./args.ts";
 import {
   type LatencySummary,
   machineInfo,
@@ -68,60 +68,26 @@ import {
 
 // ---- options --------------------------------------------------------------------------------
 
-const USAGE =
-  "usage: node bench/proxy-scale.ts [--miners N] [--rate R] [--seconds S] [--warmup S] [--jobs N] [--source-ips N] [--pool-tx N] [--proxy-cpu-prof DIR] [--proxy-node-options OPTS] [--proxy-entry built|source] [--json-only]";
-
-function usage(message: string): never {
-  process.stderr.write(`bench/proxy-scale: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        miners: { type: "string", default: "10000" },
-        rate: { type: "string", default: "1000" },
-        seconds: { type: "string", default: "20" },
-        warmup: { type: "string", default: "3" },
-        jobs: { type: "string", default: "10" },
-        "source-ips": { type: "string", default: "16" },
-        "pool-tx": { type: "string", default: "0" },
-        "proxy-cpu-prof": { type: "string" },
-        "proxy-node-options": { type: "string" },
-        "proxy-entry": { type: "string", default: "built" },
-        "json-only": { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    usage((err as Error).message);
-  }
-}
-
-const opts = options();
-function num(name: string, text: string, min: number, max: number, integer = true): number {
-  const n = Number(text);
-  if (
-    text.trim() === "" ||
-    !Number.isFinite(n) ||
-    n < min ||
-    n > max ||
-    (integer && !Number.isInteger(n))
-  )
-    usage(
-      `--${name} must be ${integer ? "an integer" : "a number"} in ${min}..${max}, got ${JSON.stringify(text)}`,
-    );
-  return n;
-}
-const MINERS = num("miners", opts.miners, 1, 60_000);
-const RATE = num("rate", opts.rate, 1, 100_000, false);
-const SECONDS = num("seconds", opts.seconds, 0.5, 3600, false);
-const WARMUP = num("warmup", opts.warmup, 0, 600, false);
-const JOBS = num("jobs", opts.jobs, 1, 1000);
-const SOURCE_IPS = num("source-ips", opts["source-ips"], 1, 250);
-const POOL_TX = num("pool-tx", opts["pool-tx"], 0, 1000);
+const args = benchArgs("proxy-scale", {
+  miners: integer(10_000, 1, 60_000),
+  rate: decimal(1000, 1, 100_000, "R"),
+  seconds: decimal(20, 0.5, 3600, "S"),
+  warmup: decimal(3, 0, 600, "S"),
+  jobs: integer(10, 1, 1000),
+  "source-ips": integer(16, 1, 250),
+  "pool-tx": integer(0, 0, 1000),
+  "proxy-cpu-prof": text("DIR"),
+  "proxy-node-options": text("OPTS"),
+  "proxy-entry": choice(["built", "source"], "built"),
+});
+const opts = args.values;
+const MINERS = opts.miners;
+const RATE = opts.rate;
+const SECONDS = opts.seconds;
+const WARMUP = opts.warmup;
+const JOBS = opts.jobs;
+const SOURCE_IPS = opts["source-ips"];
+const POOL_TX = opts["pool-tx"];
 /**
  * Node options for the proxy alone (diagnostics: --cpu-prof, --heapsnapshot-signal, heap
  * sizes): on the command line for the built entry (so V8 flags that NODE_OPTIONS refuses work
@@ -133,10 +99,8 @@ const PROXY_NODE_OPTIONS = [
     : ["--cpu-prof", `--cpu-prof-dir=${resolve(opts["proxy-cpu-prof"])}`]),
   ...(opts["proxy-node-options"] === undefined ? [] : [opts["proxy-node-options"]]),
 ].join(" ");
-const JSON_ONLY = opts["json-only"];
-if (opts["proxy-entry"] !== "built" && opts["proxy-entry"] !== "source")
-  usage(`--proxy-entry must be built or source, got ${JSON.stringify(opts["proxy-entry"])}`);
-const PROXY_ENTRY: "built" | "source" = opts["proxy-entry"];
+const JSON_ONLY = args.jsonOnly;
+const PROXY_ENTRY = opts["proxy-entry"];
 
 /** 2^-34: DIFF1 · 2^34 exceeds 2^256, so both targets cap at 2^256 − 1 and every hash meets them. */
 const DIFFICULTY = 2 ** -34;

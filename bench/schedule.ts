@@ -2,7 +2,7 @@
  * scheduleState cost per call: a realistic 3-window, 2-zone schedule at random instants
  * across 2026 (so across both DST changes of both zones). Prints JSON, then a table.
  *
- *   node bench/schedule.ts [calls]
+ *   node bench/schedule.ts [--calls N | N]
  *
  * Each call is timed on its own (process.hrtime.bigint), so percentiles include the timer's
  * overhead, which is measured separately (`timer`) in the same run. The baseline is one
@@ -11,8 +11,13 @@
  */
 import { cpus } from "node:os";
 import { type ScheduleWindow, scheduleState } from "../policy-guard/schedule.ts";
+import { benchArgs, integer } from "./args.ts";
 
-const calls = Number(process.argv[2] ?? 1_000_000);
+const calls = benchArgs(
+  "schedule",
+  { calls: integer(1_000_000, 1, 100_000_000) },
+  { positional: "calls", jsonOnly: false },
+).values.calls;
 
 const windows: readonly ScheduleWindow[] = [
   { days: ["mon", "tue", "wed", "thu", "fri"], start: "22:00", end: "06:00", tz: "Europe/Berlin" },

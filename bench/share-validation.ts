@@ -32,7 +32,7 @@ import {
   targetForDifficulty,
   u32Hex,
 } from "../stratum-client/work.ts";
-import { benchArgs } from "./args.ts";
+import { benchArgs, integer } from "./args.ts";
 import {
   type LatencySummary,
   machineInfo,
@@ -46,17 +46,17 @@ import {
 // ---- options --------------------------------------------------------------------------------
 
 const args = benchArgs("share-validation", {
-  shares: { default: 100_000, min: 1, max: 100_000_000 },
-  warmup: { default: 5000, min: 0, max: 100_000_000 },
-  jobs: { default: 8, min: 1, max: 1000 },
-  branch: { default: 12, min: 0, max: 32 },
-  seed: { default: 1, min: 0, max: 2 ** 32 - 1 },
+  shares: integer(100_000, 1, 100_000_000),
+  warmup: integer(5000, 0, 100_000_000),
+  jobs: integer(8, 1, 1000),
+  branch: integer(12, 0, 32),
+  seed: integer(1, 0, 2 ** 32 - 1),
 });
-const N = args.counts.shares;
-const WARMUP = args.counts.warmup;
-const JOBS = args.counts.jobs;
-const DEPTH = args.counts.branch;
-const SEED = args.counts.seed;
+const N = args.values.shares;
+const WARMUP = args.values.warmup;
+const JOBS = args.values.jobs;
+const DEPTH = args.values.branch;
+const SEED = args.values.seed;
 const JSON_ONLY = args.jsonOnly;
 
 const BLOCK = 2048;

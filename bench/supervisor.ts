@@ -63,7 +63,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import type Docker from "dockerode";
 import { systemTimers } from "../lib/timers.ts";
 import { type DockerCall, retryTransient } from "../supervisor/docker-transient.ts";
@@ -86,6 +85,7 @@ import {
   startPodman,
 } from "../test/support/podman.ts";
 import { NODE, NODE_FLAGS } from "./agent/spawn.ts";
+import { benchArgs, choice, integer } from "./args.ts";
 import { machineInfo, rng, round, summarizeNs, table } from "./machine.ts";
 import { cpuSecondsOf, type Memory, memoryOf } from "./proxy-scale/proc.ts";
 import { IDLE_SCRIPT, type IpcChild, startIpcChild } from "./supervisor/child.ts";
@@ -100,48 +100,23 @@ import {
   UPSTREAMS,
 } from "./supervisor/stack.ts";
 
-const USAGE =
-  "usage: node bench/supervisor.ts [--kills N] [--cln-kills N] [--idle-s S] [--no-probe-idle-s S] [--lightning both|lnd|cln] [--seed N] [--json-only]";
-function usage(message: string): never {
-  process.stderr.write(`bench/supervisor: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-let values: Record<string, string | boolean | undefined>;
-try {
-  values = parseArgs({
-    options: {
-      kills: { type: "string", default: "30" },
-      "cln-kills": { type: "string", default: "10" },
-      "idle-s": { type: "string", default: "30" },
-      "no-probe-idle-s": { type: "string", default: "20" },
-      lightning: { type: "string", default: "both" },
-      seed: { type: "string", default: "1" },
-      "json-only": { type: "boolean", default: false },
-    },
-    strict: true,
-  }).values;
-} catch (err) {
-  usage((err as Error).message);
-}
-function int(name: string, min: number, max: number): number {
-  const n = Number(String(values[name]));
-  if (!Number.isInteger(n) || n < min || n > max) {
-    usage(`--${name} must be an integer in ${min}..${max}`);
-  }
-  return n;
-}
-const KILLS = int("kills", 1, 10_000);
-const CLN_KILLS = int("cln-kills", 0, 10_000);
-const IDLE_S = int("idle-s", 1, 3600);
-const NO_PROBE_IDLE_S = int("no-probe-idle-s", 0, 3600);
-const SEED = int("seed", 0, 2 ** 31 - 1);
-const LIGHTNING = String(values.lightning);
-if (LIGHTNING !== "both" && LIGHTNING !== "lnd" && LIGHTNING !== "cln") {
-  usage(`unknown --lightning ${LIGHTNING}`);
-}
+const args = benchArgs("supervisor", {
+  kills: integer(30, 1, 10_000),
+  "cln-kills": integer(10, 0, 10_000),
+  "idle-s": integer(30, 1, 3600, "S"),
+  "no-probe-idle-s": integer(20, 0, 3600, "S"),
+  lightning: choice(["both", "lnd", "cln"], "both"),
+  seed: integer(1, 0, 2 ** 31 - 1),
+});
+const KILLS = args.values.kills;
+const CLN_KILLS = args.values["cln-kills"];
+const IDLE_S = args.values["idle-s"];
+const NO_PROBE_IDLE_S = args.values["no-probe-idle-s"];
+const SEED = args.values.seed;
+const LIGHTNING = args.values.lightning;
 const PRIMARY: Lightning = LIGHTNING === "cln" ? "cln" : "lnd";
 const WITH_CLN = LIGHTNING === "both";
-const JSON_ONLY = values["json-only"] === true;
+const JSON_ONLY = args.jsonOnly;
 
 const GOAL_RESTART_P99_MS = 2000;
 const DEFAULT_MIN_MS = 1000;

@@ -1,4 +1,5 @@
 import type { Clock } from "../lib/clock.ts";
+import type { Timers } from "../lib/timers.ts";
 
 /**
  * Everything a command touches outside its arguments, injected so that commands run
@@ -11,4 +12,6 @@ export interface CliIo {
   readonly stderr: (text: string) => void;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly clock: Clock;
+  /** What commands wait on (`systemTimers` from the binary: a CLI's waits keep it alive). */
+  readonly timers: Timers;
 }

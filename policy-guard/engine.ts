@@ -5,6 +5,7 @@ import { verifyJws } from "../lib/crypto/jws.ts";
 import { AgentdError, fail } from "../lib/errors.ts";
 import { parseJsonStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import { backgroundTimers, type TimerHandle, type Timers } from "../lib/timers.ts";
 import { type Decision, decisionToJson, evaluate, sameDecision } from "./decision.ts";
 import {
   type Bundle,
@@ -39,20 +40,6 @@ export interface AuditSink {
   append(event: Record<string, unknown>): unknown;
 }
 
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const realTimers: Timers = {
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
-
 export interface EngineOptions {
   /** The guard's state file (counters, current bundle, rotated owner key). */
   readonly stateFile: string;
@@ -63,6 +50,10 @@ export interface EngineOptions {
   /** The current facts (DOCUMENTS.md section 6); read at every evaluation. */
   readonly facts: () => unknown;
   readonly audit: AuditSink;
+  /**
+   * The decision timer (`nextChangeAt`, the clock floor's persistence). `backgroundTimers` by
+   * default: a pending re-evaluation must never keep the process alive on its own.
+   */
   readonly timers?: Timers;
   readonly log?: Logger;
   readonly factsMaxAgeS?: number;
@@ -98,7 +89,7 @@ export class EnforcementEngine {
   #applied: string | null = null;
   /** Whether the current decision has been audited once (the first drive audits it). */
   #announced = false;
-  #timer: unknown = null;
+  #timer: TimerHandle = null;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #lastFloorWrite = 0;
@@ -117,7 +108,7 @@ export class EnforcementEngine {
 
   constructor(options: EngineOptions) {
     this.#o = options;
-    this.#timers = options.timers ?? realTimers;
+    this.#timers = options.timers ?? backgroundTimers;
     this.#state = loadGuardState(options.stateFile);
     this.#docs = this.#verify(this.#state.bundle, this.#state);
     this.#decision = this.#evaluate();

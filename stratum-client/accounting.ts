@@ -1,3 +1,4 @@
+import type { Clock } from "../lib/clock.ts";
 import type { Metric, Registry } from "../lib/metrics/registry.ts";
 import type { ShareOutcome } from "./miner.ts";
 import type { SubmitResult } from "./rejects.ts";
@@ -42,8 +43,10 @@ export class ProxyAccounting {
   };
   allowed = false;
   readonly #m: Record<string, Metric> | null;
+  readonly #clock: Clock;
 
-  constructor(registry: Registry | undefined, maxWorkerSeries: number) {
+  constructor(registry: Registry | undefined, maxWorkerSeries: number, clock: Clock) {
+    this.#clock = clock;
     this.maxWorkers = Math.max(maxWorkerSeries, 1) * 10;
     this.#m =
       registry === undefined
@@ -125,7 +128,7 @@ export class ProxyAccounting {
   }
 
   share(s: ShareOutcome): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     const w = this.#worker(s.worker || "_unknown", now);
     if (s.accepted) {
       this.totals.accepted++;
@@ -153,7 +156,7 @@ export class ProxyAccounting {
   }
 
   /** Estimated hashrate of a worker in H/s: accepted difficulty × 2^32 over the time seen. */
-  hashrate(worker: string, now = Date.now()): number {
+  hashrate(worker: string, now = this.#clock.now()): number {
     const w = this.workers.get(worker);
     if (w === undefined) return 0;
     const seconds = Math.max(1, (now - w.firstShareAt) / 1000);

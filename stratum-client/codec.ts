@@ -3,7 +3,7 @@ import type { Clock } from "../lib/clock.ts";
 import { systemClock } from "../lib/clock.ts";
 import { fail } from "../lib/errors.ts";
 import type { Logger } from "../lib/log/logger.ts";
-import { systemTimers, type TimerHandle, type Timers } from "./timers.ts";
+import { systemTimers, type TimerHandle, type Timers } from "../lib/timers.ts";
 
 /**
  * Newline-delimited JSON-RPC as Stratum V1 speaks it, over one net.Socket or tls.TLSSocket.

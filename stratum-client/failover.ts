@@ -2,11 +2,11 @@ import { EventEmitter } from "node:events";
 import type { Clock } from "../lib/clock.ts";
 import { systemClock } from "../lib/clock.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import { systemTimers, type TimerHandle, type Timers } from "../lib/timers.ts";
 import type { Upstream } from "../policy-guard/documents.ts";
 import type { CodecCounters } from "./codec.ts";
 import { type Endpoint, parseV1Url, sameEndpoint } from "./endpoint.ts";
 import { type SubmitResult, unanswered } from "./rejects.ts";
-import { systemTimers, type TimerHandle, type Timers } from "./timers.ts";
 import {
   type Job,
   type RefusedReconnect,

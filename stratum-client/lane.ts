@@ -45,7 +45,10 @@ export interface LaneOptions {
   readonly agentVersion: string;
   readonly session?: SessionTunables;
   readonly pool?: Partial<
-    Pick<PoolOptions, "backoff" | "primaryRetryMs" | "random" | "clock" | "timers">
+    Pick<
+      PoolOptions,
+      "backoff" | "primaryRetryMs" | "random" | "clock" | "timers" | "sessionTimers"
+    >
   >;
   readonly counters?: CodecCounters;
   readonly logger?: Logger;

@@ -1,3 +1,4 @@
+import { stopwatch } from "../lib/timers.ts";
 import type { JsonRpcConnection, RpcId } from "./codec.ts";
 import { validateWork } from "./job.ts";
 import type { Lane, LaneJob } from "./lane.ts";
@@ -38,8 +39,8 @@ export interface ShareOutcome {
   readonly meetsUpstream?: boolean;
   readonly isBlock?: boolean;
   readonly hash?: Buffer;
-  /** process.hrtime.bigint() when the submit was received, for forward latency. */
-  readonly receivedNs: bigint;
+  /** Seconds since the submit was received (a stopwatch, lib/timers.ts), for forward latency. */
+  readonly sinceReceived: () => number;
 }
 
 /** What a miner needs from the proxy. */
@@ -343,7 +344,7 @@ export class Miner {
   }
 
   #submit(id: RpcId | null, p: unknown[]): void {
-    const receivedNs = process.hrtime.bigint();
+    const sinceReceived = stopwatch();
     const worker = typeof p[0] === "string" ? p[0] : "";
     const reject = (
       code: RejectCode,
@@ -358,7 +359,7 @@ export class Miner {
         code,
         reason,
         difficulty,
-        receivedNs,
+        sinceReceived,
       });
     };
     if (!this.#subscribed || this.#lane === null || this.#prefix === null) {
@@ -459,7 +460,7 @@ export class Miner {
       meetsUpstream: w.meetsUpstream,
       isBlock: w.isBlock,
       hash: w.hash,
-      receivedNs,
+      sinceReceived,
     });
     if (this.#vardiff.onShare(this.#host.now()) !== null) this.sendWork(true);
   }

@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Clock } from "../lib/clock.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import type { Registry } from "../lib/metrics/registry.ts";
+import { nextTurn, stopwatch, systemTimers, type Timers } from "../lib/timers.ts";
 import type { Upstream } from "../policy-guard/documents.ts";
 import type { MiningGate, MiningGateInput } from "../policy-guard/gates.ts";
 import { ProxyAccounting } from "./accounting.ts";
@@ -10,7 +11,6 @@ import type { SessionTunables } from "./failover.ts";
 import { Lane, type LaneJob } from "./lane.ts";
 import { Miner, type MinerHost, type ShareOutcome } from "./miner.ts";
 import { NetworkAllowlist } from "./networks.ts";
-import { systemTimers, type Timers } from "./timers.ts";
 import { agentString } from "./upstream.ts";
 import { DEFAULT_VARDIFF, type VardiffOptions } from "./vardiff.ts";
 import { u32Hex } from "./work.ts";
@@ -30,6 +30,11 @@ export interface ProxyOptions {
   readonly port: number;
   readonly agentVersion: string;
   readonly clock: Clock;
+  /**
+   * All of the proxy's waiting: the vardiff tick, a subscribe waiting for a session, the
+   * miners' codec timers, and (unless `pool` names others) the upstream lanes' backoff and
+   * session timers. `systemTimers` by default.
+   */
   readonly timers?: Timers;
   readonly logger?: Logger;
   readonly registry?: Registry;
@@ -85,7 +90,11 @@ export class StratumProxy implements MiningGate {
   constructor(options: ProxyOptions) {
     this.#o = options;
     this.#timers = options.timers ?? systemTimers;
-    this.accounting = new ProxyAccounting(options.registry, options.maxWorkerSeries ?? 1000);
+    this.accounting = new ProxyAccounting(
+      options.registry,
+      options.maxWorkerSeries ?? 1000,
+      options.clock,
+    );
     const vardiff = { ...DEFAULT_VARDIFF, ...options.vardiff };
     this.#host = {
       agent: agentString(options.agentVersion),
@@ -249,7 +258,7 @@ export class StratumProxy implements MiningGate {
       agentVersion: this.#o.agentVersion,
       counters: this.counters,
       ...(this.#o.session === undefined ? {} : { session: this.#o.session }),
-      ...(this.#o.pool === undefined ? {} : { pool: this.#o.pool }),
+      pool: { timers: this.#timers, sessionTimers: this.#timers, ...this.#o.pool },
       ...(this.#o.logger === undefined ? {} : { logger: this.#o.logger }),
       hooks: {
         onJob: (l, job) => this.#fanOut(l, job),
@@ -307,15 +316,15 @@ export class StratumProxy implements MiningGate {
     if (this.#denial !== null) return;
     const generation = (this.#fanOutGeneration.get(lane) ?? 0) + 1;
     this.#fanOutGeneration.set(lane, generation);
-    const t0 = process.hrtime.bigint();
+    const elapsed = stopwatch();
     const miners = [...(lane.miners as Set<unknown> as Set<Miner>)];
     let i = 0;
     const step = () => {
       if (this.#fanOutGeneration.get(lane) !== generation || this.#closed) return;
       const end = Math.min(i + FAN_OUT_BATCH, miners.length);
       for (; i < end; i++) miners[i]?.sendWork(job.up.cleanJobs);
-      if (i < miners.length) setImmediate(step);
-      else this.accounting.fanOut(miners.length, Number(process.hrtime.bigint() - t0) / 1e9);
+      if (i < miners.length) nextTurn(step);
+      else this.accounting.fanOut(miners.length, elapsed());
     };
     step();
   }
@@ -339,8 +348,8 @@ export class StratumProxy implements MiningGate {
       this.#o.logger?.info({ worker: s.worker, hash: s.hash?.toString("hex") }, "block candidate");
       this.#o.audit?.({ type: "stratum.block_candidate", worker: s.worker, job: s.job.up.jobId });
     }
-    const sentNs = process.hrtime.bigint();
-    this.accounting.forwardStarted(s, Number(sentNs - s.receivedNs) / 1e9);
+    this.accounting.forwardStarted(s, s.sinceReceived());
+    const sinceSent = stopwatch();
     void lane.pool
       .submit(
         s.worker,
@@ -350,6 +359,6 @@ export class StratumProxy implements MiningGate {
         u32Hex(s.nonce ?? 0),
         versionBits,
       )
-      .then((r) => this.accounting.forwarded(s, r, Number(process.hrtime.bigint() - sentNs) / 1e9));
+      .then((r) => this.accounting.forwarded(s, r, sinceSent()));
   }
 }

@@ -4,6 +4,7 @@ import type { Clock } from "../lib/clock.ts";
 import { systemClock } from "../lib/clock.ts";
 import { fail } from "../lib/errors.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import { systemTimers, type TimerHandle, type Timers } from "../lib/timers.ts";
 import type { Upstream } from "../policy-guard/documents.ts";
 import {
   type CloseReason,
@@ -16,7 +17,6 @@ import {
 } from "./codec.ts";
 import { type Endpoint, endpointUrl, parseV1Url, reconnectTarget } from "./endpoint.ts";
 import { parseSubmitReply, type SubmitResult, unanswered } from "./rejects.ts";
-import { systemTimers, type TimerHandle, type Timers } from "./timers.ts";
 
 /**
  * One Stratum V1 connection to one upstream (the SRI translator or a V1 pool): dial (TCP or

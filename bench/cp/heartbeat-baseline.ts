@@ -8,16 +8,13 @@
  */
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
-import { parseArgs } from "node:util";
+import { benchArgs, required } from "../args.ts";
 
-const { values } = parseArgs({
-  options: { key: { type: "string" }, cert: { type: "string" } },
-  strict: true,
-});
-if (values.key === undefined || values.cert === undefined) {
-  process.stderr.write("usage: node bench/cp/heartbeat-baseline.ts --key F --cert F\n");
-  process.exit(2);
-}
+const { values } = benchArgs(
+  "cp/heartbeat-baseline",
+  { key: required("F"), cert: required("F") },
+  { jsonOnly: false },
+);
 const server = createServer(
   {
     key: readFileSync(values.key),

@@ -10,17 +10,14 @@
  */
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
-import { parseArgs } from "node:util";
 import { type WebSocket, WebSocketServer } from "ws";
+import { benchArgs, required } from "../args.ts";
 
-const { values } = parseArgs({
-  options: { key: { type: "string" }, cert: { type: "string" } },
-  strict: true,
-});
-if (values.key === undefined || values.cert === undefined) {
-  process.stderr.write("usage: node bench/cp/push-baseline.ts --key F --cert F\n");
-  process.exit(2);
-}
+const { values } = benchArgs(
+  "cp/push-baseline",
+  { key: required("F"), cert: required("F") },
+  { jsonOnly: false },
+);
 
 const streams = new Map<string, WebSocket>();
 let nextId = 1;

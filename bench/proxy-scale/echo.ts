@@ -7,7 +7,7 @@
  * submit with true — no validation, no upstream. A notify is one prebuilt line written to
  * every connection in a loop.
  *
- *   node bench/proxy-scale/echo.ts --job '<notify params as JSON>' [--en2-size 6]
+ *   node bench/proxy-scale/echo.ts --job '<notify params as JSON>' [--en2-size N] [--host HOST]
  *
  * stdout: {"ready":true,"host","port"} first; then, for each `{"op":"notify"}` line read on
  * stdin, {"fanout":{"job","miners","loop_ms"}} (loop_ms: the write loop, as the proxy's
@@ -15,22 +15,18 @@
  */
 import { createServer, type Socket } from "node:net";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
+import { benchArgs, integer, required, textOr } from "../args.ts";
 
-const { values } = parseArgs({
-  options: {
-    job: { type: "string" },
-    "en2-size": { type: "string", default: "6" },
-    host: { type: "string", default: "127.0.0.1" },
-  },
-  strict: true,
-});
-const params = JSON.parse(values.job ?? "null") as unknown[];
-if (!Array.isArray(params) || params.length !== 9) {
-  process.stderr.write("echo: --job must be the 9 params of a mining.notify\n");
-  process.exit(2);
-}
-const en2Size = Number(values["en2-size"]);
+const args = benchArgs(
+  "proxy-scale/echo",
+  { job: required("JSON"), "en2-size": integer(6, 1, 8), host: textOr("HOST", "127.0.0.1") },
+  { jsonOnly: false },
+);
+const { values } = args;
+const params = JSON.parse(values.job) as unknown[];
+if (!Array.isArray(params) || params.length !== 9)
+  args.usage("--job must be the 9 params of a mining.notify");
+const en2Size = values["en2-size"];
 let jobSeq = 0;
 const notifyLine = (clean: boolean) =>
   `${JSON.stringify({ id: null, method: "mining.notify", params: [`e${jobSeq.toString(16)}`, ...params.slice(1, 8), clean] })}\n`;

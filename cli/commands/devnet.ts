@@ -15,7 +15,6 @@ import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
 import { type Run, VERSION } from "../program.ts";
 import { untilSignal } from "../signals.ts";
-import { initControlPlaneDir } from "./cp-init.ts";
 
 const HELP = `
 Runs the whole system on this machine, for a look and for trying things: the reference control
@@ -96,6 +95,7 @@ export function registerDevnet(program: Command, io: CliIo, run: Run): void {
           };
           try {
             // The control plane.
+            const { initControlPlaneDir } = await import("../../control-plane/init-dir.ts");
             const admin = await initControlPlaneDir({ dir: join(dir, "cp"), clock });
             const { serveControlPlane } = await import("../../control-plane/serve.ts");
             const { createApiClient } = await import("../../control-plane/protocol/client-api.ts");
@@ -210,7 +210,7 @@ export function registerDevnet(program: Command, io: CliIo, run: Run): void {
                 asics,
               })}\n`,
             );
-            const timer = setInterval(() => {
+            const timer = io.timers.setInterval(() => {
               const s = agent.status() as {
                 state: string;
                 decision: { mining: boolean; reasons: string[] };
@@ -229,7 +229,7 @@ export function registerDevnet(program: Command, io: CliIo, run: Run): void {
                 })}\n`,
               );
             }, every * 1000);
-            stops.push(() => clearInterval(timer));
+            stops.push(() => io.timers.clearInterval(timer));
             const signal = await stopped;
             logger.info({ signal }, "devnet: shutting down");
           } finally {

@@ -12,6 +12,7 @@ import { isAgentdError } from "../../lib/errors.ts";
 import { verifyChainLog } from "../../lib/fs/chain-log.ts";
 import { checkTrustedDirectory } from "../../lib/fs/trust.ts";
 import { parseHostPort } from "../../lib/http/host-port.ts";
+import { stopwatch } from "../../lib/timers.ts";
 import { GUARD_STATE_FILE, loadGuardState } from "../../policy-guard/state.ts";
 import { globalsOf, loadCliConfig } from "../config-context.ts";
 import type { CliIo } from "../io.ts";
@@ -31,7 +32,8 @@ import type { Run } from "../program.ts";
  *   control_plane  /healthz answers over the pinned CA, and how fast
  *   agent          the local API answers: the agent's state and decision
  *   audit_log      the hash chain verifies
- *   engine_socket  a container engine answers /_ping (the supervisor needs one)
+ *   engine_socket  the Docker Engine API (Docker or Podman) answers /_ping on `docker.host`
+ *                  (the supervisor's docker driver needs it)
  *   stratum_port   the Stratum port is the running agent's, or free to bind
  */
 
@@ -98,13 +100,13 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
       clock: io.clock,
       timeoutMs: 5_000,
     });
-    const t0 = performance.now();
+    const elapsed = stopwatch();
     try {
       await client.health();
       add(
         "control_plane",
         "ok",
-        `${enrolled.record.url} answers in ${Math.round(performance.now() - t0)} ms`,
+        `${enrolled.record.url} answers in ${Math.round(elapsed() * 1000)} ms`,
       );
     } catch (err) {
       add(
@@ -156,13 +158,14 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
     }
   }
 
-  const engine = engineSocket(config, io.env);
-  if (engine === null) add("engine_socket", "warn", "no container engine configured (docker.host)");
-  else if (!existsSync(engine) || !statSync(engine).isSocket()) {
-    add("engine_socket", "warn", `${engine}: no socket (services cannot be supervised)`);
+  const socket = dockerSocket(config, io.env);
+  if (socket === null)
+    add("engine_socket", "warn", "no Docker Engine API socket configured (docker.host)");
+  else if (!existsSync(socket) || !statSync(socket).isSocket()) {
+    add("engine_socket", "warn", `${socket}: no socket (services cannot be supervised)`);
   } else {
-    const pong = await ping(engine);
-    add("engine_socket", pong === "OK" ? "ok" : "warn", `${engine}: ${pong}`);
+    const pong = await ping(socket);
+    add("engine_socket", pong === "OK" ? "ok" : "warn", `${socket}: ${pong}`);
   }
 
   const { host, port } = parseHostPort(config.stratum.listen, "stratum.listen");
@@ -180,7 +183,8 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
   return checks;
 }
 
-function engineSocket(config: AgentdConfig, env: NodeJS.ProcessEnv): string | null {
+/** The Docker Engine API's unix socket, as the supervisor's docker driver would dial it. */
+function dockerSocket(config: AgentdConfig, env: NodeJS.ProcessEnv): string | null {
   const h =
     config.docker.host !== ""
       ? config.docker.host
@@ -216,7 +220,7 @@ function canBind(host: string, port: number): Promise<true | string> {
 export function registerDoctor(program: Command, io: CliIo, run: Run): void {
   program
     .command("doctor")
-    .description("check config, keys, clock, control plane, agent, audit log, engine, ports")
+    .description("check config, keys, clock, control plane, agent, audit log, Docker socket, ports")
     .option("--json", "machine-readable output", false)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, async () => {

@@ -116,7 +116,8 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
           (x) =>
             `${x.kind.padEnd(18)} ${(x.allowed ? "allowed" : "-").padEnd(8)} ${x.state.padEnd(10)} ${String(x.restarts).padEnd(8)} ${x.hold ?? refused[x.kind] ?? ""}`,
         );
-        const engine = doc.engine as { name: string; up: boolean } | undefined;
+        // The supervisor's driver (docker or processes); `engine` is the local API's field.
+        const driver = doc.engine as { name: string; up: boolean } | undefined;
         printResult(
           io,
           opts.json,
@@ -124,7 +125,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
           doc.supervisor === "off"
             ? "no services are supervised here (supervisor.driver is off)"
             : [
-                `engine ${engine?.name ?? "?"} (${engine?.up === true ? "up" : "unreachable"})`,
+                `driver ${driver?.name ?? "?"} (${driver?.up === true ? "up" : "unreachable"})`,
                 "kind               consent  state      restarts held",
                 ...rows,
               ].join("\n"),

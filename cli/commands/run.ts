@@ -48,7 +48,7 @@ export function registerRun(program: Command, io: CliIo, run: Run): void {
         const logger = createLogger({ level: config.log.level as LogLevel, tee: ring });
         // The running binary is hashed once; everything else is collected at each attestation.
         const binarySha256 = agentBinarySha256();
-        // MACs are reported HMAC'd under the worker id (host-facts.ts says why).
+        // MACs are reported HMAC'd under the worker id (agent/host-facts.ts says why).
         const macKey = readEnrollment(config.paths.state_dir)?.record.worker_id;
         const agent = await startAgent({
           stateDir: config.paths.state_dir,

@@ -16,9 +16,9 @@ import { actorOf } from "./owners.ts";
  * with seq + 1 signed by the same root, so an agent holding the old set accepts the new one
  * (protocol/keyset.ts `acceptKeySetUpdate`) and nothing signed by another key.
  *
- * Rotation order: the key directory first (rotate.ts: its key set file is the commit point),
- * then the keys this process signs with, then the store's record with the audit event. The
- * files are the source of truth for signing; the store keeps the history of sets served.
+ * Rotation order: the key directory first (keys/rotate.ts: its key set file is the commit
+ * point), then the keys this process signs with, then the store's record with the audit event.
+ * The files are the source of truth for signing; the store keeps the history of sets served.
  */
 
 export type KeySync = "current" | "reloaded" | "stale" | "conflict";

@@ -19,6 +19,7 @@ import { periodic } from "./periodic.ts";
  * instances started together do not run in step.
  */
 export interface MaintenanceOptions {
+  /** The ticks' timer (`systemTimers` by default). */
   readonly timers?: Timers;
   /** Default 60,000. */
   readonly intervalMs?: number;

@@ -1,4 +1,4 @@
-import type { Timers } from "../../lib/timers.ts";
+import type { TimerHandle, Timers } from "../../lib/timers.ts";
 
 /**
  * Background work on a timer (the re-issue of publications, maintenance): a tick every
@@ -22,7 +22,7 @@ export interface Periodic {
 }
 
 export function periodic(o: PeriodicOptions): Periodic {
-  let timer: unknown;
+  let timer: TimerHandle;
   let running: Promise<unknown> | undefined;
   let stopped = true;
 

@@ -28,6 +28,7 @@ import { commitPublication, isNothingToPublish, isStalePlan, planPublication } f
  */
 
 export interface RepublisherOptions {
+  /** The ticks' timer (`systemTimers` by default). */
   readonly timers?: Timers;
   /** Overrides the tick interval (milliseconds). */
   readonly intervalMs?: number;

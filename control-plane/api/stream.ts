@@ -2,6 +2,7 @@ import type { WebSocket } from "ws";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { fail } from "../../lib/errors.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
+import { backgroundTimers, type Timers } from "../../lib/timers.ts";
 import type { AuthorizeContext } from "../http/route.ts";
 import type { WsContext, WsRoute } from "../http/ws.ts";
 import {
@@ -30,6 +31,8 @@ import type { ApiContext, ApiGroup } from "./context.ts";
 export interface StreamOptions {
   /** How long a new stream may stay silent before its hello (default 10 s, then 1008). */
   readonly helloTimeoutMs?: number;
+  /** The hello deadline's timer; `backgroundTimers` by default (the listener owns the lifetime). */
+  readonly timers?: Timers;
 }
 
 /** The kinds whose event also changes the policy a long poll waits for. */
@@ -255,6 +258,7 @@ class Connection {
 /** The stream route and the fan-out of committed events to the streams open here. */
 export function streamGroup(ctx: ApiContext, options: StreamOptions = {}): ApiGroup {
   const helloTimeoutMs = options.helloTimeoutMs ?? STREAM_HELLO_TIMEOUT_S * 1000;
+  const timers = options.timers ?? backgroundTimers;
   const byWorker = new Map<string, Set<Connection>>();
   let unsubscribe: Unsubscribe | undefined;
 
@@ -273,13 +277,12 @@ export function streamGroup(ctx: ApiContext, options: StreamOptions = {}): ApiGr
     }
     set.add(conn);
     let helloSeen = false;
-    const helloTimer = setTimeout(() => {
+    const helloTimer = timers.setTimeout(() => {
       if (!helloSeen) w.ws.close(1008, "no hello");
     }, helloTimeoutMs);
-    helloTimer.unref();
     w.ws.once("close", () => {
       conn.closed = true;
-      clearTimeout(helloTimer);
+      timers.clearTimeout(helloTimer);
       const s = byWorker.get(workerId);
       s?.delete(conn);
       if (s?.size === 0) byWorker.delete(workerId);
@@ -295,7 +298,7 @@ export function streamGroup(ctx: ApiContext, options: StreamOptions = {}): ApiGr
       } catch {
         return void w.ws.close(1008, "expected a hello");
       }
-      clearTimeout(helloTimer);
+      timers.clearTimeout(helloTimer);
       ctx.store.getWorker(workerId).then(
         (worker) => {
           if (conn.closed) return;

@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { connect, type TLSSocket } from "node:tls";
 import { type Clock, unixSeconds } from "../../lib/clock.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
+import { backgroundTimers, type Timers } from "../../lib/timers.ts";
 import { DEFAULT_TIMEOUT_MS, originOf } from "./client-http.ts";
 import { TLS_VERSION, verifyBootstrapPeer } from "./tls.ts";
 
@@ -22,6 +23,8 @@ export interface BootstrapOptions {
   readonly caSha256: string;
   readonly clock: Clock;
   readonly timeoutMs?: number;
+  /** The handshake's deadline; `backgroundTimers` by default (the socket keeps us alive). */
+  readonly timers?: Timers;
 }
 
 /** The pinned CA's PEM, or AGENTD_E_ENROLL_PIN_MISMATCH (AGENTD_E_HTTP: no TLS at all). */
@@ -31,15 +34,15 @@ export function fetchPinnedCa(o: BootstrapOptions): Promise<string> {
   const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = u.port === "" ? 443 : Number(u.port);
   const ms = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timers = o.timers ?? backgroundTimers;
   return new Promise<string>((resolve, reject) => {
     let socket: TLSSocket | undefined;
-    const timer = setTimeout(() => {
+    const timer = timers.setTimeout(() => {
       socket?.destroy();
       reject(fail("AGENTD_E_HTTP", `${u.origin}: no TLS handshake within ${ms} ms`));
     }, ms);
-    timer.unref?.();
     const finish = (err: unknown, pem?: string) => {
-      clearTimeout(timer);
+      timers.clearTimeout(timer);
       socket?.destroy();
       if (pem !== undefined) resolve(pem);
       else reject(err);

@@ -2,6 +2,7 @@ import type { KeyObject } from "node:crypto";
 import type { Clock } from "../../lib/clock.ts";
 import { jwkThumbprint, publicJwk, publicKeyOf } from "../../lib/crypto/ed25519.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
+import type { Timers } from "../../lib/timers.ts";
 import { fetchPinnedCa } from "./client-bootstrap.ts";
 import { call, createTransport } from "./client-http.ts";
 import { parseEnrollmentToken } from "./enrollment-token.ts";
@@ -37,6 +38,8 @@ export interface EnrollInput {
   readonly ownerPub?: KeyObject;
   readonly clock: Clock;
   readonly timeoutMs?: number;
+  /** The handshake's and the requests' deadlines (lib/timers.ts; background by default). */
+  readonly timers?: Timers;
 }
 
 export interface Enrollment {
@@ -52,19 +55,22 @@ export interface Enrollment {
 
 export async function enroll(input: EnrollInput): Promise<Enrollment> {
   const token = parseEnrollmentToken(input.token);
-  const timeout = input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs };
+  const deadlines = {
+    ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
+    ...(input.timers === undefined ? {} : { timers: input.timers }),
+  };
   const caPem = await fetchPinnedCa({
     url: token.url,
     caSha256: token.ca_sha256,
     clock: input.clock,
-    ...timeout,
+    ...deadlines,
   });
   const t = createTransport({
     url: token.url,
     caPem,
     clock: input.clock,
     keepAlive: false,
-    ...timeout,
+    ...deadlines,
   });
   try {
     const published = await call<"keys-response">(t, "GET", "/v1/keys");

@@ -4,6 +4,7 @@ import { Agent, request } from "node:https";
 import type { Clock } from "../../lib/clock.ts";
 import { type AgentdError, fail, isAgentdError } from "../../lib/errors.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
+import { backgroundTimers, type Timers } from "../../lib/timers.ts";
 import { type Method, matchRoute } from "./roles.ts";
 import type { SchemaName, SchemaTypes } from "./schemas/index.ts";
 import { pinnedClientTlsOptions } from "./tls.ts";
@@ -31,6 +32,11 @@ export interface TransportOptions {
   readonly clock: Clock;
   /** Deadline for one exchange (connect, send, receive). Default 30 s. */
   readonly timeoutMs?: number;
+  /**
+   * The exchanges' deadlines. `backgroundTimers` by default: a request's own socket keeps the
+   * process alive while it is in flight, its deadline need not.
+   */
+  readonly timers?: Timers;
   /** Reuse connections between requests (default true). */
   readonly keepAlive?: boolean;
 }
@@ -39,6 +45,7 @@ export interface Transport {
   readonly origin: string;
   readonly caPem: string;
   readonly clock: Clock;
+  readonly timers: Timers;
   readonly timeoutMs: number;
   send(r: RawRequest): Promise<RawReply>;
   /** Closes pooled connections. */
@@ -93,6 +100,7 @@ export function createTransport(o: TransportOptions): Transport {
     maxSockets: 16,
   });
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timers = o.timers ?? backgroundTimers;
   let closed = false;
   const isClosed = () =>
     fail("AGENTD_E_HTTP", `${origin}: the client is closed`, { errno: "ECLOSED" });
@@ -100,18 +108,19 @@ export function createTransport(o: TransportOptions): Transport {
     origin,
     caPem: o.caPem,
     clock: o.clock,
+    timers,
     timeoutMs,
     async send(r) {
       if (closed) throw isClosed();
       try {
-        return await once(agent, origin, r, timeoutMs);
+        return await once(agent, timers, origin, r, timeoutMs);
       } catch (err) {
         // Closed meanwhile (its sockets destroyed): no retry, nothing new may start.
         if (closed) throw isClosed();
         // A pooled connection the server closed while idle: the request never reached it,
         // so one retry on a fresh connection is safe (with fresh headers and proof).
         if ((err as { retryable?: boolean }).retryable === true) {
-          return once(agent, origin, r, timeoutMs);
+          return once(agent, timers, origin, r, timeoutMs);
         }
         throw err;
       }
@@ -123,14 +132,20 @@ export function createTransport(o: TransportOptions): Transport {
   };
 }
 
-function once(agent: Agent, origin: string, r: RawRequest, defaultMs: number): Promise<RawReply> {
+function once(
+  agent: Agent,
+  timers: Timers,
+  origin: string,
+  r: RawRequest,
+  defaultMs: number,
+): Promise<RawReply> {
   const ms = r.timeoutMs ?? defaultMs;
   return new Promise<RawReply>((resolve, reject) => {
     let settled = false;
     const done = (err: unknown, reply?: RawReply) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timers.clearTimeout(timer);
       if (err === undefined && reply !== undefined) resolve(reply);
       else reject(err);
     };
@@ -160,11 +175,10 @@ function once(agent: Agent, origin: string, r: RawRequest, defaultMs: number): P
       );
       res.on("error", (err) => done(transportError(r, err)));
     });
-    const timer = setTimeout(() => {
+    const timer = timers.setTimeout(() => {
       req.destroy();
       done(fail("AGENTD_E_HTTP", `${r.method} ${pathOf(r.target)}: no answer within ${ms} ms`));
     }, ms);
-    timer.unref?.();
     req.on("error", (err: NodeJS.ErrnoException) => {
       const e = transportError(r, err);
       if (req.reusedSocket && ["ECONNRESET", "EPIPE"].includes(err.code ?? "")) {

@@ -2,6 +2,7 @@ import type { ClientRequest, IncomingMessage } from "node:http";
 import WebSocket from "ws";
 import { type AgentdError, fail, isAgentdError } from "../../lib/errors.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
+import { backgroundTimers, type TimerHandle, type Timers } from "../../lib/timers.ts";
 import { errorFromReply } from "./client-http.ts";
 import type { StreamServerMessage, WorkerEvent } from "./schemas/api-worker.ts";
 import { pinnedClientTlsOptions } from "./tls.ts";
@@ -38,6 +39,11 @@ export interface StreamOptions {
   /** Reconnection delays: first and largest. Default 1 s and 30 s. */
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
+  /**
+   * The idle deadline, the reconnection backoff and the close's grace. `backgroundTimers` by
+   * default: an open stream's socket keeps the process alive, a pending reconnection must not.
+   */
+  readonly timers?: Timers;
 }
 
 export interface StreamHandle {
@@ -65,13 +71,14 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
   const idleMs = o.idleTimeoutMs ?? 60_000;
   const minMs = o.reconnectMinMs ?? 1_000;
   const maxMs = Math.max(minMs, o.reconnectMaxMs ?? 30_000);
+  const timers = o.timers ?? backgroundTimers;
   let lastId = o.after;
   let closed = false;
   let isReady = false;
   let attempt = 0;
   let current: WebSocket | undefined;
-  let idle: ReturnType<typeof setTimeout> | undefined;
-  let retry: ReturnType<typeof setTimeout> | undefined;
+  let idle: TimerHandle | undefined;
+  let retry: TimerHandle | undefined;
   let queue: Promise<void> = Promise.resolve();
 
   const report = (err: unknown) => {
@@ -89,14 +96,13 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
     if (closed || retry !== undefined) return;
     const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 20));
     attempt += 1;
-    retry = setTimeout(
+    retry = timers.setTimeout(
       () => {
         retry = undefined;
         connect();
       },
       Math.round(base * (0.5 + Math.random() / 2)),
     );
-    retry.unref?.();
   };
 
   const connect = () => {
@@ -122,11 +128,10 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
     let refused = false;
     const live = () => ws === current && !closed;
     const arm = () => {
-      if (idle !== undefined) clearTimeout(idle);
-      idle = setTimeout(() => {
+      if (idle !== undefined) timers.clearTimeout(idle);
+      idle = timers.setTimeout(() => {
         if (live()) ws.terminate();
       }, idleMs);
-      idle.unref?.();
     };
     ws.on("unexpected-response", (req: ClientRequest, res: IncomingMessage) => {
       const chunks: Buffer[] = [];
@@ -173,7 +178,7 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
       if (ws !== current) return;
       current = undefined;
       isReady = false;
-      if (idle !== undefined) clearTimeout(idle);
+      if (idle !== undefined) timers.clearTimeout(idle);
       schedule();
     });
   };
@@ -210,16 +215,15 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
       if (closed) return queue;
       closed = true;
       isReady = false;
-      if (retry !== undefined) clearTimeout(retry);
-      if (idle !== undefined) clearTimeout(idle);
+      if (retry !== undefined) timers.clearTimeout(retry);
+      if (idle !== undefined) timers.clearTimeout(idle);
       const ws = current;
       current = undefined;
       if (ws !== undefined && ws.readyState !== WebSocket.CLOSED) {
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => ws.terminate(), 1_000);
-          timer.unref?.();
+          const timer = timers.setTimeout(() => ws.terminate(), 1_000);
           ws.once("close", () => {
-            clearTimeout(timer);
+            timers.clearTimeout(timer);
             resolve();
           });
           if (ws.readyState === WebSocket.CONNECTING) ws.terminate();

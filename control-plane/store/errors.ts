@@ -11,7 +11,7 @@ export function notFound(what: string, id: string) {
 }
 
 /**
- * A driver failure as AGENTD_E_STORE. The message names the backend and the engine's error
+ * A driver failure as AGENTD_E_STORE. The message names the backend and the database's error
  * code and constraint, never the SQL parameters or connection string: PostgreSQL's own
  * messages and details can quote values (`Key (x)=(…) already exists`), so they are left out;
  * SQLite's messages quote only names. The original stays as `cause` for the log.

@@ -1,5 +1,6 @@
 import type { Clock } from "../../lib/clock.ts";
 import { fail } from "../../lib/errors.ts";
+import type { Timers } from "../../lib/timers.ts";
 import { openPostgresStore } from "./postgres.ts";
 import { openSqliteStore } from "./sqlite.ts";
 import type { Store } from "./store.ts";
@@ -8,6 +9,8 @@ export interface OpenStoreOptions {
   readonly clock?: Clock;
   /** PostgreSQL: pooled connections per process (default 10). */
   readonly poolSize?: number;
+  /** PostgreSQL: its retry pause and LISTEN backoff (postgres.ts has the defaults). */
+  readonly timers?: Timers;
 }
 
 /**
@@ -26,6 +29,7 @@ export function openStore(url: string, options: OpenStoreOptions = {}): Store {
     return openPostgresStore(url, {
       ...clock,
       ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
+      ...(options.timers === undefined ? {} : { timers: options.timers }),
     });
   }
   // Never echo the URL: it may carry a password.

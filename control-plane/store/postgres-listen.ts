@@ -1,4 +1,5 @@
 import pg from "pg";
+import { backgroundTimers, type TimerHandle, type Timers } from "../../lib/timers.ts";
 import { storeError } from "./errors.ts";
 import type { StreamEvent, StreamSubscription, Unsubscribe } from "./store.ts";
 
@@ -14,15 +15,21 @@ export const STREAM_CHANNEL = "agentd_stream";
  */
 export class PgListener {
   readonly #config: pg.ClientConfig;
+  readonly #timers: Timers;
   readonly #subscribers = new Set<StreamSubscription>();
   #client: pg.Client | null = null;
   #connecting: Promise<void> | null = null;
-  #retry: NodeJS.Timeout | null = null;
+  #retry: TimerHandle | null = null;
   #backoffMs = 100;
   #closed = false;
 
-  constructor(config: pg.ClientConfig) {
+  /**
+   * `timers` runs the reconnection backoff; `backgroundTimers` by default, so that a pending
+   * reconnection never keeps a closing process alive.
+   */
+  constructor(config: pg.ClientConfig, timers: Timers = backgroundTimers) {
     this.#config = config;
+    this.#timers = timers;
   }
 
   async subscribe(subscription: StreamSubscription): Promise<Unsubscribe> {
@@ -95,7 +102,7 @@ export class PgListener {
 
   #scheduleReconnect(): void {
     if (this.#retry !== null) return;
-    this.#retry = setTimeout(() => {
+    this.#retry = this.#timers.setTimeout(() => {
       this.#retry = null;
       if (this.#closed) return;
       this.#ensure().then(
@@ -114,13 +121,12 @@ export class PgListener {
         },
       );
     }, this.#backoffMs);
-    this.#retry.unref();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     this.#subscribers.clear();
-    if (this.#retry !== null) clearTimeout(this.#retry);
+    if (this.#retry !== null) this.#timers.clearTimeout(this.#retry);
     await this.#connecting?.catch(() => {});
     const c = this.#client;
     this.#client = null;

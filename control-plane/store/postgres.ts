@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { type Clock, systemClock } from "../../lib/clock.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
+import { sleep, systemTimers, type Timers } from "../../lib/timers.ts";
 import { storeError } from "./errors.ts";
 import { PgListener, STREAM_CHANNEL } from "./postgres-listen.ts";
 import type { Driver } from "./sql/driver.ts";
@@ -14,6 +14,11 @@ export interface PostgresStoreOptions {
   readonly clock?: Clock;
   /** Pooled connections per Store (per server process); default 10. */
   readonly poolSize?: number;
+  /**
+   * The pause before re-running a deadlocked transaction (`systemTimers` by default) and the
+   * LISTEN connection's reconnection backoff (`backgroundTimers` by default).
+   */
+  readonly timers?: Timers;
 }
 
 /**
@@ -30,7 +35,7 @@ export interface PostgresStoreOptions {
  */
 export function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Store {
   const poolSize = options.poolSize ?? 10;
-  const driver = new PgDriver(url, poolSize);
+  const driver = new PgDriver(url, poolSize, options.timers);
   return new SqlStore(driver, options.clock ?? systemClock, {
     maxBatch: 2000,
     maxInFlight: Math.max(1, Math.min(4, poolSize - 1)),
@@ -67,14 +72,16 @@ class PgDriver implements Driver {
   readonly dialect = "postgres" as const;
   readonly #pool: pg.Pool;
   readonly #listener: PgListener;
+  readonly #timers: Timers;
   readonly #sql = new Map<string, { readonly text: string; readonly name?: string }>();
 
-  constructor(url: string, poolSize: number) {
+  constructor(url: string, poolSize: number, timers: Timers | undefined) {
     const types = typeOverrides();
+    this.#timers = timers ?? systemTimers;
     this.#pool = new pg.Pool({ connectionString: url, max: poolSize, types });
     // An idle client's connection dropped: the pool discards it; the next query reconnects.
     this.#pool.on("error", () => {});
-    this.#listener = new PgListener({ connectionString: url, types });
+    this.#listener = new PgListener({ connectionString: url, types }, timers);
   }
 
   async transact<T>(op: () => Op<T>, mode: "read" | "write"): Promise<T> {
@@ -110,7 +117,7 @@ class PgDriver implements Driver {
         if (!isAgentdError(e) && typeof code === "string" && RETRYABLE.has(code)) {
           if (attempt < MAX_ATTEMPTS) {
             client.release(broken);
-            await sleep(Math.floor(Math.random() * 10 * attempt));
+            await sleep(this.#timers, Math.floor(Math.random() * 10 * attempt));
             continue;
           }
         }

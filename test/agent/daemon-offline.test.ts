@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../agent/daemon.ts";
 import { enrollMachine } from "../../agent/enrollment.ts";
 import { ACTIVE_STATES } from "../../agent/state-machine.ts";
-import { initControlPlaneDir } from "../../cli/commands/cp-init.ts";
+import { initControlPlaneDir } from "../../control-plane/init-dir.ts";
 import { createApiClient } from "../../control-plane/protocol/client-api.ts";
 import { type ServingControlPlane, serveControlPlane } from "../../control-plane/serve.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";

@@ -4,8 +4,9 @@ import { join } from "node:path";
 import type { Clock } from "../../lib/clock.ts";
 import { generateEd25519KeyPair, jwkThumbprint } from "../../lib/crypto/ed25519.ts";
 import { ChainLog } from "../../lib/fs/chain-log.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { Bundle } from "../../policy-guard/documents.ts";
-import { EnforcementEngine, type EngineOptions, type Timers } from "../../policy-guard/engine.ts";
+import { EnforcementEngine, type EngineOptions } from "../../policy-guard/engine.ts";
 import type { Gate, MiningGateInput, ServicesGateInput } from "../../policy-guard/gates.ts";
 import { makeBundle, signConsent, signPublication } from "../../policy-guard/sign.ts";
 import { GUARD_STATE_FILE } from "../../policy-guard/state.ts";
@@ -198,6 +199,12 @@ export class CapturingTimers implements Timers {
   clearTimeout(handle: unknown): void {
     (handle as Armed).cleared = true;
   }
+
+  setInterval(): unknown {
+    throw new Error("the engine arms no intervals");
+  }
+
+  clearInterval(): void {}
 
   /** The one timer still armed. */
   pending(): Armed {

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Timers } from "../../lib/timers.ts";
 import type { Upstream } from "../../policy-guard/documents.ts";
 import { parseV1Url, reconnectTarget } from "../../stratum-client/endpoint.ts";
 import {
@@ -14,7 +15,6 @@ import {
   UpstreamPool,
 } from "../../stratum-client/failover.ts";
 import { parseSubmitReply } from "../../stratum-client/rejects.ts";
-import type { Timers } from "../../stratum-client/timers.ts";
 import type { Job } from "../../stratum-client/upstream.ts";
 import { type FakePool, notifyParams, usePools } from "./fake-pool.ts";
 import { useLoopback } from "./net-helpers.ts";

@@ -1,3 +1,5 @@
+import { nextTurn } from "../../../lib/timers.ts";
+
 /**
  * Group commit: concurrent callers' items wait while a batch commits, then all go in the next
  * transaction together. Under load a commit (and its fsync) carries many items; with one
@@ -34,8 +36,8 @@ export class GroupCommit<I, R> {
   #schedule(): void {
     if (this.#scheduled || this.#queue.length === 0 || this.#inFlight >= this.#maxInFlight) return;
     this.#scheduled = true;
-    // setImmediate: callers that submit in this turn of the event loop join the batch.
-    setImmediate(() => {
+    // The next turn: callers that submit in this turn of the event loop join the batch.
+    nextTurn(() => {
       this.#scheduled = false;
       this.#flush();
     });

@@ -1,7 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createMaintenance } from "../../../control-plane/api/maintenance.ts";
 import { unixSeconds } from "../../../lib/clock.ts";
-import { manualTimers } from "../http/helpers.ts";
+import { fakeTime } from "../../../lib/timers.ts";
 import { useTestCp } from "./harness.ts";
 
 describe.each(["sqlite", "postgres"] as const)("maintenance (%s)", (backend) => {
@@ -59,17 +59,18 @@ describe.each(["sqlite", "postgres"] as const)("maintenance (%s)", (backend) => 
 
   it("ticks on its timer after start, never after stop", async () => {
     const t = await start({ groups: () => [], backend });
-    const { timers, pending } = manualTimers();
-    const maintenance = createMaintenance(t.ctx, { timers, intervalMs: 1000, random: () => 0.5 });
+    const time = fakeTime(0);
+    const maintenance = createMaintenance(t.ctx, {
+      timers: time.timers,
+      intervalMs: 1000,
+      random: () => 0.5,
+    });
     await maintenance.start();
-    expect([...pending.values()].map((p) => p.ms)).toEqual([500]);
-    const [first] = [...pending.values()];
-    pending.clear();
-    first?.fn();
+    expect(time.delays()).toEqual([500]);
+    await time.advance(500);
     // The next tick is scheduled once this one has finished.
-    await new Promise((r) => setTimeout(r, 200));
-    expect([...pending.values()].map((p) => p.ms)).toEqual([1000]);
+    await vi.waitFor(() => expect(time.delays()).toEqual([1000]));
     await maintenance.stop();
-    expect(pending.size).toBe(0);
+    expect(time.pending()).toBe(0);
   });
 });

@@ -56,10 +56,10 @@ function manualTimers() {
     clearTimeout(h) {
       pending.delete(h as number);
     },
-    setInterval: () => {
-      throw new Error("the republisher sets no interval");
+    setInterval() {
+      throw new Error("the republisher arms no intervals");
     },
-    clearInterval: () => {},
+    clearInterval() {},
   };
   return {
     timers,

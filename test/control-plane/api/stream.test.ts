@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket } from "ws";
 import { commandsGroup } from "../../../control-plane/api/commands.ts";
 import type { ApiContext } from "../../../control-plane/api/context.ts";
@@ -9,6 +9,7 @@ import type { StreamServerMessage } from "../../../control-plane/protocol/schema
 import { validate } from "../../../control-plane/protocol/validate.ts";
 import { unixSeconds } from "../../../lib/clock.ts";
 import { documentIdentity } from "../../../lib/crypto/jws.ts";
+import { fakeTime } from "../../../lib/timers.ts";
 import { signConsent, signRevocation } from "../../../policy-guard/sign.ts";
 import { type TestCp, type TestMachine, type TestOwner, useTestCp } from "./harness.ts";
 
@@ -242,13 +243,18 @@ describe.each(["sqlite", "postgres"] as const)("push stream (%s)", (backend) => 
   });
 
   it("refuses other machines, quarantined workers, and streams without a valid hello", async () => {
-    const { t, o, m } = await setup({ helloTimeoutMs: 50 });
+    // The hello deadline on fake time: it passes only when the test says so, not when a
+    // loaded machine is slow to send the hello of the streams that do send one.
+    const time = fakeTime(0);
+    const { t, o, m } = await setup({ helloTimeoutMs: 50, timers: time.timers });
     const other = await t.machine(o);
     await expect(openStream(t, m, other)).rejects.toThrow("status 403");
     const q = await t.machine(o);
     await t.store.setQuarantine(q.workerId, { reason: "test", at: unixSeconds(t.clock) });
     await expect(openStream(t, q)).rejects.toThrow("status 403");
     const silent = await openStream(t, m);
+    await vi.waitFor(() => expect(time.delays()).toEqual([50]));
+    await time.advance(50);
     expect(await silent.closed).toBe(1008);
     const bad = await openStream(t, m);
     bad.ws.send(JSON.stringify({ type: "hello", v: 2, after: 0 }));

@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach } from "vitest";
-import { initControlPlaneDir } from "../../../cli/commands/cp-init.ts";
 import type { ApiContext, ApiGroup } from "../../../control-plane/api/context.ts";
 import { allGroups } from "../../../control-plane/api/index.ts";
+import { initControlPlaneDir } from "../../../control-plane/init-dir.ts";
 import {
   type ApiClient,
   createApiClient,

@@ -1,0 +1,126 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  commentMentions,
+  filesUnder,
+  markdownMentions,
+  missingMentions,
+  type Repo,
+  repoAt,
+  shown,
+  upToRoot,
+} from "./support/file-mentions.ts";
+
+/**
+ * Documentation names only files that exist (issue 13): every README.md, by the names in its
+ * inline code, links and prose, and every TypeScript file, by the `.ts` and `.md` names in
+ * its comments. A file renamed or removed without its mentions fails here, with the README
+ * or source and the name.
+ */
+
+const repo = repoAt(resolve(import.meta.dirname, ".."));
+
+describe("READMEs name only files that exist", () => {
+  it("every README.md (the root's, each top-level folder's and their subfolders')", () => {
+    const readmes = filesUnder(repo.root, repo, (n) => n === "README.md");
+    expect(readmes.length).toBeGreaterThan(10);
+    const problems: string[] = [];
+    for (const f of readmes) {
+      const names = markdownMentions(readFileSync(f, "utf8"));
+      for (const m of missingMentions(names, [dirname(f)], repo))
+        problems.push(`${shown(repo, f)}: ${m}`);
+    }
+    expect(problems).toEqual([]);
+  });
+});
+
+describe("source comments name only files that exist", () => {
+  it("every TypeScript file (in its folder, a folder above it, or the part a test mirrors)", () => {
+    const sources = filesUnder(repo.root, repo, (n) => n.endsWith(".ts"));
+    expect(sources.length).toBeGreaterThan(100);
+    const problems: string[] = [];
+    for (const f of sources) {
+      const dir = dirname(f);
+      const rel = shown(repo, dir);
+      // test/<part>/… mirrors <part>/…: a test names the files of the part it tests.
+      const mirror =
+        rel === "test" || rel.startsWith("test/") ? join(repo.root, rel.slice(5)) : null;
+      const bases = [
+        ...upToRoot(dir, repo.root),
+        ...(mirror === null ? [] : upToRoot(mirror, repo.root)),
+      ];
+      for (const m of missingMentions(commentMentions(readFileSync(f, "utf8")), bases, repo))
+        problems.push(`${shown(repo, f)}: ${m}`);
+    }
+    expect(problems).toEqual([]);
+  });
+});
+
+describe("the checker (test/support/file-mentions.ts)", () => {
+  const root = mkdtempSync(join(tmpdir(), "agentd-mentions-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  for (const f of ["supervisor/engine.ts", "supervisor/docker-engine.ts", "lib/clock.ts"]) {
+    mkdirSync(dirname(join(root, f)), { recursive: true });
+    writeFileSync(join(root, f), "");
+  }
+  mkdirSync(join(root, "supervisor/sub"));
+  writeFileSync(join(root, "ARCHITECTURE.md"), "");
+  writeFileSync(join(root, ".gitignore"), "node_modules/\ndist/\n*.log\n");
+  const sample: Repo = repoAt(root);
+  const inSupervisor = (text: string) =>
+    missingMentions(markdownMentions(text), [join(root, "supervisor")], sample);
+
+  it("finds a missing name in inline code, a link, a command and plain prose", () => {
+    expect(
+      inSupervisor("| `engine.ts` | the interface; `process-driver.ts` runs processes |"),
+    ).toEqual(["process-driver.ts"]);
+    expect(inSupervisor("See [the driver](process-driver.ts#start).")).toEqual([
+      "process-driver.ts",
+    ]);
+    expect(inSupervisor("Run `node supervisor/process-driver.ts --help`.")).toEqual([
+      "supervisor/process-driver.ts",
+    ]);
+    expect(inSupervisor("native processes (process-driver.ts), and docker-engine.ts.")).toEqual([
+      "process-driver.ts",
+    ]);
+    expect(inSupervisor("the folder `sub/` and `gone/`")).toEqual(["gone/"]);
+  });
+
+  it("resolves top-level names at the root, and others in the README's folder", () => {
+    expect(inSupervisor("`lib/clock.ts`, [arch](../ARCHITECTURE.md), ARCHITECTURE.md")).toEqual([]);
+    expect(inSupervisor("`clock.ts`")).toEqual(["clock.ts"]);
+    expect(inSupervisor("`lib/timers.ts`")).toEqual(["lib/timers.ts"]);
+  });
+
+  it("leaves alone what is not a file of the repository", () => {
+    const text = [
+      "https://example.com/a/b.md and [site](https://example.com/x.ts)",
+      "`/etc/agentd/agentd.toml`, `/v1/workers/{id}/stream`, `/metrics`",
+      "`D/machine.key.pem`, `DIR/cp.json`, `<datadir>/.cookie`, `sqlite:/path/cp.db`",
+      "`--config F`, `dist/cli/main.js`, `../shared/DOCUMENTS.md`, DOCUMENTS.md section 6",
+      "`rtt_p50/p99_added_us`, `switchPool/enablePool`, `0/0`, Node.js, `.json` files",
+      "```sh\nnode supervisor/nowhere.ts\n```",
+    ].join("\n");
+    expect(inSupervisor(text)).toEqual([]);
+  });
+
+  it("reads the names in a source's comments, not in its strings", () => {
+    const source = [
+      "/**",
+      " * The services' drivers: containers (docker-engine.ts) or processes (process-driver.ts).",
+      " */",
+      'export const url = "https://example.com/x.ts"; // see lib/clock.ts',
+      // A template literal with a substitution: "//" inside it is text, not a comment.
+      `const s = \`a // b.ts \${1} // c.ts\`;`,
+      "// trailing: gone.md",
+    ].join("\n");
+    const names = commentMentions(source);
+    expect(names).toEqual(["docker-engine.ts", "process-driver.ts", "lib/clock.ts", "gone.md"]);
+    expect(missingMentions(names, upToRoot(join(root, "supervisor"), root), sample)).toEqual([
+      "process-driver.ts",
+      "gone.md",
+    ]);
+  });
+});
