@@ -129,6 +129,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       url: enrolled.record.url,
       caPem: enrolled.record.ca_pem,
       clock: o.clock,
+      timers,
       machineKey: machine.privateKey,
     });
     parts.add("client", () => client.close());

@@ -139,7 +139,7 @@ export function readEnrollment(stateDir: string): Enrolled | null {
 
 /**
  * Keeps a rotated key set (verified by the caller under the pinned root with a higher seq:
- * keyset.ts acceptKeySetUpdate) in `enrollment.json`, the rest of the record unchanged.
+ * control-plane/protocol/keyset.ts acceptKeySetUpdate) in `enrollment.json`, the rest of the record unchanged.
  */
 export function storeKeySet(
   stateDir: string,

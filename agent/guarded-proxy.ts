@@ -32,6 +32,7 @@ export function createGuardedProxy(o: {
     port: o.port,
     agentVersion: o.agentVersion,
     clock: o.clock,
+    ...(o.timers === undefined ? {} : { timers: o.timers }),
     logger: o.logger.child({ component: "stratum" }),
     registry: o.registry,
     maxWorkerSeries: o.config.metrics.max_worker_series,

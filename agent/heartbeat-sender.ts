@@ -27,7 +27,7 @@ import type { HeartbeatCounter } from "./heartbeat-counter.ts";
  */
 
 export interface HeartbeatSenderOptions {
-  /** Signs a body as of now (the machine key; protocol/documents/heartbeat.ts signHeartbeat). */
+  /** Signs a body as of now (the machine key; control-plane/protocol/documents/heartbeat.ts signHeartbeat). */
   readonly sign: (body: HeartbeatBody) => string;
   /** Sends a signed heartbeat (protocol client: MachineClient.sendHeartbeat). */
   readonly send: (jws: string) => Promise<HeartbeatResponse>;

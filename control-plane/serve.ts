@@ -6,6 +6,7 @@ import { readTrustedFile } from "../lib/fs/trust.ts";
 import type { RateLimitConfig } from "../lib/http/rate-limit.ts";
 import { parseJsonObjectStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
+import type { Timers } from "../lib/timers.ts";
 import type { ApiContext, ApiGroup, ApiSettings } from "./api/context.ts";
 import { allGroups } from "./api/index.ts";
 import { loadControlPlaneKeys } from "./keys/load.ts";
@@ -98,6 +99,8 @@ export interface ServeOptions {
   /** The origin agents and tokens use; default `https://<listen host>:<bound port>`. */
   readonly publicUrl?: string;
   readonly clock: Clock;
+  /** Every wait of the control plane and its store (default: Node's); fake time in tests. */
+  readonly timers?: Timers;
   readonly logger: Logger;
   readonly settings?: Partial<Omit<ApiSettings, "publicUrl">>;
   /**
@@ -130,7 +133,10 @@ export async function serveControlPlane(o: ServeOptions): Promise<ServingControl
   compileSchemas();
   const database = o.database ?? readServeConfig(o.dir).database;
   const keys = loadControlPlaneKeys(layoutOf(o.dir).keys);
-  const store = openStore(database, { clock: o.clock });
+  const store = openStore(database, {
+    clock: o.clock,
+    ...(o.timers === undefined ? {} : { timers: o.timers }),
+  });
   let cp: RunningControlPlane;
   try {
     await store.migrate();
@@ -138,6 +144,7 @@ export async function serveControlPlane(o: ServeOptions): Promise<ServingControl
       store,
       keys,
       clock: o.clock,
+      ...(o.timers === undefined ? {} : { timers: o.timers }),
       logger: o.logger,
       listen: o.listen,
       groups: o.groups ?? allGroups,

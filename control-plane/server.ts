@@ -2,6 +2,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { RateLimitConfig } from "../lib/http/rate-limit.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
+import { backgroundTimers, type Timers } from "../lib/timers.ts";
 import {
   type ApiContext,
   type ApiGroup,
@@ -28,6 +29,8 @@ export interface ControlPlaneOptions {
   readonly store: Store;
   readonly keys: ControlPlaneKeys;
   readonly clock: Clock;
+  /** Every wait of the control plane (default: Node's timers, unref'd); fake time in tests. */
+  readonly timers?: Timers;
   readonly logger: Logger;
   readonly listen: { readonly host: string; readonly port: number };
   /** Builds the endpoint groups (control-plane/api/index.ts `allGroups` in production). */
@@ -68,6 +71,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
       keys = k;
     },
     clock: o.clock,
+    timers: o.timers ?? backgroundTimers,
     logger: o.logger,
     metrics,
     policyNotifier: new KeyedNotifier(),
@@ -85,6 +89,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     findApiKey: apiKeyFinder(ctx),
     authenticateMachine: machineAuthenticator(ctx),
     clock: o.clock,
+    timers: ctx.timers,
     logger: o.logger,
     metrics: createHttpMetrics(metrics),
     ...(o.rateLimits === undefined ? {} : { rateLimits: o.rateLimits }),

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { unixSeconds } from "../../lib/clock.ts";
 import { fail, isAgentdError } from "../../lib/errors.ts";
-import { systemTimers } from "../../lib/timers.ts";
 import type { Caller } from "../http/auth.ts";
 import { defineRoute, type Route } from "../http/route.ts";
 import {
@@ -64,7 +63,7 @@ export interface AdminGroupOptions {
 export function adminGroup(ctx: ApiContext, o: AdminGroupOptions = {}): ApiGroup {
   // In the background: a slow resume must not hold up the server's start. Never two at once.
   const resumer = periodic({
-    timers: systemTimers,
+    timers: ctx.timers,
     intervalMs: o.resumeIntervalMs ?? RESUME_INTERVAL_MS,
     random: () => 0,
     tick: () => resumeEmergencyStops(ctx),

@@ -1,6 +1,7 @@
 import type { Clock } from "../../lib/clock.ts";
 import type { Logger } from "../../lib/log/logger.ts";
 import type { Registry } from "../../lib/metrics/registry.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { KeyedNotifier } from "../http/notifier.ts";
 import type { Route } from "../http/route.ts";
 import type { StreamHub } from "../http/stream-hub.ts";
@@ -45,6 +46,8 @@ export interface ApiContext {
   keys(): ControlPlaneKeys;
   setKeys(keys: ControlPlaneKeys): void;
   readonly clock: Clock;
+  /** Every wait of the endpoints and background work (tests: fake time). */
+  readonly timers: Timers;
   readonly logger: Logger;
   readonly metrics: Registry;
   /** Keyed by worker id: woken when a worker's publication changes (policy long-poll). */

@@ -1,6 +1,6 @@
 import { unixSeconds } from "../../lib/clock.ts";
 import type { Metric } from "../../lib/metrics/registry.ts";
-import { systemTimers, type Timers } from "../../lib/timers.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { type KeySync, syncKeys } from "./keys.ts";
 import { periodic } from "./periodic.ts";
@@ -49,7 +49,7 @@ export interface Maintenance extends ApiGroup {
 const MAX_PAGES = 100;
 
 export function createMaintenance(ctx: ApiContext, o: MaintenanceOptions = {}): Maintenance {
-  const timers = o.timers ?? systemTimers;
+  const timers = o.timers ?? ctx.timers;
   const intervalMs = o.intervalMs ?? 60_000;
   const pageSize = o.pageSize ?? 10_000;
   const random = o.random ?? Math.random;

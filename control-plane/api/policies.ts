@@ -325,6 +325,7 @@ export function policiesGroup(ctx: ApiContext): ApiGroup {
             notifier: ctx.policyNotifier,
             waitSeconds: wait,
             signal,
+            timers: ctx.timers,
             async check() {
               const bundle = await currentBundle(ctx, id);
               if (bundle === null || ifNoneMatchHits(known, etagOf(bundle))) return undefined;

@@ -1,7 +1,7 @@
 import { unixSeconds } from "../../lib/clock.ts";
 import { isAgentdError } from "../../lib/errors.ts";
 import type { Metric } from "../../lib/metrics/registry.ts";
-import { systemTimers, type Timers } from "../../lib/timers.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { Publication } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { periodic } from "./periodic.ts";
@@ -66,7 +66,7 @@ export function republishInterval(publicationTtlS: number): number {
 }
 
 export function createRepublisher(ctx: ApiContext, o: RepublisherOptions = {}): Republisher {
-  const timers = o.timers ?? systemTimers;
+  const timers = o.timers ?? ctx.timers;
   const intervalMs = o.intervalMs ?? republishInterval(ctx.settings.publicationTtlS);
   const batch = o.batch ?? 1000;
   const random = o.random ?? Math.random;

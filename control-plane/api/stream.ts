@@ -2,7 +2,7 @@ import type { WebSocket } from "ws";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { fail } from "../../lib/errors.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
-import { backgroundTimers, type Timers } from "../../lib/timers.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { AuthorizeContext } from "../http/route.ts";
 import type { WsContext, WsRoute } from "../http/ws.ts";
 import {
@@ -258,7 +258,7 @@ class Connection {
 /** The stream route and the fan-out of committed events to the streams open here. */
 export function streamGroup(ctx: ApiContext, options: StreamOptions = {}): ApiGroup {
   const helloTimeoutMs = options.helloTimeoutMs ?? STREAM_HELLO_TIMEOUT_S * 1000;
-  const timers = options.timers ?? backgroundTimers;
+  const timers = options.timers ?? ctx.timers;
   const byWorker = new Map<string, Set<Connection>>();
   let unsubscribe: Unsubscribe | undefined;
 

@@ -27,7 +27,7 @@ export interface AuthorizeContext {
 
 export interface HandlerContext<B = unknown> {
   readonly caller: Caller;
-  /** Decoded and validated path parameters (router.ts `decodeParams`). */
+  /** Decoded and validated path parameters (lib/http/router.ts `decodeParams`). */
   readonly params: Readonly<Record<string, string>>;
   /** The query, restricted to the keys in `Route.query`, each at most once. */
   readonly query: Readonly<Record<string, string>>;

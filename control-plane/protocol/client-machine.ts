@@ -220,6 +220,7 @@ export function createMachineClient(o: MachineClientOptions): MachineClient {
         caPem: o.caPem,
         path: `${worker}/stream`,
         headers: () => authorized("GET", `${worker}/stream`)(),
+        timers: t.timers,
         ...s,
       });
     },

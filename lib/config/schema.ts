@@ -2,7 +2,7 @@ import { bool, type ConfigOf, hostPort, int, num, oneOf, path, text, url } from 
 
 /**
  * agentd's configuration: `/etc/agentd/agentd.toml`, `AGENTD_*` variables and flags.
- * docs/config.md lists every key; test/lib/config/docs.test.ts keeps the two in step.
+ * docs/config.md lists every key; test/lib/config/load.test.ts keeps the two in step.
  *
  * Paths default to FHS locations; tests and the devnet point them at temp dirs.
  */
