@@ -9,11 +9,12 @@ import { ACTIVE_STATES } from "../../agent/state-machine.ts";
 import { initControlPlaneDir } from "../../control-plane/init-dir.ts";
 import { createApiClient } from "../../control-plane/protocol/client-api.ts";
 import { type ServingControlPlane, serveControlPlane } from "../../control-plane/serve.ts";
-import { type Clock, systemClock } from "../../lib/clock.ts";
+import type { Clock } from "../../lib/clock.ts";
 import { loadConfig } from "../../lib/config/load.ts";
 import { generateEd25519KeyPair, publicJwk } from "../../lib/crypto/ed25519.ts";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { createLogger } from "../../lib/log/logger.ts";
+import { type FakeTime, fakeTime } from "../../lib/timers.ts";
 import type { Reason } from "../../policy-guard/reasons.ts";
 import { signConsent } from "../../policy-guard/sign.ts";
 import { GUARD_STATE_FILE, loadGuardState } from "../../policy-guard/state.ts";
@@ -24,27 +25,27 @@ import { FACTS, until } from "../control-plane/protocol/client-fixture.ts";
 /**
  * Issue 6, end to end on the real agent (startAgent, in-process) against the real control
  * plane over TLS, with a simulated ASIC mining through the agent's Stratum proxy to a
- * simulated pool:
+ * simulated pool — on fake time (issue 13), with the documents' real lifetimes:
  *
- * - the control plane unreachable: mining continues past the publication's `exp` for the
- *   consent's `offline_grace_s`, then stops (`publication.offline_grace_exceeded`); it resumes
- *   when the control plane comes back (same port, same store) with a fresh publication;
+ * - the control plane unreachable: mining continues past the publication's `exp` (a day) for
+ *   the consent's `offline_grace_s` (three days), then stops
+ *   (`publication.offline_grace_exceeded`) at that very instant; it resumes when the control
+ *   plane comes back (same port, same store) with a fresh publication;
  * - the agent's clock set back past its persisted clock floor: mining stops
- *   (`clock.behind_floor`, and nothing else when the documents are still valid by that clock);
- *   it resumes by time alone when the clock catches up with the floor (floor - 60 s), or, once
- *   the clock is corrected, with the next publication taken.
+ *   (`clock.behind_floor`), and resumes by time alone the instant the clock has caught up
+ *   with the floor (floor - 60 s), or at once when the clock is corrected.
  *
- * Time. The control plane runs on the real clock; the agent on an offset clock over the real
- * one (the test moves it for the clock-floor cases), so that TLS, access tokens and proofs work
- * as they do in the field. The engine wakes for "time alone" decisions on a real timer armed
- * for `next_change_at` (at most 5 minutes away): a clock *jump* is only seen at the next wake or
- * event, so the documents here live seconds, not days — the control plane publishes with a
- * 3 s lifetime (re-issued when a third is left, ticking every second) and the consent gives a
- * 2 s offline grace — and the engine's own timer does the waking.
+ * Time. The control plane and the agent share one fake time (lib/timers.ts): their clocks
+ * and every timer of theirs — the republisher's tick, long polls, the engine's wake at
+ * `next_change_at`, heartbeats, attestation, request deadlines, the proxy's — move only when
+ * the test moves it, so days pass in milliseconds and every instant is exact. The agent's
+ * clock is the fake one plus an offset the test sets (a clock set back), its timers the same.
+ * What is real: sockets, TLS, SQLite, SHA-256d, the simulated ASIC and pool (they mine in real
+ * time; the shares they exchange through the proxy are the proof that mining goes on or not).
  */
 
-const TTL_S = 3;
-const GRACE_S = 2;
+const DAY_S = 86_400;
+const GRACE_S = 3 * DAY_S;
 const DIFFICULTY = 2 ** -18;
 
 const GRACE_EXCEEDED: Reason = "publication.offline_grace_exceeded";
@@ -61,27 +62,47 @@ function tempDir(prefix: string): string {
   return d;
 }
 
-/** The agent's wall clock: the real one plus an offset the test sets (a clock set back). */
-function offsetClock(): Clock & { offsetMs: number } {
-  const c = { offsetMs: 0, now: () => Date.now() + c.offsetMs };
+/** The agent's wall clock: the shared fake one plus an offset the test sets. */
+function offsetClock(t: FakeTime): Clock & { offsetMs: number } {
+  const c = { offsetMs: 0, now: () => t.clock.now() + c.offsetMs };
   return c;
 }
 
 /**
- * A control plane served from its directory as `agentd cp serve` serves it, on the real
- * clock, publishing with a TTL_S lifetime; it can be stopped and served again on the same
- * port and database.
+ * Moves fake time in steps until `check` holds, letting real I/O (TLS, SQLite, sockets) run
+ * between the steps: the fake clock moves only here, so nothing the test asserts about an
+ * instant depends on how fast this machine is.
  */
-async function shortLivedCp() {
+async function advanceUntil(
+  t: FakeTime,
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  o: { readonly stepMs?: number; readonly maxMs?: number } = {},
+): Promise<void> {
+  const step = o.stepMs ?? 250;
+  const max = o.maxMs ?? 10 * 60_000;
+  for (let moved = 0; !(await check()); moved += step) {
+    if (moved > max) throw new Error(`${what}: not within ${max} ms of fake time`);
+    await t.advance(step);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * A control plane served from its directory as `agentd cp serve` serves it, on the fake
+ * time, publishing with its default lifetime (a day); it can be stopped and served again on
+ * the same port and database.
+ */
+async function controlPlane(t: FakeTime) {
   const dir = join(tempDir("agentd-offline-cp-"), "cp");
-  const init = await initControlPlaneDir({ dir, hosts: ["127.0.0.1"], clock: systemClock });
+  const init = await initControlPlaneDir({ dir, hosts: ["127.0.0.1"], clock: t.clock });
   const serve = (port: number) =>
     serveControlPlane({
       dir,
       listen: { host: "127.0.0.1", port },
-      clock: systemClock,
+      clock: t.clock,
+      timers: t.timers,
       logger: createLogger({ level: "silent" }),
-      settings: { publicationTtlS: TTL_S },
     });
   let serving: ServingControlPlane | null = await serve(0);
   const port = serving.port;
@@ -109,17 +130,22 @@ interface Status {
   policy: { version: number | null };
 }
 
+interface DecisionRecord {
+  readonly at: string;
+  readonly data: { trigger: string; mining: { allow: boolean; reasons: string[] } };
+}
+
 /**
  * The whole rig: a pool, a control plane, an owner, a machine enrolled and running agentd on
- * `clock`, the owner's consent published, one simulated ASIC mining through the proxy and
- * shares arriving at the pool.
+ * `clock`, the owner's consent (a month long) published, one simulated ASIC mining through
+ * the proxy and shares arriving at the pool.
  */
-async function miningRig(clock: Clock, o: { readonly graceS: number }) {
+async function miningRig(t: FakeTime, clock: Clock) {
   const pool = await SimPool.start({ difficulty: DIFFICULTY, jobIntervalMs: 5_000 });
   cleanups.push(() => pool.close());
-  const cp = await shortLivedCp();
+  const cp = await controlPlane(t);
   const api = (apiKey: string) => {
-    const c = createApiClient({ url: cp.url, caPem: cp.caPem, clock: systemClock, apiKey });
+    const c = createApiClient({ url: cp.url, caPem: cp.caPem, clock: t.clock, apiKey });
     cleanups.push(() => c.close());
     return c;
   };
@@ -137,6 +163,7 @@ async function miningRig(clock: Clock, o: { readonly graceS: number }) {
   const agent: RunningAgent = await startAgent({
     stateDir,
     clock,
+    timers: t.timers,
     logger: createLogger({ level: "silent" }),
     agentVersion: "0.1.0",
     heartbeatIntervalS: 30,
@@ -153,13 +180,13 @@ async function miningRig(clock: Clock, o: { readonly graceS: number }) {
       defaultPath: join(stateDir, "absent.toml"),
     }).config,
     stratum: { host: "127.0.0.1", port: 0 },
-    longPollS: 1,
+    longPollS: 25,
   });
   cleanups.push(() => agent.close());
   const status = () => agent.status() as unknown as Status;
 
   // Signed an hour ago: a clock set back by minutes still finds the consent valid.
-  const iat = Math.floor(Date.now() / 1000) - 3600;
+  const iat = Math.floor(t.clock.now() / 1000) - 3600;
   const published = await ownerApi.postConsent(
     signConsent({
       ownerKey: owner.privateKey,
@@ -167,15 +194,15 @@ async function miningRig(clock: Clock, o: { readonly graceS: number }) {
       policyId: "offline",
       seq: 1,
       iat,
-      exp: iat + 2 * 86_400,
+      exp: iat + 30 * DAY_S,
       rules: {
         upstreams: [{ url: `stratum+tcp://127.0.0.1:${pool.address.port}`, user: "owner.rig" }],
         networks: ["127.0.0.1/32"],
-        offline_grace_s: o.graceS,
+        offline_grace_s: GRACE_S,
       },
     }),
   );
-  await until(() => status().decision.mining, "mining allowed by the first publication");
+  await advanceUntil(t, () => status().decision.mining, "mining allowed by the publication");
   expect(status().policy.version).toBeGreaterThanOrEqual(published.version);
 
   const rejections: string[] = [];
@@ -207,26 +234,19 @@ async function miningRig(clock: Clock, o: { readonly graceS: number }) {
     readFileSync(join(stateDir, "audit.jsonl"), "utf8")
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l) as { type: string; data?: Record<string, unknown> })
-      .filter((r) => r.type === "decision.changed")
-      .map(
-        (r) =>
-          r.data as { trigger: string; mining: { allow: boolean; reasons: string[] } } & Record<
-            string,
-            unknown
-          >,
-      );
-  /** Shares that reach the pool over `ms`, after those already in flight have landed. */
+      .map((l) => JSON.parse(l) as { type: string } & DecisionRecord)
+      .filter((r) => r.type === "decision.changed");
+  /** Shares that reach the pool over `ms` of real time, after those in flight have landed. */
   const sharesHeld = async (ms: number) => {
-    await new Promise((r) => setTimeout(r, 300)); // a share already in flight may land
+    await new Promise((r) => setTimeout(r, 300));
     const before = shares();
     await new Promise((r) => setTimeout(r, ms));
     return shares() - before;
   };
-  /** Resolves once `n` more shares reached the pool. */
+  /** Resolves once `n` more shares reached the pool (fake time moving meanwhile). */
   const moreShares = async (n: number, what: string) => {
     const from = shares();
-    await until(() => shares() >= from + n, what);
+    await advanceUntil(t, () => shares() >= from + n, what, { stepMs: 100 });
   };
   return {
     cp,
@@ -254,96 +274,100 @@ function refused(port: number): Promise<boolean> {
   });
 }
 
-/** Mining again, brought back by a newer publication (pushed or polled), shares flowing. */
-async function minesAgainWithANewPublication(
-  rig: Awaited<ReturnType<typeof miningRig>>,
-  versionBefore: number,
-  when: string,
-): Promise<void> {
-  await until(() => rig.status().decision.mining, `mining again ${when}`);
-  expect(rig.status().decision.reasons).toEqual([]);
-  expect(rig.status().policy.version).toBeGreaterThan(versionBefore);
-  expect(rig.decisions().at(-1)).toMatchObject({
-    trigger: expect.stringMatching(/^bundle:(push|poll)$/),
-    mining: { allow: true, reasons: [] },
-  });
-  await rig.moreShares(3, "shares at the pool again");
-  expect(ACTIVE_STATES).toContain(rig.agent.state());
-}
+const iso = (ms: number) => new Date(ms).toISOString();
 
-describe("agentd run without its control plane, and with its clock set back", () => {
-  it("keeps mining while the control plane is unreachable until the publication's exp + offline grace, then stops; resumes when it returns", async () => {
-    const clock = offsetClock();
-    const rig = await miningRig(clock, { graceS: GRACE_S });
+describe("agentd run without its control plane, and with its clock set back (fake time)", () => {
+  it("keeps mining while the control plane is unreachable until the publication's exp + offline grace, then stops at that instant; resumes when it returns", async () => {
+    const t = fakeTime(Date.now());
+    const rig = await miningRig(t, t.clock);
     const first = rig.status().policy.version as number;
 
-    // A healthy control plane re-issues the short publications: mining goes on across them.
-    await until(() => (rig.status().policy.version as number) > first, "a re-issued publication");
+    // A healthy control plane re-issues the day-long publication when a third of it is left:
+    // mining goes on across the re-issue.
+    await t.jump(17 * 3600_000);
+    await advanceUntil(
+      t,
+      () => (rig.status().policy.version as number) > first,
+      "a re-issued publication",
+    );
+    await advanceUntil(t, () => rig.status().decision.mining, "mining across the re-issue");
     expect(rig.status().decision).toEqual({ mining: true, reasons: [] });
-    const sinceAllowed = (ds: ReturnType<typeof rig.decisions>) =>
-      ds.slice(ds.findIndex((d) => d.mining.allow));
-    expect(sinceAllowed(rig.decisions()).filter((d) => !d.mining.allow)).toEqual([]);
+    await rig.moreShares(2, "shares across the re-issue");
 
     // The control plane goes away.
     await rig.cp.stop();
     expect(await refused(rig.cp.port)).toBe(true);
-    await new Promise((r) => setTimeout(r, 100)); // a push in flight at the close lands
     const held = rig.heldPublication();
     const versionBefore = rig.status().policy.version as number;
     expect(versionBefore).toBe(held.version);
-    const expMs = held.exp * 1000;
     const graceEndMs = (held.exp + GRACE_S) * 1000;
 
-    // Past exp, within the grace: still mining, shares still forwarded to the pool.
-    await until(() => clock.now() >= expMs, "the held publication's exp");
-    const atExp = { decision: rig.status().decision, shares: rig.shares(), at: clock.now() };
-    expect(atExp.at).toBeLessThan(graceEndMs);
-    expect(atExp.decision).toEqual({ mining: true, reasons: [] });
+    // Past exp by a day, well within the grace: still mining, shares still reach the pool.
+    await t.jump(held.exp * 1000 - t.clock.now() + DAY_S * 1000);
+    await advanceUntil(t, () => rig.status().decision.mining, "mining past exp", {
+      maxMs: 60_000,
+    });
+    expect(rig.status().decision).toEqual({ mining: true, reasons: [] });
+    await rig.moreShares(2, "shares forwarded during the grace");
     expect(ACTIVE_STATES).toContain(rig.agent.state());
 
-    // At exp + offline_grace_s the engine's own timer stops mining, with the reason.
+    // A minute before the grace ends: still mining. Then the engine's own timer stops mining
+    // at exp + offline_grace_s exactly, with the reason.
+    await t.jump(graceEndMs - 60_000 - t.clock.now());
+    expect(rig.status().decision).toEqual({ mining: true, reasons: [] });
+    await t.advance(59_999);
+    expect(rig.status().decision.mining).toBe(true);
+    await t.advance(1);
     await until(() => !rig.status().decision.mining, "the stop at the end of the grace");
-    const stoppedAt = clock.now();
-    expect(stoppedAt).toBeGreaterThanOrEqual(graceEndMs);
-    expect(stoppedAt).toBeLessThan(graceEndMs + 1_000);
     expect(rig.status().decision.reasons).toEqual([GRACE_EXCEEDED]);
-    expect(rig.shares()).toBeGreaterThan(atExp.shares); // shares forwarded during the grace
     expect(rig.decisions().at(-1)).toMatchObject({
-      trigger: "time",
-      mining: { allow: false, reasons: [GRACE_EXCEEDED] },
+      at: iso(graceEndMs),
+      data: { trigger: "time", mining: { allow: false, reasons: [GRACE_EXCEEDED] } },
     });
     // The data path is stopped: nothing reaches the pool, the ASIC is told why.
     expect(await rig.sharesHeld(1_000)).toBe(0);
     expect(rig.rejections.some((r) => r.includes(`mining denied: ${GRACE_EXCEEDED}`))).toBe(true);
     expect(rig.agent.state()).toBe("POLICY_SYNCED");
 
-    // The control plane comes back on the same port with the same store: a fresh publication
-    // reaches the agent and mining resumes.
+    // The control plane comes back on the same port with the same store: its republisher
+    // issues a fresh publication, the agent takes it and mining resumes.
     await rig.cp.start();
-    await minesAgainWithANewPublication(rig, versionBefore, "after the control plane returns");
+    await advanceUntil(t, () => rig.status().decision.mining, "mining again", {
+      maxMs: 30 * 60_000,
+    });
+    expect(rig.status().decision.reasons).toEqual([]);
+    expect(rig.status().policy.version).toBeGreaterThan(versionBefore);
     expect(rig.heldPublication().exp).toBeGreaterThan(held.exp);
-  }, 30_000);
+    expect(rig.decisions().at(-1)?.data).toMatchObject({
+      trigger: expect.stringMatching(/^bundle:(push|poll)$/),
+      mining: { allow: true, reasons: [] },
+    });
+    await rig.moreShares(3, "shares at the pool again");
+    expect(ACTIVE_STATES).toContain(rig.agent.state());
+  }, 60_000);
 
-  it("stops mining when the clock is set back past its floor, and resumes when the clock has caught up with the floor", async () => {
-    const clock = offsetClock();
-    // A long grace, so that publications stay usable by a clock a minute fast.
-    const rig = await miningRig(clock, { graceS: 120 });
+  it("stops mining when the clock is set back past its floor, and resumes the instant the clock has caught up with the floor", async () => {
+    const t = fakeTime(Date.now());
+    const clock = offsetClock(t);
+    const rig = await miningRig(t, clock);
 
-    // The machine's clock runs 66 s fast for a while: the next publication is taken by that
-    // clock, and the floor — the latest time the guard has seen — follows it.
-    clock.offsetMs = 66_000;
-    await until(
-      () => rig.guardState().counters.clockFloorS * 1000 > Date.now() + 60_000,
-      "a publication taken with the clock fast",
+    // The machine's clock runs ten minutes fast for a while: the floor — the latest time the
+    // guard has seen — follows it, on disk within minutes.
+    clock.offsetMs = 600_000;
+    await advanceUntil(
+      t,
+      () => rig.guardState().counters.clockFloorS * 1000 > t.clock.now() + 540_000,
+      "the floor following the fast clock",
+      { stepMs: 5_000 },
     );
-    // (the assignment of a moment ago expired by the fast clock: the next one is in a moment)
-    await until(() => rig.status().decision.mining, "mining with the clock fast");
     expect(rig.status().decision).toEqual({ mining: true, reasons: [] });
 
-    // Set back to the true time: 66 s behind the floor, more than the 60 s tolerated. The
-    // next publication (valid by this clock) is taken, and mining stops for the floor alone.
+    // Set back to the true time: ten minutes behind the floor, more than the 60 s tolerated.
+    // At its next wake (at most five minutes) the engine stops mining for the floor alone.
     clock.offsetMs = 0;
-    await until(() => !rig.status().decision.mining, "the stop behind the clock floor");
+    await advanceUntil(t, () => !rig.status().decision.mining, "the stop behind the floor", {
+      stepMs: 1_000,
+    });
     expect(rig.status().decision.reasons).toEqual([BEHIND_FLOOR]);
     const floor = rig.guardState().counters.clockFloorS;
     const caughtUpMs = (floor - 60) * 1000;
@@ -354,36 +378,38 @@ describe("agentd run without its control plane, and with its clock set back", ()
     // A clock set back never lowers the floor.
     expect(rig.guardState().counters.clockFloorS).toBe(floor);
 
-    // Until the clock catches up with the floor (floor - 60 s): then it mines again, the
-    // engine having woken for that instant (next_change_at).
-    await until(
-      () => rig.status().policy_decision.mining,
-      "the decision allowing again once the clock caught up",
-    );
-    const resumedAt = clock.now();
-    expect(resumedAt).toBeGreaterThanOrEqual(caughtUpMs);
-    expect(resumedAt).toBeLessThan(caughtUpMs + 1_000);
-    // the data path follows with the assignment in force (with these 3-s documents the last
-    // one may have expired meanwhile: the next publication brings a new one)
-    await until(() => rig.status().decision.mining, "mining again");
+    // Until the clock catches up with the floor (floor - 60 s): the engine wakes for that
+    // instant (next_change_at) and the decision allows again, exactly then.
+    await t.advance(caughtUpMs - clock.now() - 1);
+    expect(rig.status().policy_decision.mining).toBe(false);
+    await t.advance(1);
+    await until(() => rig.status().policy_decision.mining, "the decision allowing again");
+    expect(rig.decisions().at(-1)).toMatchObject({
+      at: iso(caughtUpMs),
+      data: { trigger: "time", mining: { allow: true } },
+    });
+    await advanceUntil(t, () => rig.status().decision.mining, "mining again");
     expect(rig.status().decision.reasons).toEqual([]);
     await rig.moreShares(3, "shares at the pool again");
     expect(ACTIVE_STATES).toContain(rig.agent.state());
-  }, 30_000);
+  }, 60_000);
 
-  it("a clock set back ten minutes stops mining; corrected, it mines again with the next publication", async () => {
-    const clock = offsetClock();
-    const rig = await miningRig(clock, { graceS: GRACE_S });
+  it("a clock set back ten minutes stops mining; corrected, it mines again", async () => {
+    const t = fakeTime(Date.now());
+    const clock = offsetClock(t);
+    const rig = await miningRig(t, clock);
     const floor = rig.guardState().counters.clockFloorS;
-    // The floor follows the clock: the time of the last publication taken, seconds ago.
-    expect(floor * 1000).toBeGreaterThan(Date.now() - 10_000);
-    expect(floor * 1000).toBeLessThanOrEqual(Date.now());
+    // The floor follows the clock: the time of the last evaluation, moments ago.
+    expect(floor * 1000).toBeGreaterThan(t.clock.now() - 10 * 60_000);
+    expect(floor * 1000).toBeLessThanOrEqual(t.clock.now());
 
     // NTP (or an attacker) sets the machine's clock back ten minutes. The engine sees it at
-    // its next wake (here the held publication's end of grace, seconds away) and stops. The
-    // publication, issued seconds before the floor, is then also not yet valid.
+    // its next wake and stops; the publication, issued moments before, is then also not yet
+    // valid.
     clock.offsetMs = -600_000;
-    await until(() => !rig.status().decision.mining, "the stop behind the clock floor");
+    await advanceUntil(t, () => !rig.status().decision.mining, "the stop behind the floor", {
+      stepMs: 1_000,
+    });
     expect(rig.status().decision.reasons).toEqual(["publication.not_yet_valid", BEHIND_FLOOR]);
     const floorBehind = rig.guardState().counters.clockFloorS;
     expect(floorBehind).toBeGreaterThanOrEqual(floor);
@@ -391,12 +417,14 @@ describe("agentd run without its control plane, and with its clock set back", ()
     expect(await rig.sharesHeld(1_000)).toBe(0);
     expect(rig.rejections.some((r) => r.includes("mining denied: "))).toBe(true);
     expect(rig.agent.state()).toBe("POLICY_SYNCED");
-    // The control plane's publications meanwhile are refused (not yet valid by this clock).
-    const versionBehind = rig.status().policy.version as number;
 
-    // The clock is corrected: the control plane's next publication is taken and mining
-    // resumes.
+    // The clock is corrected: at the engine's next wake the same documents allow again.
     clock.offsetMs = 0;
-    await minesAgainWithANewPublication(rig, versionBehind, "with the clock corrected");
-  }, 30_000);
+    await advanceUntil(t, () => rig.status().decision.mining, "mining with the clock corrected", {
+      stepMs: 1_000,
+    });
+    expect(rig.status().decision.reasons).toEqual([]);
+    await rig.moreShares(3, "shares at the pool again");
+    expect(ACTIVE_STATES).toContain(rig.agent.state());
+  }, 60_000);
 });
