@@ -19,11 +19,8 @@ export interface Supervisor {
   readonly reconciler: Reconciler;
   readonly driverName: string;
   status(): {
-    /**
-     * The driver: its name and whether it answers. Named `engine` because this is what the
-     * local API's /v1/services answers and `agentd services` reads (a wire field, kept).
-     */
-    readonly engine: { readonly name: string; readonly up: boolean };
+    /** The driver: its name and whether it answers (the local API's /v1/services). */
+    readonly driver: { readonly name: string; readonly up: boolean };
     readonly services: readonly ServiceStatus[];
     readonly refused: Readonly<Partial<Record<ServiceKind, string>>>;
   };
@@ -70,7 +67,7 @@ export function startSupervisor(o: {
     reconciler,
     driverName: o.driver.name,
     status: () => ({
-      engine: { name: o.driver.name, up: reconciler.driverUp },
+      driver: { name: o.driver.name, up: reconciler.driverUp },
       services: reconciler.status(),
       refused: gate.refused(),
     }),

@@ -116,8 +116,8 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
           (x) =>
             `${x.kind.padEnd(18)} ${(x.allowed ? "allowed" : "-").padEnd(8)} ${x.state.padEnd(10)} ${String(x.restarts).padEnd(8)} ${x.hold ?? refused[x.kind] ?? ""}`,
         );
-        // The supervisor's driver (docker or processes); `engine` is the local API's field.
-        const driver = doc.engine as { name: string; up: boolean } | undefined;
+        // The supervisor's driver (docker or processes).
+        const driver = doc.driver as { name: string; up: boolean } | undefined;
         printResult(
           io,
           opts.json,

@@ -51,7 +51,7 @@ interface Services {
     hold: string | null;
   }[];
   /** The supervisor's driver (the local API's field keeps its first name). */
-  engine: { name: string; up: boolean };
+  driver: { name: string; up: boolean };
 }
 
 describe("agentd run supervising services", () => {
@@ -93,7 +93,7 @@ describe("agentd run supervising services", () => {
       await new Promise((r) => setTimeout(r, 50));
       return (await services()).services.find((s) => s.kind === "bitcoind");
     };
-    expect((await services()).engine).toEqual({ name: "processes", up: true });
+    expect((await services()).driver).toEqual({ name: "processes", up: true });
     expect(await bitcoind()).toMatchObject({ allowed: false, state: "absent" });
 
     // allowed by a consent: started, healthy (JSON-RPC with the cookie), synced

@@ -94,7 +94,7 @@ describe("createSupervisor", () => {
     expect(sup?.driverName).toBe("processes");
     await sup?.reconciler.kick("test"); // a list: the driver loads its state directory
     expect(existsSync(join(dir, "state", "services"))).toBe(true);
-    expect(sup?.status().engine).toEqual({ name: "processes", up: true });
+    expect(sup?.status().driver).toEqual({ name: "processes", up: true });
     await sup?.close();
     expect(time.pending()).toBe(0); // the process driver's poll too
   });

@@ -322,7 +322,7 @@ describe.skipIf(!availability.available)("the supervisor on the Docker driver (P
     const ids = (await mine()).map((c) => c.Id).sort();
     await podman.stopService();
     await until(() => !s.reconciler.driverUp, "the driver seen unreachable");
-    expect(s.status().engine.up).toBe(false); // what the local API says
+    expect(s.status().driver.up).toBe(false); // what the local API says
     expect(events.some((e) => e.type === "driver.unreachable")).toBe(true);
     await podman.startService();
     await until(() => s.reconciler.driverUp, "the driver seen back", 20_000);
