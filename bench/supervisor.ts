@@ -65,6 +65,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type Docker from "dockerode";
 import { systemTimers } from "../lib/timers.ts";
+import { containerOptions } from "../supervisor/docker-driver.ts";
 import { type DockerCall, retryTransient } from "../supervisor/docker-transient.ts";
 import { probe } from "../supervisor/health.ts";
 import type { SupervisorEvent } from "../supervisor/reconciler.ts";
@@ -423,30 +424,12 @@ async function createFloors(kinds: readonly ServiceKind[]): Promise<void> {
  * containers carry a label of their own only.
  */
 async function createLike(kind: ServiceKind, spec: ServiceSpec): Promise<string> {
-  const exposed: Record<string, object> = {};
-  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
-  for (const p of spec.ports) {
-    exposed[`${p.container}/tcp`] = {};
-    if (p.host > 0)
-      bindings[`${p.container}/tcp`] = [{ HostIp: p.hostIp, HostPort: String(p.host) }];
-  }
   const c = await docker.createContainer({
     name: `bench-floor-${kind}-${worker}`,
-    Image: image,
-    Cmd: [...spec.command],
-    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    Labels: { "dev.agentd.bench": "podman-floor" },
-    ...(spec.user === null ? {} : { User: spec.user }),
-    ExposedPorts: exposed,
-    StopTimeout: spec.stopTimeoutS,
-    HostConfig: {
-      Binds: spec.volumes.map((v) => `${v.source}:${v.target}${v.readOnly ? ":ro" : ""}`),
-      PortBindings: bindings,
-      RestartPolicy: { Name: "no" },
-      ReadonlyRootfs: spec.readOnlyRoot,
-      ...(spec.memoryBytes === null ? {} : { Memory: spec.memoryBytes }),
-      ...(spec.cpus === null ? {} : { NanoCpus: Math.round(spec.cpus * 1e9) }),
-    },
+    ...containerOptions(spec, image, {
+      env: spec.env,
+      labels: { "dev.agentd.bench": "podman-floor" },
+    }),
   });
   return c.id;
 }

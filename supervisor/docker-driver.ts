@@ -5,7 +5,7 @@ import type { Timers } from "../lib/timers.ts";
 import { type DockerCall, retryTransient } from "./docker-transient.ts";
 import type { DriverEvent, EventSubscription, ServiceDriver } from "./driver.ts";
 import type { Actual } from "./plan.ts";
-import { LABELS, SERVICE_KINDS, type ServiceKind } from "./spec.ts";
+import { LABELS, SERVICE_KINDS, type ServiceKind, type ServiceSpec } from "./spec.ts";
 
 /**
  * The Docker driver: the Docker Engine API through an injected dockerode client (a Docker or
@@ -99,39 +99,19 @@ export function dockerDriver(
     },
 
     async create({ kind, spec, image, hash, secretEnv }) {
-      const exposed: Record<string, object> = {};
-      const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
-      for (const p of spec.ports) {
-        exposed[`${p.container}/tcp`] = {};
-        if (p.host > 0) {
-          bindings[`${p.container}/tcp`] = [{ HostIp: p.hostIp, HostPort: String(p.host) }];
-        }
-      }
-      const env = { ...spec.env, ...(secretEnv ?? {}) };
       // Not retried: a create is not about a dying container, and one that took effect
       // before its answer failed would be refused the second time (its name is taken).
       const c = await docker.createContainer({
         name: `agentd-${kind}-${hash.slice(0, 12)}`,
-        Image: image,
-        Cmd: [...spec.command],
-        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        Labels: {
-          [LABELS.managed]: "true",
-          [LABELS.kind]: kind,
-          [LABELS.hash]: hash,
-          [LABELS.worker]: o.worker,
-        },
-        ...(spec.user === null ? {} : { User: spec.user }),
-        ExposedPorts: exposed,
-        StopTimeout: spec.stopTimeoutS,
-        HostConfig: {
-          Binds: spec.volumes.map((v) => `${v.source}:${v.target}${v.readOnly ? ":ro" : ""}`),
-          PortBindings: bindings,
-          RestartPolicy: { Name: "no" },
-          ReadonlyRootfs: spec.readOnlyRoot,
-          ...(spec.memoryBytes === null ? {} : { Memory: spec.memoryBytes }),
-          ...(spec.cpus === null ? {} : { NanoCpus: Math.round(spec.cpus * 1e9) }),
-        },
+        ...containerOptions(spec, image, {
+          env: { ...spec.env, ...(secretEnv ?? {}) },
+          labels: {
+            [LABELS.managed]: "true",
+            [LABELS.kind]: kind,
+            [LABELS.hash]: hash,
+            [LABELS.worker]: o.worker,
+          },
+        }),
       });
       return c.id;
     },
@@ -265,4 +245,45 @@ function demux(buf: Buffer): string {
     i += 8 + len;
   }
   return i === 0 ? buf.toString("utf8") : out;
+}
+
+/**
+ * What a container for `spec` is created with, but its name: command, environment, labels,
+ * published ports, binds, restart policy "no" (the supervisor restarts, never the engine),
+ * read-only root, memory, CPUs, user, stop timeout. The supervisor's benchmark creates its
+ * baseline containers with the same options.
+ */
+export function containerOptions(
+  spec: ServiceSpec,
+  image: string,
+  o: {
+    readonly env: Readonly<Record<string, string>>;
+    readonly labels: Readonly<Record<string, string>>;
+  },
+): Omit<Dockerode.ContainerCreateOptions, "name"> {
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const p of spec.ports) {
+    exposed[`${p.container}/tcp`] = {};
+    if (p.host > 0) {
+      bindings[`${p.container}/tcp`] = [{ HostIp: p.hostIp, HostPort: String(p.host) }];
+    }
+  }
+  return {
+    Image: image,
+    Cmd: [...spec.command],
+    Env: Object.entries(o.env).map(([k, v]) => `${k}=${v}`),
+    Labels: { ...o.labels },
+    ...(spec.user === null ? {} : { User: spec.user }),
+    ExposedPorts: exposed,
+    StopTimeout: spec.stopTimeoutS,
+    HostConfig: {
+      Binds: spec.volumes.map((v) => `${v.source}:${v.target}${v.readOnly ? ":ro" : ""}`),
+      PortBindings: bindings,
+      RestartPolicy: { Name: "no" },
+      ReadonlyRootfs: spec.readOnlyRoot,
+      ...(spec.memoryBytes === null ? {} : { Memory: spec.memoryBytes }),
+      ...(spec.cpus === null ? {} : { NanoCpus: Math.round(spec.cpus * 1e9) }),
+    },
+  };
 }
