@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createMachineClient } from "../control-plane/protocol/client-machine.ts";
 import { fail } from "../lib/errors.ts";
 import { Registry } from "../lib/metrics/registry.ts";
@@ -18,6 +18,7 @@ import { readEnrollment } from "./enrollment.ts";
 import { startHeartbeats } from "./heartbeats.ts";
 import { ensureStateDir, loadMachineIdentity } from "./identity.ts";
 import { keySetHolder } from "./key-set.ts";
+import { writeLocalApiRecord } from "./local-api-record.ts";
 import { startLocalEndpoints } from "./local-endpoints.ts";
 import { startNodeEligibility } from "./node-eligibility.ts";
 import { operatorActions } from "./operator.ts";
@@ -190,6 +191,17 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     });
     parts.add("local API", () => local.api.close());
     if (local.metrics !== null) parts.add("metrics", () => local.metrics?.close());
+    const metricsAt =
+      local.metrics === null ? null : { host: local.metrics.host, port: local.metrics.port };
+    parts.add(
+      "local API record",
+      writeLocalApiRecord(o.stateDir, {
+        pid: process.pid,
+        socket: resolve(local.api.socket),
+        tcp: local.api.tcp,
+        metrics: metricsAt,
+      }),
+    );
 
     return {
       workerId: machine.workerId,

@@ -54,7 +54,7 @@ export function localApiRequest(
       reject(
         fail(
           "AGENTD_E_IO",
-          `cannot reach the local agent at ${socket}: ${(err as Error).message} (is agentd run running?)`,
+          `cannot reach the local agent at ${socket}: ${(err as Error).message} (is agentd run running? Name its state directory with --state-dir)`,
           { path: socket },
           err,
         ),

@@ -91,7 +91,13 @@ export async function startLocalEndpoints(
       writable: ctx.audit.writable,
       records: readChainTail(ctx.audit.path, n).map((l) => JSON.parse(l) as unknown),
     }),
-    logs: (n) => ({ lines: o.recentLogs?.(n) ?? [] }),
+    // `kept`: whether this agent keeps its log lines at all (a log ring); `level`: the lowest
+    // level it logs, so that "no lines" can be told apart from "nothing worth a line yet".
+    logs: (n) => ({
+      lines: o.recentLogs?.(n) ?? [],
+      kept: o.recentLogs !== undefined,
+      level: ctx.config.log.level,
+    }),
     revoke: (jws) => o.policy.applyOwnerDocument(jws, "local"),
     bundle: (b) => o.policy.submitBundle(b, "local"),
     pause: async () => {

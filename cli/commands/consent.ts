@@ -10,7 +10,7 @@ import { ioError } from "../../lib/fs/trust.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
 import { parseRules, type Rules } from "../../policy-guard/documents.ts";
 import { signConsent, signRevocation } from "../../policy-guard/sign.ts";
-import { globalsOf, loadCliConfig } from "../config-context.ts";
+import { agentSocket, STATE_DIR_HELP } from "../agent-socket.ts";
 import type { CliIo } from "../io.ts";
 import type { Run } from "../program.ts";
 import { parsePositiveInt, parseWorkerId } from "../time.ts";
@@ -44,8 +44,8 @@ member at fault (such as rules.max_watts). The consent is valid from now (iat = 
 
 const REVOKE_HELP = `
 --apply also delivers the revocation to the agent running on this machine, through its local
-API (api.socket), which applies it through the policy guard at once — no control plane is
-needed to stop a machine. The revocation is printed (or written to --out) either way; if the
+API (found through --state-dir, the agent's state directory, or api.socket), which applies it
+through the policy guard at once — no control plane is needed to stop a machine. The revocation is printed (or written to --out) either way; if the
 agent cannot be reached or refuses it, the command says why and exits 1 (3 if refused).
 `;
 
@@ -105,6 +105,7 @@ export function registerConsent(program: Command, io: CliIo, run: Run): void {
     .requiredOption("--through-seq <n>", "revoke every consent with seq up to and including n")
     .option("--out <file>", "write the JWS here (0644) instead of printing it")
     .option("--apply", "deliver it to the agent running here (local API)", false)
+    .option("--state-dir <dir>", `with --apply: ${STATE_DIR_HELP}`)
     .addHelpText("after", REVOKE_HELP)
     .action(
       (
@@ -114,6 +115,7 @@ export function registerConsent(program: Command, io: CliIo, run: Run): void {
           throughSeq: string;
           out?: string;
           apply: boolean;
+          stateDir?: string;
         },
         cmd: Command,
       ) =>
@@ -125,8 +127,7 @@ export function registerConsent(program: Command, io: CliIo, run: Run): void {
           const jws = signRevocation({ ownerKey, worker, throughSeq, iat });
           emitDocument(io, jws, opts.out);
           if (opts.apply) {
-            const { config } = loadCliConfig(io, globalsOf(cmd));
-            const r = await localApiRequest(config.api.socket, "POST", "/v1/revocations", {
+            const r = await localApiRequest(agentSocket(io, cmd), "POST", "/v1/revocations", {
               document: jws,
             });
             if (r.status !== 200) {

@@ -14,7 +14,7 @@ import { checkTrustedDirectory } from "../../lib/fs/trust.ts";
 import { parseHostPort } from "../../lib/http/host-port.ts";
 import { stopwatch } from "../../lib/timers.ts";
 import { GUARD_STATE_FILE, loadGuardState } from "../../policy-guard/state.ts";
-import { globalsOf, loadCliConfig } from "../config-context.ts";
+import { agentAddress, withStateDir } from "../agent-socket.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
@@ -51,7 +51,12 @@ const message = (err: unknown) =>
       ? err.message
       : String(err);
 
-async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promise<Check[]> {
+async function runChecks(
+  io: CliIo,
+  config: AgentdConfig,
+  source: string,
+  socket: string,
+): Promise<Check[]> {
   const checks: Check[] = [{ name: "config", status: "ok", detail: source }];
   const add = (name: string, status: Status, detail: string) =>
     checks.push({ name, status, detail });
@@ -120,8 +125,10 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
   }
 
   let agentStratum: { host: string; port: number } | null = null;
+  /** The running agent's supervisor: "off", its driver's name, or null when not asked. */
+  let supervision: string | null = null;
   try {
-    const s = await localApiGet(config.api.socket, "/v1/status");
+    const s = await localApiGet(socket, "/v1/status");
     const d = s.decision as { mining: boolean; reasons: string[] };
     agentStratum = (s.stratum as { host: string; port: number } | undefined) ?? null;
     // The running agent's floor is newer than the one on disk (written every few minutes).
@@ -142,8 +149,13 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
       "ok",
       `${String(s.state)}; mining ${d.mining ? "allowed" : `denied: ${d.reasons.join(", ")}`}`,
     );
+    const services = await localApiGet(socket, "/v1/services");
+    supervision =
+      services.supervisor === "off"
+        ? "off"
+        : String((services.driver as { name?: unknown } | undefined)?.name ?? "?");
   } catch (err) {
-    add("agent", "warn", `not running (${config.api.socket}): ${message(err)}`);
+    add("agent", "warn", `not running (${socket}): ${message(err)}`);
   }
 
   const auditPath = join(dir, "audit.jsonl");
@@ -158,14 +170,19 @@ async function runChecks(io: CliIo, config: AgentdConfig, source: string): Promi
     }
   }
 
-  const socket = dockerSocket(config, io.env);
-  if (socket === null)
+  // Only the docker driver needs the Docker Engine API: the running agent says which it uses.
+  const docker = dockerSocket(config, io.env);
+  if (supervision === "off")
+    add("engine_socket", "ok", "not needed: the agent supervises no services");
+  else if (supervision === "processes") {
+    add("engine_socket", "ok", "not needed: the agent supervises native processes");
+  } else if (docker === null)
     add("engine_socket", "warn", "no Docker Engine API socket configured (docker.host)");
-  else if (!existsSync(socket) || !statSync(socket).isSocket()) {
-    add("engine_socket", "warn", `${socket}: no socket (services cannot be supervised)`);
+  else if (!existsSync(docker) || !statSync(docker).isSocket()) {
+    add("engine_socket", "warn", `${docker}: no socket (services cannot be supervised)`);
   } else {
-    const pong = await ping(socket);
-    add("engine_socket", pong === "OK" ? "ok" : "warn", `${socket}: ${pong}`);
+    const pong = await ping(docker);
+    add("engine_socket", pong === "OK" ? "ok" : "warn", `${docker}: ${pong}`);
   }
 
   const { host, port } = parseHostPort(config.stratum.listen, "stratum.listen");
@@ -218,17 +235,22 @@ function canBind(host: string, port: number): Promise<true | string> {
 }
 
 export function registerDoctor(program: Command, io: CliIo, run: Run): void {
-  program
-    .command("doctor")
-    .description("check config, keys, clock, control plane, agent, audit log, Docker socket, ports")
+  withStateDir(
+    program
+      .command("doctor")
+      .description(
+        "check config, keys, clock, control plane, agent, audit log, Docker socket, ports",
+      ),
+  )
     .option("--json", "machine-readable output", false)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, async () => {
-        const loaded = loadCliConfig(io, globalsOf(cmd));
+        const { socket, loaded } = agentAddress(io, cmd);
         const checks = await runChecks(
           io,
           loaded.config,
           loaded.file ?? "defaults (no config file)",
+          socket,
         );
         const ok = checks.every((c) => c.status !== "fail");
         printResult(

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { apiError, localApiGet, localApiRequest } from "../../agent/local-api.ts";
-import { globalsOf, loadCliConfig } from "../config-context.ts";
+import { agentSocket, STATE_DIR_HELP, withStateDir } from "../agent-socket.ts";
+import { formatAgo, formatDifficulty, formatHashrate, table } from "../format.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
@@ -15,7 +16,7 @@ import { parseInstant } from "../time.ts";
 
 type Json = Record<string, unknown>;
 
-const socketOf = (io: CliIo, cmd: Command) => loadCliConfig(io, globalsOf(cmd)).config.api.socket;
+const socketOf = (io: CliIo, cmd: Command) => agentSocket(io, cmd);
 
 function view(
   program: Command,
@@ -27,7 +28,7 @@ function view(
   text: (doc: Json) => string,
   extra: (c: Command) => Command = (c) => c,
 ): void {
-  extra(program.command(name).description(description))
+  withStateDir(extra(program.command(name).description(description)))
     .option("--json", "machine-readable output", false)
     .action((opts: Json & { json: boolean }, cmd: Command) =>
       run(opts.json, async () => {
@@ -46,23 +47,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     "miners",
     "the ASICs connected to the running agent's Stratum proxy",
     () => "/v1/miners",
-    (d) => {
-      const miners = (d.miners ?? []) as {
-        id: number;
-        ip: string;
-        workers: string[];
-        difficulty: number;
-        ready: boolean;
-      }[];
-      const rows = miners.map(
-        (m) =>
-          `${String(m.id).padEnd(6)} ${m.ip.padEnd(16)} ${String(m.difficulty).padEnd(10)} ${m.ready ? "mining " : "waiting"} ${m.workers.join(",")}`,
-      );
-      return [
-        `${d.count} miner(s)`,
-        ...(rows.length > 0 ? ["id     ip               difficulty state   workers", ...rows] : []),
-      ].join("\n");
-    },
+    (d) => minersText(d, io.clock.now()),
   );
   view(
     program,
@@ -88,9 +73,9 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     io,
     run,
     "logs",
-    "the running agent's last log lines (JSON, as logged)",
+    "the running agent's last log lines (--json: as logged)",
     (o) => `/v1/logs?n=${encodeURIComponent(String(o.lines ?? "100"))}`,
-    (d) => ((d.lines ?? []) as string[]).join("\n"),
+    (d) => logsText(d),
     (c) => c.option("-n, --lines <n>", "how many lines (1..1000)", "100"),
   );
 
@@ -101,6 +86,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     .command("ls")
     .description("every service kind: allowed, state, health, hold, restarts")
     .option("--json", "machine-readable output", false)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, async () => {
         const doc = await localApiGet(socketOf(io, cmd), "/v1/services");
@@ -142,6 +128,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
       .command(`${verb} <name>`)
       .description(what)
       .option("--json", "machine-readable output", false)
+      .option("--state-dir <dir>", STATE_DIR_HELP)
       .action((name: string, opts: { json: boolean }, cmd: Command) =>
         run(opts.json, async () => {
           const r = await localApiRequest(
@@ -161,6 +148,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     .description("the last lines a service wrote")
     .option("-n, --lines <n>", "how many lines (1..1000)", "100")
     .option("--json", "machine-readable output", false)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
     .action((name: string, opts: { lines: string; json: boolean }, cmd: Command) =>
       run(opts.json, async () => {
         const doc = await localApiGet(
@@ -201,6 +189,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     .requiredOption("--from <iso>", "start (ISO 8601)")
     .requiredOption("--until <iso>", "end (ISO 8601)")
     .option("--json", "machine-readable output", false)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
     .action((opts: { from: string; until: string; json: boolean }, cmd: Command) =>
       run(opts.json, async () => {
         const start_ms = parseInstant(opts.from, "--from");
@@ -216,6 +205,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     .command("clear")
     .description("cancel the maintenance to come (what has passed stays as it was)")
     .option("--json", "machine-readable output", false)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, () => post(io, cmd, [], opts.json)),
     );
@@ -231,6 +221,7 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
       .command(verb)
       .description(what)
       .option("--json", "machine-readable output", false)
+      .option("--state-dir <dir>", STATE_DIR_HELP)
       .action((opts: { json: boolean }, cmd: Command) =>
         run(opts.json, async () => {
           const r = await localApiRequest(socketOf(io, cmd), "POST", `/v1/mining/${verb}`, {});
@@ -269,4 +260,89 @@ export function registerPolicyShow(policy: Command, io: CliIo, run: Run): void {
       ].join("\n");
     },
   );
+}
+
+/** The fields of one miner in GET /v1/miners the human form reads (stratum-client/proxy.ts). */
+interface MinerDoc {
+  readonly id: number;
+  readonly ip: string;
+  readonly workers: readonly string[];
+  readonly difficulty: number;
+  readonly ready: boolean;
+  readonly hashrate_hs?: number;
+  readonly shares?: { readonly accepted: number; readonly rejected: number };
+  readonly connected_since?: number;
+}
+
+export function minersText(d: Json, now: number): string {
+  const miners = (d.miners ?? []) as MinerDoc[];
+  const count = typeof d.count === "number" ? d.count : miners.length;
+  if (miners.length === 0) return `${count} miner(s) connected`;
+  const rows = miners.map((m) => [
+    String(m.id),
+    m.ip,
+    m.workers.join(",") || "-",
+    m.ready ? "mining" : "waiting",
+    formatDifficulty(m.difficulty),
+    m.hashrate_hs === undefined ? "?" : formatHashrate(m.hashrate_hs),
+    m.shares === undefined ? "?" : `${m.shares.accepted}/${m.shares.rejected}`,
+    m.connected_since === undefined ? "?" : formatAgo(m.connected_since, now),
+  ]);
+  return [
+    `${count} miner(s) connected${count > miners.length ? ` (first ${miners.length} shown)` : ""}`,
+    table(
+      ["id", "ip", "workers", "state", "difficulty", "hashrate", "accepted/rejected", "connected"],
+      rows,
+    ),
+  ].join("\n");
+}
+
+const LEVELS: Readonly<Record<number, string>> = {
+  10: "TRACE",
+  20: "DEBUG",
+  30: "INFO",
+  40: "WARN",
+  50: "ERROR",
+  60: "FATAL",
+};
+/** Fields every line has, or that the line's first part already shows. */
+const SHOWN = new Set(["level", "time", "msg", "pid", "hostname", "component", "v"]);
+
+/** GET /v1/logs in words: one line per record, or why there is none. */
+export function logsText(d: Json): string {
+  const lines = (d.lines ?? []) as string[];
+  if (lines.length > 0) return lines.map(formatLogLine).join("\n");
+  if (d.kept === false) {
+    return "this agent keeps no log lines in memory: its logs go to its standard error (the terminal that runs it, or journalctl -u agentd)";
+  }
+  return `no log lines yet (the agent logs at level ${String(d.level ?? "info")} and above)`;
+}
+
+/** A pino JSON line as `time LEVEL [component] message key=value…`; other text as it is. */
+export function formatLogLine(line: string): string {
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  if (typeof r !== "object" || r === null) return line;
+  const time = typeof r.time === "number" ? new Date(r.time).toISOString() : "?";
+  const level = LEVELS[Number(r.level)] ?? String(r.level ?? "?");
+  const component = typeof r.component === "string" ? ` [${r.component}]` : "";
+  const extra = Object.entries(r)
+    .filter(([k]) => !SHOWN.has(k))
+    .map(
+      ([k, v]) =>
+        `${k}=${typeof v === "string" ? v : k === "err" ? errorText(v) : JSON.stringify(v)}`,
+    )
+    .join(" ");
+  return `${time} ${level.padEnd(5)}${component} ${String(r.msg ?? "")}${extra === "" ? "" : ` ${extra}`}`;
+}
+
+/** A logged error in a few words: its code and message, not its stack. */
+function errorText(v: unknown): string {
+  const e = (v ?? {}) as { code?: unknown; message?: unknown };
+  const code = typeof e.code === "string" ? `${e.code}: ` : "";
+  return JSON.stringify(`${code}${typeof e.message === "string" ? e.message : "?"}`);
 }

@@ -1,43 +1,110 @@
 import type { Command } from "commander";
-import { localApiRequest } from "../../agent/local-api.ts";
-import { fail } from "../../lib/errors.ts";
-import { globalsOf, loadCliConfig } from "../config-context.ts";
+import { localApiGet } from "../../agent/local-api.ts";
+import { agentSocket, withStateDir } from "../agent-socket.ts";
+import { formatAgo, formatHashrate, formatInstant, reasonInWords } from "../format.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
 
 /** `agentd status`: what the running agent says about itself, through its local API. */
 export function registerStatus(program: Command, io: CliIo, run: Run): void {
-  program
-    .command("status")
-    .description("the running agent's worker id, state, decision and policy (local API)")
-    .option("--json", "machine-readable output", false)
+  withStateDir(
+    program
+      .command("status")
+      .description(
+        "the running agent: state, why it mines or not, upstream, miners, shares, heartbeats (local API)",
+      ),
+  )
+    .option("--json", "machine-readable output (GET /v1/status as it is)", false)
     .action((opts: { json: boolean }, cmd: Command) =>
       run(opts.json, async () => {
-        const { config } = loadCliConfig(io, globalsOf(cmd));
-        const r = await localApiRequest(config.api.socket, "GET", "/v1/status");
-        if (r.status !== 200) {
-          throw fail("AGENTD_E_HTTP", `the local API answered ${r.status}`, { status: r.status });
-        }
-        const s = r.json as {
-          worker_id: string;
-          state: string;
-          reason: string;
-          decision: { mining: boolean; reasons: string[] };
-          policy: { version: number | null };
-        };
-        printResult(
-          io,
-          opts.json,
-          r.json,
-          [
-            `worker   ${s.worker_id}`,
-            `state    ${s.state}${s.reason === "" ? "" : ` (${s.reason})`}`,
-            `mining   ${s.decision.mining ? "allowed" : `denied: ${s.decision.reasons.join(", ")}`}`,
-            `policy   ${s.policy.version === null ? "none" : `version ${s.policy.version}`}`,
-          ].join("\n"),
-        );
+        const doc = await localApiGet(agentSocket(io, cmd), "/v1/status");
+        printResult(io, opts.json, doc, statusText(doc as unknown as StatusDoc, io.clock.now()));
         return 0;
       }),
     );
+}
+
+/** The fields of GET /v1/status the human form reads (agent/status-view.ts). */
+export interface StatusDoc {
+  readonly worker_id: string;
+  readonly url?: string;
+  readonly state: string;
+  readonly since: number;
+  readonly reason: string;
+  readonly decision: { readonly mining: boolean; readonly reasons: readonly string[] };
+  readonly holds?: readonly string[];
+  readonly policy: { readonly version: number | null; readonly consent_sha256: string | null };
+  readonly attestation?: { readonly at: number; readonly verdict: string } | null;
+  readonly heartbeats?: {
+    readonly sent: number;
+    readonly failing: number;
+    readonly queued: number;
+    readonly last_accepted_at: number | null;
+  };
+  readonly miners?: number;
+  readonly telemetry?: {
+    readonly hashrate_hs: number;
+    readonly shares_accepted: number;
+    readonly shares_rejected: number;
+  };
+  readonly upstream?: {
+    readonly url: string | null;
+    readonly user?: string | null;
+    readonly state: string;
+    readonly since: number | null;
+    readonly last_error?: string | null;
+  } | null;
+  readonly stratum?: { readonly host: string; readonly port: number };
+  readonly audit?: { readonly writable: boolean };
+}
+
+export function statusText(s: StatusDoc, now: number): string {
+  const lines: string[] = [];
+  const row = (k: string, v: string) => lines.push(`${k.padEnd(13)}${v}`);
+  row("worker", s.worker_id);
+  row("state", `${s.state}${s.since > 0 ? ` since ${formatInstant(s.since, now)}` : ""}`);
+  if (s.reason !== "") row("", `(${s.reason})`);
+  if (s.decision.mining) row("mining", "allowed");
+  else {
+    row("mining", "not mining:");
+    for (const r of s.decision.reasons) row("", `- ${reasonInWords(r)}`);
+  }
+  const u = s.upstream;
+  if (u !== undefined && u !== null && u.url !== null) {
+    const who = u.user === undefined || u.user === null ? "" : ` as ${u.user}`;
+    const since = u.since === null ? "" : ` since ${formatInstant(u.since, now)}`;
+    const why = u.last_error === undefined || u.last_error === null ? "" : ` (${u.last_error})`;
+    row("upstream", `${u.url}${who}: ${u.state}${since}${u.state === "unreachable" ? why : ""}`);
+  } else if (u === null) row("upstream", "none in use");
+  if (s.stratum !== undefined) row("stratum", `listening on ${s.stratum.host}:${s.stratum.port}`);
+  const t = s.telemetry;
+  row(
+    "miners",
+    `${s.miners ?? 0} connected${t === undefined ? "" : `, ${formatHashrate(t.hashrate_hs)} (10 min)`}`,
+  );
+  if (t !== undefined) {
+    row("shares", `${t.shares_accepted} accepted, ${t.shares_rejected} rejected (since start)`);
+  }
+  row("policy", s.policy.version === null ? "none yet" : `publication version ${s.policy.version}`);
+  const h = s.heartbeats;
+  if (h !== undefined) {
+    const last =
+      h.last_accepted_at === null
+        ? "none accepted yet"
+        : `last accepted ${formatAgo(h.last_accepted_at, now)}`;
+    const failing = h.failing > 0 ? `, ${h.failing} failing, ${h.queued} queued` : "";
+    row("heartbeats", `${last} (${h.sent} sent${failing})`);
+  }
+  if (s.url !== undefined) {
+    const a = s.attestation;
+    row(
+      "control plane",
+      `${s.url}${a === undefined || a === null ? ", not attested yet" : `, attested ${formatAgo(a.at, now)} (${a.verdict})`}`,
+    );
+  }
+  if (s.audit !== undefined && !s.audit.writable) {
+    row("audit log", "cannot be written: mining is held until it can");
+  }
+  return lines.join("\n");
 }
