@@ -145,6 +145,17 @@ function globalOptions(): Option[] {
   ];
 }
 
+/**
+ * Every verb registered, for documentation checks (test/readmes.test.ts): the command tree as
+ * `agentd --help` builds it. Nothing runs.
+ */
+export async function commandTree(io: CliIo): Promise<Command> {
+  const program = new Command("agentd");
+  const run: Run = async () => {};
+  for (const v of VERBS) for (const register of await v.load()) register(program, io, run);
+  return program;
+}
+
 function allCommands(cmd: Command): Command[] {
   return cmd.commands.flatMap((c) => [c, ...allCommands(c)]);
 }

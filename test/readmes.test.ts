@@ -1,7 +1,10 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import type { Command } from "commander";
 import { afterAll, describe, expect, it } from "vitest";
+import { commandTree } from "../cli/program.ts";
+import { systemTimers } from "../lib/timers.ts";
 import {
   commentMentions,
   filesUnder,
@@ -124,3 +127,105 @@ describe("the checker (test/support/file-mentions.ts)", () => {
     ]);
   });
 });
+
+/**
+ * The root README's commands and scripts are real (issue 14): every `agentd …` it shows names
+ * a verb (and subcommand) the CLI has, every verb the CLI has is in it, and every
+ * `npm run …` is a script of package.json — as every script a user runs is in it.
+ */
+describe("the README's verbs and scripts", () => {
+  const readme = readFileSync(join(repo.root, "README.md"), "utf8");
+
+  it("every `agentd …` in the README is a command, and every command is in the README", async () => {
+    const tree = await commandTree(silentIo());
+    const problems = [...readmeCommandProblems(readme, tree)];
+    for (const c of tree.commands) {
+      if (!new RegExp(`agentd ${c.name()}\\b`).test(readme)) {
+        problems.push(`agentd ${c.name()}: not in the README`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("every `npm run X` is a script, and every script a user runs is in the README", () => {
+    const scripts = Object.keys(
+      (
+        JSON.parse(readFileSync(join(repo.root, "package.json"), "utf8")) as {
+          scripts: Record<string, string>;
+        }
+      ).scripts,
+    );
+    const problems: string[] = [];
+    for (const m of readme.matchAll(/npm run ([\w:-]+)/g)) {
+      const name = m[1] as string;
+      if (!scripts.includes(name)) problems.push(`npm run ${name}: no such script`);
+    }
+    // Those run by `npm test` (typecheck, lint, test:unit) or by hand while editing (format)
+    // need no mention of their own.
+    const internal = new Set(["test", "typecheck", "lint", "format", "test:unit"]);
+    for (const name of scripts) {
+      if (internal.has(name)) continue;
+      if (!new RegExp(`(npm run |\`)${name.replace(":", ":")}\\b`).test(readme)) {
+        problems.push(`${name}: a script the README does not name`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("the checker sees a verb that does not exist, and a subcommand that does not", async () => {
+    const tree = await commandTree(silentIo());
+    expect(
+      [
+        ...readmeCommandProblems(
+          "Run `agentd frobnicate --x` and `agentd consent revoke --owner-key F`, then\n```sh\n./bin/agentd services explode NAME\n```",
+          tree,
+        ),
+      ].sort(),
+    ).toEqual(["agentd frobnicate: no such command", "agentd services explode: no such command"]);
+  });
+});
+
+function silentIo() {
+  return {
+    stdout: () => {},
+    stderr: () => {},
+    env: {},
+    clock: { now: () => 0 },
+    timers: systemTimers,
+  };
+}
+
+/**
+ * The `agentd` command lines of a Markdown text (inline code and fenced blocks), checked
+ * against the CLI's tree: each word after `agentd` that is not an option or a placeholder
+ * must be a subcommand of the one before, as long as that one has subcommands.
+ * `a|b` alternatives are each checked.
+ */
+function* readmeCommandProblems(markdown: string, tree: Command): Generator<string> {
+  const code = [
+    ...markdown.matchAll(/```[^\n]*\n([\s\S]*?)```/g),
+    ...markdown.matchAll(/`([^`\n]+)`/g),
+  ].map((m) => m[1] as string);
+  const seen = new Set<string>();
+  for (const text of code) {
+    for (const m of text.matchAll(/(?:^|[\s/(])agentd((?: +[a-z][\w|-]*)+)/g)) {
+      const words = (m[1] as string).trim().split(/ +/);
+      let level: Command[] = [tree];
+      const path: string[] = [];
+      for (const word of words) {
+        const subs = level.flatMap((c) => c.commands);
+        if (subs.length === 0) break;
+        const alternatives = word.split("|");
+        const found = alternatives.map((w) => subs.find((c) => c.name() === w));
+        if (found.some((c) => c === undefined)) {
+          const bad = `agentd ${[...path, word].join(" ")}: no such command`;
+          if (!seen.has(bad)) yield bad;
+          seen.add(bad);
+          break;
+        }
+        path.push(word);
+        level = found as Command[];
+      }
+    }
+  }
+}
