@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { appendFileSync, readFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, isIP, type Socket } from "node:net";
-import { cleanups, crashAfter, exit, Flags, log, simName, unhealthyMode } from "./common.ts";
+import { cleanups, crashAfter, exit, Flags, log, simName, unhealthyMode, usage } from "./common.ts";
 
 /**
  * A simulated SRI Translator Proxy (`translator_sv2`) for the supervisor's tests
@@ -350,6 +350,8 @@ const flags = new Flags(argv, {
   "log-file": "value",
   "print-config": "boolean",
   "monitor-port": "value",
+  "downstream-address": "value",
+  "downstream-port": "value",
   "crash-after-s": "value",
   "unhealthy-file": "value",
 });
@@ -373,6 +375,18 @@ if (flags.bool("print-config")) {
 }
 if (errors.length > 0) {
   exit(1, `invalid config ${configPath}: ${errors.join("; ")}`);
+}
+// The simulator's own overrides of where miners connect (the real translator reads only its
+// file): a supervisor's config file always says 0.0.0.0:34255, and two translators on one host
+// (a devnet next to a test) must not share a port.
+const addressFlag = flags.str("downstream-address");
+if (addressFlag !== undefined && isIP(addressFlag) === 0) {
+  usage("--downstream-address must be an IP address");
+}
+const downstreamAddress = addressFlag ?? (config.downstream_address as string);
+const downstreamPort = flags.num("downstream-port", config.downstream_port as number);
+if (!Number.isInteger(downstreamPort) || downstreamPort < 0 || downstreamPort > 65535) {
+  usage("--downstream-port must be a port (0..65535)");
 }
 
 const logFile =
@@ -542,7 +556,7 @@ function listening(): void {
     `${JSON.stringify({
       ready: true,
       service: SIM,
-      host: config.downstream_address,
+      host: downstreamAddress,
       port: address !== null && typeof address === "object" ? address.port : null,
       monitorPort: monitoringPort,
       config: configPath,
@@ -552,7 +566,7 @@ function listening(): void {
   crashAfter(flags.num("crash-after-s", 0));
 }
 
-sv1.listen(config.downstream_port as number, config.downstream_address as string, () => {
+sv1.listen(downstreamPort, downstreamAddress, () => {
   cleanups.push(() => {
     sv1.close();
     for (const s of clients.keys()) s.destroy();
@@ -561,7 +575,7 @@ sv1.listen(config.downstream_port as number, config.downstream_address as string
 });
 if (monitoring !== null) {
   const m = monitoringAddress === undefined ? null : /^\[?(.*?)\]?:(\d+)$/.exec(monitoringAddress);
-  const host = m?.[1] ?? (config.downstream_address as string);
+  const host = m?.[1] ?? downstreamAddress;
   const port = monitorPortFlag !== undefined ? flags.num("monitor-port", 0) : Number(m?.[2] ?? 0);
   monitoring.on("error", (e) => exit(1, `monitoring port: ${e.message}`));
   monitoring.listen(port, host, () => {

@@ -1,94 +1,305 @@
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { afterAll, describe, expect, it } from "vitest";
-import { AGENTD_BIN, agentd } from "../support/cli.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { AGENTD_BIN, agentd, REPO_ROOT } from "../support/cli.ts";
+import { useTmpDir } from "../support/tmp.ts";
 
 /**
- * `agentd devnet`, the README's main command, as a user runs it: ready line, status lines
- * showing shares reaching the simulated pool, the owner's revocation from another terminal
- * stopping the data path (the pool's count stops moving), Ctrl-C ending it cleanly.
+ * `agentd devnet`, the README's main command, as a user runs it from the checkout: the ready
+ * line with the commands to try next, status lines showing shares reaching the simulated pool
+ * and the supervised services (simulated bitcoind, template provider, translator, lnd) running
+ * with eligibility seeing them, the owner's revocation from another terminal stopping the data
+ * path and the services, Ctrl-C ending it cleanly — services stopped, a temporary directory
+ * removed.
  */
 
-const dir = mkdtempSync(join(tmpdir(), "agentd-devnet-test-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const tmp = useTmpDir("agentd-devnet-test-");
+
+const SERVICES = ["bitcoind", "template-provider", "translator", "lnd"];
 
 interface Status {
   state: string;
   mining: boolean;
+  reasons: string[];
   miners: number;
-  pool_accepted: number;
+  hashrate_hs: number | null;
+  proxy_accepted_total: number | null;
+  pool_accepted_total: number | null;
+  heartbeats_sent_total: number;
+  services: Record<string, string> | null;
+  eligibility: {
+    eligible: boolean;
+    reasons: string[];
+    bitcoind: string;
+    lightning: string;
+  } | null;
+}
+
+interface Ready {
+  ready: true;
+  dir: string;
+  state_dir: string;
+  worker_id: string;
+  owner_key: string;
+  api_socket: string;
+  pool: string;
+  asics: number;
+  services: Record<string, string> | null;
+  try: string[];
+}
+
+interface Devnet {
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  /** The next stdout line `pick` accepts (lines it passes over are dropped). */
+  next<T>(what: string, pick: (l: Record<string, unknown>) => T | undefined): Promise<T>;
+  status(what: string, ok: (s: Status) => boolean): Promise<Status>;
+  stderr(): string;
+}
+
+const running: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of running.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
+});
+
+/** The devnet as a user starts it: from the checkout's root, stdout JSON lines only. */
+function devnet(args: string[], env: Record<string, string> = {}): Devnet {
+  const child = spawn(AGENTD_BIN, ["devnet", ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? "", HOME: "/root", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  running.push(child);
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  let err = "";
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (s: string) => {
+    err = (err + s).slice(-20_000);
+  });
+  const lines: Record<string, unknown>[] = [];
+  const waiters: (() => void)[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (l) => {
+    // Exactly one JSON object per stdout line: anything else fails the parse here.
+    lines.push(JSON.parse(l) as Record<string, unknown>);
+    for (const w of waiters.splice(0)) w();
+  });
+  const next = <T>(what: string, pick: (l: Record<string, unknown>) => T | undefined) =>
+    new Promise<T>((resolve, reject) => {
+      // Generous: two cores shared with other test files, four services starting.
+      const deadline = setTimeout(
+        () => reject(new Error(`no line with ${what}; stderr: ${err.slice(-3000)}`)),
+        90_000,
+      );
+      const check = () => {
+        for (const l of lines.splice(0)) {
+          const v = pick(l);
+          if (v !== undefined) {
+            clearTimeout(deadline);
+            return resolve(v);
+          }
+        }
+        waiters.push(check);
+      };
+      check();
+    });
+  return {
+    child,
+    exited,
+    next,
+    status: (what, ok) =>
+      next(what, (l) =>
+        "state" in l && ok(l as unknown as Status) ? (l as unknown as Status) : undefined,
+      ),
+    stderr: () => err,
+  };
+}
+
+const allRunning = (s: Status) => SERVICES.every((k) => s.services?.[k] === "running");
+
+/** The pids of the service processes the agent's process driver started. */
+function servicePids(stateDir: string): number[] {
+  const file = JSON.parse(readFileSync(join(stateDir, "services", "processes.json"), "utf8")) as {
+    data: { records?: { pid?: number | null }[] };
+  };
+  return (file.data.records ?? []).flatMap((r) => (typeof r.pid === "number" ? [r.pid] : []));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 describe("agentd devnet", () => {
-  it("mines end to end, stops at the owner's revocation, exits 0 on Ctrl-C", async () => {
-    const child = spawn(
-      AGENTD_BIN,
-      ["devnet", "--dir", join(dir, "net"), "--asics", "3", "--status-interval", "1"],
-      { env: { PATH: process.env.PATH ?? "", HOME: "/root" }, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  it("mines with its services running, suggests commands that exist, stops at the owner's revocation, exits 0 on Ctrl-C", async () => {
+    const dir = join(tmp(), "net");
+    const d = devnet(["--dir", dir, "--asics", "3", "--status-interval", "1"]);
     try {
-      const lines: Record<string, unknown>[] = [];
-      const waiters: (() => void)[] = [];
-      createInterface({ input: child.stdout }).on("line", (l) => {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-        for (const w of waiters.splice(0)) w();
-      });
-      const next = <T>(what: string, pick: (l: Record<string, unknown>) => T | undefined) =>
-        new Promise<T>((resolve, reject) => {
-          const deadline = setTimeout(() => reject(new Error(`no line with ${what}`)), 60_000);
-          const check = () => {
-            for (const l of lines.splice(0)) {
-              const v = pick(l);
-              if (v !== undefined) {
-                clearTimeout(deadline);
-                return resolve(v);
-              }
-            }
-            waiters.push(check);
-          };
-          check();
-        });
-      const ready = await next("ready", (l) => (l.ready === true ? l : undefined));
+      const ready = await d.next("ready", (l) =>
+        l.ready === true ? (l as unknown as Ready) : undefined,
+      );
       expect(ready).toMatchObject({
+        dir,
         asics: 3,
-        api_socket: join(dir, "net", "agent", "agentd.sock"),
+        state_dir: join(dir, "agent"),
+        api_socket: join(dir, "agent", "agentd.sock"),
+        owner_key: join(dir, "owner.key"),
       });
-      const mining = await next("shares at the pool", (l) => {
-        const s = l as unknown as Status;
-        return s.mining && s.pool_accepted > 0 && s.state === "MINING" ? s : undefined;
-      });
-      expect(mining).toMatchObject({ state: "MINING", miners: 3 });
+      expect(Object.keys(ready.services ?? {}).sort()).toEqual([...SERVICES].sort());
 
+      // The commands to try: run from the checkout's root, each a verb this CLI has, every path
+      // in it real, every verb that reads the agent pointed at its state directory.
+      const verbs = ready.try.map((c) => {
+        const words = c.split(" ");
+        expect(words[0]).toBe("./bin/agentd");
+        const verb = words.slice(
+          1,
+          words.findIndex((w) => w.startsWith("--")),
+        );
+        for (const w of words.filter((x) => x.startsWith("/"))) expect(existsSync(w), w).toBe(true);
+        expect(words[words.indexOf("--state-dir") + 1]).toBe(ready.state_dir);
+        return verb.join(" ");
+      });
+      expect(verbs).toEqual([
+        "status",
+        "miners",
+        "services ls",
+        "eligibility",
+        "logs",
+        "doctor",
+        "consent revoke",
+      ]);
+      for (const v of verbs) {
+        const help = agentd([...v.split(" "), "--help"]);
+        expect(help.code, `${v}: ${help.stderr}`).toBe(0);
+      }
+      expect(ready.try.at(-1)).toContain(
+        `--owner-key ${ready.owner_key} --worker ${ready.worker_id} --through-seq 1 --apply`,
+      );
+
+      const mining = await d.status(
+        "shares at the pool and every service running",
+        (s) =>
+          s.state === "MINING" && s.mining && (s.pool_accepted_total ?? 0) > 0 && allRunning(s),
+      );
+      expect(mining).toMatchObject({ miners: 3, reasons: [] });
+      expect(mining.hashrate_hs).toBeGreaterThan(0);
+      expect(mining.proxy_accepted_total).toBeGreaterThan(0);
+      // Eligibility sees bitcoind synced and lnd's channel to the treasury, and still says no:
+      // a new node has not been up for 7 days.
+      const eligibility = await d.status(
+        "eligibility seeing the services",
+        (s) => s.eligibility?.bitcoind === "synced" && s.eligibility.lightning === "open",
+      );
+      expect(eligibility.eligibility).toEqual({
+        eligible: false,
+        reasons: ["uptime.window_incomplete"],
+        bitcoind: "synced",
+        lightning: "open",
+      });
+
+      // The agent's last log lines are served (agentd logs), without the control plane's
+      // request log drowning them.
+      const socket = `api.socket=${ready.api_socket}`;
+      const logs = agentd(["logs", "-n", "200", "--set", socket, "--json"]);
+      expect(logs.code, logs.stderr).toBe(0);
+      const lines = (JSON.parse(logs.stdout) as { lines: string[] }).lines;
+      expect(lines.length).toBeGreaterThan(5);
+      expect(lines.some((l) => l.includes('"component":"agent"'))).toBe(true);
+      expect(lines.some((l) => l.includes('"component":"control-plane"'))).toBe(false);
+
+      // The owner revokes from another terminal (the local API path; the agent applies it).
       const revoke = agentd([
         "consent",
         "revoke",
         "--owner-key",
-        String(ready.owner_key),
+        ready.owner_key,
         "--worker",
-        String(ready.worker_id),
+        ready.worker_id,
         "--through-seq",
         "1",
         "--apply",
         "--set",
-        `api.socket=${String(ready.api_socket)}`,
+        socket,
       ]);
       expect(revoke.code, revoke.stderr).toBe(0);
-      const stopped = await next("REVOKED", (l) =>
-        (l as unknown as Status).state === "REVOKED" ? (l as unknown as Status) : undefined,
-      );
+      const stopped = await d.status("REVOKED", (s) => s.state === "REVOKED");
       expect(stopped.mining).toBe(false);
+      // the services go too: none allowed, none left
+      await d.status(
+        "the services gone",
+        (s) => s.services !== null && Object.keys(s.services).length === 0,
+      );
       // two status lines later, not one more share has reached the pool
-      const a = await next("a status line", (l) => l as unknown as Status);
-      const b = await next("another", (l) => l as unknown as Status);
-      const c = await next("and another", (l) => l as unknown as Status);
-      expect([b.pool_accepted, c.pool_accepted]).toEqual([a.pool_accepted, a.pool_accepted]);
+      const a = await d.status("a status line", () => true);
+      const b = await d.status("another", () => true);
+      const c = await d.status("and another", () => true);
+      expect([b.pool_accepted_total, c.pool_accepted_total]).toEqual([
+        a.pool_accepted_total,
+        a.pool_accepted_total,
+      ]);
     } finally {
-      child.kill("SIGINT");
+      d.child.kill("SIGINT");
     }
-    expect(await exited).toBe(0);
-  }, 120_000);
+    expect(await d.exited, d.stderr().slice(-3000)).toBe(0);
+    // a --dir is the operator's: kept
+    expect(existsSync(join(dir, "owner.key"))).toBe(true);
+  }, 240_000);
+
+  it("without --dir, mining to an unreachable --pool: status lines keep coming, Ctrl-C stops the services and removes the temp dir", async () => {
+    const temp = tmp();
+    const d = devnet(
+      ["--asics", "1", "--pool", "stratum+tcp://127.0.0.1:1", "--status-interval", "1"],
+      { TMPDIR: temp },
+    );
+    let pids: number[] = [];
+    try {
+      const ready = await d.next("ready", (l) =>
+        l.ready === true ? (l as unknown as Ready) : undefined,
+      );
+      expect(ready.pool).toBe("stratum+tcp://127.0.0.1:1");
+      expect(ready.dir.startsWith(`${temp}/agentd-devnet-`)).toBe(true);
+      expect(readdirSync(temp)).toEqual([ready.dir.slice(temp.length + 1)]);
+      const up = await d.status("every service running", allRunning);
+      // no pool here to count at, and nothing mined: the pool cannot be reached
+      expect(up.pool_accepted_total).toBeNull();
+      expect(up.proxy_accepted_total ?? 0).toBe(0);
+      const later = await d.status("a later status line", () => true);
+      expect(later.proxy_accepted_total ?? 0).toBe(0);
+      pids = servicePids(ready.state_dir);
+      expect(pids).toHaveLength(SERVICES.length);
+      expect(pids.every(alive)).toBe(true);
+    } finally {
+      d.child.kill("SIGINT");
+    }
+    expect(await d.exited, d.stderr().slice(-3000)).toBe(0);
+    expect(pids.filter(alive)).toEqual([]);
+    expect(readdirSync(temp)).toEqual([]);
+  }, 180_000);
+
+  it("removes its temp dir after a failed start too; refuses a --dir that holds an earlier devnet", async () => {
+    const temp = tmp();
+    // A config error, found after the directory was made: a --dir shows it was made...
+    const kept = join(temp, "kept");
+    const withDir = agentd(["devnet", "--dir", kept, "--log-level", "loud", "--no-services"]);
+    expect(withDir.code).toBe(2);
+    expect(existsSync(kept)).toBe(true);
+    // ...and without --dir, the temporary one is gone again.
+    const tmpRoot = join(temp, "tmp");
+    mkdirSync(tmpRoot);
+    const failed = agentd(["devnet", "--log-level", "loud", "--no-services"], { TMPDIR: tmpRoot });
+    expect(failed.code).toBe(2);
+    expect(failed.stderr).toContain("log.level");
+    expect(readdirSync(tmpRoot)).toEqual([]);
+
+    mkdirSync(join(kept, "cp"));
+    const again = agentd(["devnet", "--dir", kept]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain("holds an earlier devnet");
+  });
 });

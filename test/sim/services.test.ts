@@ -783,6 +783,44 @@ describe("sim translator", () => {
     expect((await health(ready.monitorPort, "/api/v1/health")).status).toBe(503);
     miner.socket.destroy();
   });
+
+  it("listens where --downstream-address/--downstream-port say, over the file's 0.0.0.0:34255", async () => {
+    // What a supervisor writes (translator-config.ts): every address, the fixed port. The
+    // devnet overrides both so that it binds loopback only and never collides.
+    const dir = tmp();
+    const file = join(dir, "t.toml");
+    writeFileSync(
+      file,
+      TRANSLATOR_TOML.replace('downstream_address = "127.0.0.1"', 'downstream_address = "0.0.0.0"')
+        .replace("downstream_port = 0", "downstream_port = 34255")
+        .replace('monitoring_address = "127.0.0.1:0"\n', ""),
+    );
+    const port = await new Promise<number>((r) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const a = s.address() as { port: number };
+        s.close(() => r(a.port));
+      });
+    });
+    const t = sim("translator", [
+      "-c",
+      file,
+      "--downstream-address",
+      "127.0.0.1",
+      "--downstream-port",
+      String(port),
+      "--monitor-port",
+      "0",
+    ]);
+    const ready = await t.ready<{ host: string; port: number; monitorPort: number }>();
+    expect(ready).toMatchObject({ host: "127.0.0.1", port });
+    const miner = new LineClient(port);
+    expect((await miner.request(1, "mining.subscribe", [])).error).toBeNull();
+    miner.socket.destroy();
+    // --monitor-port still gives the monitoring API (the file has no monitoring_address)
+    expect((await health(ready.monitorPort, "/api/v1/health")).status).toBe(200);
+    const bad = sim("translator", ["-c", file, "--downstream-address", "localhost"]);
+    expect((await bad.exited).code).toBe(2);
+  });
 });
 
 function tomlAsJson(): Record<string, unknown> {
