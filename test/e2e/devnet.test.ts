@@ -203,30 +203,51 @@ describe("agentd devnet", () => {
         lightning: "open",
       });
 
-      // The agent's last log lines are served (agentd logs), without the control plane's
-      // request log drowning them.
-      const socket = `api.socket=${ready.api_socket}`;
-      const logs = agentd(["logs", "-n", "200", "--set", socket, "--json"]);
-      expect(logs.code, logs.stderr).toBe(0);
+      // Every command of the ready line, run exactly as printed (from the checkout's root, as
+      // the README says), works the first time and says something useful in its human form.
+      const run = (command: string) => {
+        const r = agentd(command.split(" ").slice(1), {}, REPO_ROOT);
+        expect(r.code, `${command}\n${r.stdout}${r.stderr}`).toBe(0);
+        return r.stdout;
+      };
+      const [statusCmd, minersCmd, servicesCmd, eligibilityCmd, logsCmd, doctorCmd, revokeCmd] =
+        ready.try as [string, string, string, string, string, string, string];
+      const status = run(statusCmd);
+      expect(status).toContain(`worker       ${ready.worker_id}`);
+      expect(status).toMatch(/^state\s+MINING since /m);
+      expect(status).toMatch(/^mining\s+allowed$/m);
+      expect(status).toMatch(new RegExp(`^upstream\\s+${ready.pool}.*: connected since `, "m"));
+      expect(status).toMatch(/^miners\s+3 connected, [0-9.]+ [kMGT]?H\/s \(10 min\)$/m);
+      expect(status).toMatch(/^shares\s+[1-9][0-9]* accepted, [0-9]+ rejected/m);
+      expect(status).toMatch(/^heartbeats\s+last accepted [0-9]+ s ago/m);
+      const miners = run(minersCmd);
+      expect(miners).toMatch(/^3 miner\(s\) connected$/m);
+      expect(miners).toMatch(
+        /^id\s+ip\s+workers\s+state\s+difficulty\s+hashrate\s+accepted\/rejected\s+connected$/m,
+      );
+      expect(miners.trim().split("\n")).toHaveLength(5);
+      const services = run(servicesCmd);
+      for (const kind of SERVICES)
+        expect(services).toMatch(new RegExp(`^${kind}\\s+allowed\\s+running`, "m"));
+      expect(run(eligibilityCmd)).toMatch(/^eligible\s+no: uptime\.window_incomplete$/m);
+      // The agent's last log lines are served, readable, without the control plane's request
+      // log drowning them.
+      const logText = run(`${logsCmd} -n 200`);
+      expect(logText.split("\n").length).toBeGreaterThan(5);
+      expect(logText).toMatch(/^\d{4}-\d\d-\d\dT[0-9:.]+Z INFO {2}\[agent\] /m);
+      const logs = agentd([...logsCmd.split(" ").slice(1), "-n", "200", "--json"], {}, REPO_ROOT);
       const lines = (JSON.parse(logs.stdout) as { lines: string[] }).lines;
-      expect(lines.length).toBeGreaterThan(5);
       expect(lines.some((l) => l.includes('"component":"agent"'))).toBe(true);
       expect(lines.some((l) => l.includes('"component":"control-plane"'))).toBe(false);
+      const doctor = run(doctorCmd);
+      expect(doctor).toMatch(/^ok\s+agent\s+MINING; mining allowed$/m);
+      expect(doctor).toMatch(
+        /^ok\s+engine_socket\s+not needed: the agent supervises native processes$/m,
+      );
+      expect(doctor).not.toMatch(/^fail/m);
 
       // The owner revokes from another terminal (the local API path; the agent applies it).
-      const revoke = agentd([
-        "consent",
-        "revoke",
-        "--owner-key",
-        ready.owner_key,
-        "--worker",
-        ready.worker_id,
-        "--through-seq",
-        "1",
-        "--apply",
-        "--set",
-        socket,
-      ]);
+      const revoke = agentd(revokeCmd.split(" ").slice(1), {}, REPO_ROOT);
       expect(revoke.code, revoke.stderr).toBe(0);
       const stopped = await d.status("REVOKED", (s) => s.state === "REVOKED");
       expect(stopped.mining).toBe(false);

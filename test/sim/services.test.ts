@@ -785,7 +785,7 @@ describe("sim translator", () => {
   });
 
   it("listens where --downstream-address/--downstream-port say, over the file's 0.0.0.0:34255", async () => {
-    // What a supervisor writes (translator-config.ts): every address, the fixed port. The
+    // What a supervisor writes (supervisor/translator-config.ts): every address, the fixed port. The
     // devnet overrides both so that it binds loopback only and never collides.
     const dir = tmp();
     const file = join(dir, "t.toml");
