@@ -1,3 +1,4 @@
+import type { HeartbeatUpstream } from "../control-plane/protocol/schemas/heartbeat.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { AgentdConfig } from "../lib/config/schema.ts";
 import type { Logger } from "../lib/log/logger.ts";
@@ -5,6 +6,7 @@ import type { Registry } from "../lib/metrics/registry.ts";
 import type { Timers } from "../lib/timers.ts";
 import type { EnforcementEngine } from "../policy-guard/engine.ts";
 import { StratumProxy } from "../stratum-client/proxy.ts";
+import type { UpstreamView } from "../stratum-client/reachability.ts";
 import type { AuditAppender } from "./audit-sink.ts";
 
 /**
@@ -125,5 +127,20 @@ export function proxyTelemetry(
       shares_accepted: totals.accepted,
       shares_rejected: totals.rejected,
     };
+  };
+}
+
+/**
+ * The heartbeat's account of the upstream (docs/protocol.md, "Heartbeat"): the proxy's view
+ * in the units of a signed document (Unix seconds), without the pool user (the control plane
+ * knows the consent), and null while no upstream is wanted.
+ */
+export function heartbeatUpstream(view: UpstreamView): HeartbeatUpstream | null {
+  if (view.state === "idle" || view.url === null) return null;
+  return {
+    url: view.url,
+    state: view.state,
+    since: Math.max(0, Math.floor(view.since / 1000)),
+    last_error: view.last_error,
   };
 }

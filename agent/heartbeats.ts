@@ -4,6 +4,7 @@ import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts"
 import type { AgentContext } from "./agent-context.ts";
 import type { Attestation } from "./attestation.ts";
 import type { AgentCommands } from "./commands.ts";
+import { heartbeatUpstream } from "./guarded-proxy.ts";
 import { COUNTER_FILE, openHeartbeatCounter } from "./heartbeat-counter.ts";
 import { createHeartbeatSender, type SenderStats } from "./heartbeat-sender.ts";
 import type { NodeEligibility } from "./node-eligibility.ts";
@@ -53,7 +54,11 @@ export function startHeartbeats(
           consent_sha256: docs.consent?.identity ?? null,
         },
         decision: { mining: e.allow, reasons: [...new Set(e.reasons)].slice(0, 32) },
-        telemetry: { ...ctx.dataPath.telemetry(), uptime_s: Math.floor(process.uptime()) },
+        telemetry: {
+          ...ctx.dataPath.telemetry(),
+          uptime_s: Math.floor(process.uptime()),
+          upstream: heartbeatUpstream(ctx.dataPath.proxy.upstreamStatus()),
+        },
         services: o.services.supervisor?.heartbeatServices() ?? {},
         agent: { version: o.agentVersion, binary_sha256: o.binarySha256 },
         audit_head: ctx.audit.head()?.hash ?? null,

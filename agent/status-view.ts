@@ -6,7 +6,8 @@ import type { Heartbeats } from "./heartbeats.ts";
  * What `GET /v1/status` answers (and `agentd status` shows): the machine, its state and why,
  * what the data path was given (the holds applied) next to what the documents alone decide,
  * the documents in force, the control plane's side (key set, attestation, heartbeats), the
- * data path's telemetry, the audit log and the process's memory.
+ * data path's telemetry and whether it reaches its upstream, the audit log and the process's
+ * memory.
  */
 export function statusView(
   ctx: AgentContext,
@@ -43,6 +44,7 @@ export function statusView(
       heartbeats: { ...o.heartbeats.stats(), last_accepted_at: o.heartbeats.lastAcceptedAt() },
       miners: ctx.dataPath.proxy.miners,
       telemetry: ctx.dataPath.telemetry(),
+      upstream: ctx.dataPath.proxy.upstreamStatus(),
       stratum: o.stratum,
       audit: { writable: ctx.audit.writable, head: ctx.audit.head() },
       memory: memoryMib(),

@@ -6,6 +6,7 @@ import { systemTimers, type TimerHandle, type Timers } from "../lib/timers.ts";
 import type { Upstream } from "../policy-guard/documents.ts";
 import type { CodecCounters } from "./codec.ts";
 import { type Endpoint, parseV1Url, sameEndpoint } from "./endpoint.ts";
+import { UpstreamReachability } from "./reachability.ts";
 import { type SubmitResult, unanswered } from "./rejects.ts";
 import {
   type Job,
@@ -38,6 +39,10 @@ import {
  * - setUpstreams (a policy change): a current or probing session whose url+user is no longer
  *   listed is closed at once and dialling restarts from the new primary; an empty list means
  *   no connection at all.
+ * - Reachability: every attempt, ready session and end (probes too) is reported to an
+ *   UpstreamReachability (reachability.ts), which the proxy shares among its lanes; it logs a
+ *   failed attempt at warn once per outage (then once a minute), so the pool itself logs
+ *   attempts that never became ready at debug only.
  */
 
 export interface BackoffOptions {
@@ -137,6 +142,11 @@ export interface PoolOptions {
   readonly sessionTimers?: Timers;
   readonly counters?: CodecCounters;
   readonly logger?: Logger;
+  /**
+   * Where attempts, ready sessions and ends are reported. The proxy passes one book for all
+   * its lanes and tells it the policy's list; without one the pool keeps its own.
+   */
+  readonly reachability?: UpstreamReachability;
 }
 
 export class UpstreamPool extends EventEmitter<PoolEvents> {
@@ -145,6 +155,9 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   readonly #random: () => number;
   readonly #clock: Clock;
   readonly #timers: Timers;
+  readonly #reach: UpstreamReachability;
+  /** Whether the book is the pool's own (then the pool tells it the list). */
+  readonly #ownBook: boolean;
 
   #list: readonly Upstream[] = [];
   #running = false;
@@ -170,6 +183,19 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     this.#clock = options.clock ?? systemClock;
     this.#timers = options.timers ?? systemTimers;
     this.#list = v1Only(options.upstreams);
+    this.#ownBook = options.reachability === undefined;
+    this.#reach =
+      options.reachability ??
+      new UpstreamReachability({
+        clock: this.#clock,
+        ...(options.logger === undefined ? {} : { logger: options.logger }),
+      });
+    if (this.#ownBook) this.#reach.want(this.#list);
+  }
+
+  /** Whether the upstreams are reached (shared with the other lanes when the proxy gave it). */
+  get reachability(): UpstreamReachability {
+    return this.#reach;
   }
 
   get state(): PoolState {
@@ -226,6 +252,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   /** A policy change: from now on only these upstreams (and users) may be used. */
   setUpstreams(upstreams: readonly Upstream[]): void {
     this.#list = v1Only(upstreams);
+    if (this.#ownBook) this.#reach.want(this.#list);
     if (this.#probe !== null && indexOf(this.#list, this.#probe.upstream) !== 0) {
       this.#cancelProbe();
     }
@@ -290,6 +317,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     this.#attempts++;
     const s = this.#newSession(upstream);
     this.#session = s;
+    this.#reach.attempt(upstream);
     s.start();
   }
 
@@ -354,6 +382,7 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
   }
 
   #ready(s: UpstreamSession): void {
+    this.#reach.ready(s.upstream);
     this.#o.logger?.info({ url: s.url, index: this.#index }, "upstream connected");
     this.emit("connected", {
       url: s.url,
@@ -382,7 +411,13 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     this.#lastError = error === undefined ? reason : `${reason}: ${error.message}`;
     const end: SessionEnd =
       error === undefined ? { url: s.url, reason } : { url: s.url, reason, error: error.message };
-    this.#o.logger?.info({ ...end, failures: this.#failures }, "upstream session ended");
+    if (readyAt === null) this.#reach.failed(s.upstream, reason, error);
+    else this.#reach.lost(s.upstream, reason, error);
+    // A failed attempt is the book's to report (at warn, rate-limited); a lost session is news.
+    this.#o.logger?.[readyAt === null ? "debug" : "info"](
+      { ...end, failures: this.#failures },
+      "upstream session ended",
+    );
     this.emit(readyAt === null ? "failed" : "disconnected", end);
     if (!this.#running || this.#session !== null) return; // a listener may have acted
 
@@ -419,12 +454,14 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
         return;
       this.#attempts++;
       this.#probe = this.#newSession(primary);
+      this.#reach.attempt(primary);
       this.#probe.start();
     }, this.#o.primaryRetryMs ?? POOL_DEFAULTS.primaryRetryMs);
   }
 
   #probeEnded(s: UpstreamSession, reason: SessionEndReason, error?: Error): void {
     this.#probe = null;
+    this.#reach.failed(s.upstream, reason, error);
     this.#o.logger?.debug(
       { url: s.url, reason, error: error?.message },
       "primary still unavailable",
@@ -445,6 +482,9 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
       old.close("primary_restored");
     }
     if (this.#session === probe) this.#ready(probe);
+    // The old session's close no longer reaches #ended: reported here, after the new one is
+    // ready, so that the data path never reads as disconnected in between.
+    if (old !== null) this.#reach.lost(old.upstream, "primary_restored");
   }
 
   #cancelRetry(): void {
@@ -458,7 +498,10 @@ export class UpstreamPool extends EventEmitter<PoolEvents> {
     this.#probeTimer = null;
     const p = this.#probe;
     this.#probe = null;
-    p?.close("stopped");
+    if (p === null) return;
+    // Its close no longer reaches #probeEnded: an attempt given up, no failure.
+    this.#reach.failed(p.upstream, "stopped");
+    p.close("stopped");
   }
 }
 

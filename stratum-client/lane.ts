@@ -9,6 +9,7 @@ import {
   UpstreamPool,
 } from "./failover.ts";
 import { type Job as CompiledJob, parseNotify } from "./job.ts";
+import type { UpstreamReachability } from "./reachability.ts";
 import type { Job as UpstreamJob } from "./upstream.ts";
 import { targetForDifficulty } from "./work.ts";
 
@@ -52,6 +53,8 @@ export interface LaneOptions {
   >;
   readonly counters?: CodecCounters;
   readonly logger?: Logger;
+  /** The proxy's one book of which upstreams are reached, shared by its lanes. */
+  readonly reachability?: UpstreamReachability;
   readonly hooks: LaneHooks;
 }
 
@@ -82,6 +85,7 @@ export class Lane {
       ...(o.session === undefined ? {} : { session: o.session }),
       ...(o.counters === undefined ? {} : { counters: o.counters }),
       ...(o.logger === undefined ? {} : { logger: o.logger }),
+      ...(o.reachability === undefined ? {} : { reachability: o.reachability }),
       ...o.pool,
     });
     this.pool.on("connected", (info) => this.#connected(info));

@@ -2,6 +2,7 @@ import { stopwatch } from "../lib/timers.ts";
 import type { JsonRpcConnection, RpcId } from "./codec.ts";
 import { validateWork } from "./job.ts";
 import type { Lane, LaneJob } from "./lane.ts";
+import { MinerStats } from "./miner-stats.ts";
 import { Vardiff, type VardiffOptions } from "./vardiff.ts";
 import {
   legacyMultiVersion,
@@ -88,6 +89,8 @@ export class Miner {
   readonly laneKey = this.id;
   readonly conn: JsonRpcConnection;
   readonly ip: string;
+  /** This connection's shares and hashrate (the proxy records them: it sees every outcome). */
+  readonly stats: MinerStats;
   readonly #host: MinerHost;
   #lane: Lane | null = null;
   #prefix: Buffer | null = null;
@@ -111,6 +114,7 @@ export class Miner {
     this.conn = conn;
     this.ip = ip;
     this.#host = host;
+    this.stats = new MinerStats(host.now());
     this.#vardiff = new Vardiff(host.vardiff, host.now());
   }
 

@@ -10,7 +10,9 @@ import { CodecCounters, type CodecLimits, JsonRpcConnection } from "./codec.ts";
 import type { SessionTunables } from "./failover.ts";
 import { Lane, type LaneJob } from "./lane.ts";
 import { Miner, type MinerHost, type ShareOutcome } from "./miner.ts";
+import type { MinerShares } from "./miner-stats.ts";
 import { NetworkAllowlist } from "./networks.ts";
+import { UpstreamReachability, type UpstreamStatus } from "./reachability.ts";
 import { agentString } from "./upstream.ts";
 import { DEFAULT_VARDIFF, type VardiffOptions } from "./vardiff.ts";
 import { u32Hex } from "./work.ts";
@@ -65,6 +67,12 @@ export interface MinerView {
   readonly difficulty: number;
   readonly ready: boolean;
   readonly upstream_lane: number | null;
+  /** When this connection was accepted (Unix ms). */
+  readonly connected_since: number;
+  /** Estimated from the difficulty it had accepted over the last ten minutes (miner-stats.ts). */
+  readonly hashrate_hs: number;
+  /** Counted on this connection (a reconnecting ASIC starts again at 0). */
+  readonly shares: MinerShares;
 }
 
 export class StratumProxy implements MiningGate {
@@ -80,6 +88,7 @@ export class StratumProxy implements MiningGate {
   readonly #waiters = new Set<() => void>();
   readonly #fanOutGeneration = new WeakMap<Lane, number>();
   readonly #host: MinerHost;
+  readonly #reach: UpstreamReachability;
   #upstreams: readonly Upstream[] = [];
   #networks = new NetworkAllowlist([]);
   #denial: string | null = "policy.not_applied";
@@ -95,6 +104,11 @@ export class StratumProxy implements MiningGate {
       options.maxWorkerSeries ?? 1000,
       options.clock,
     );
+    // One book for every lane: an outage is logged once, whatever the number of lanes.
+    this.#reach = new UpstreamReachability({
+      clock: options.clock,
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    });
     const vardiff = { ...DEFAULT_VARDIFF, ...options.vardiff };
     this.#host = {
       agent: agentString(options.agentVersion),
@@ -135,10 +149,12 @@ export class StratumProxy implements MiningGate {
 
   /**
    * The connected miners as the operator sees them (the local API's `/v1/miners`): at most
-   * `limit`, with their address, authorized workers, difficulty and whether they get work.
+   * `limit`, with their address, authorized workers, difficulty, whether they get work, since
+   * when they are connected, their shares and estimated hashrate.
    */
   minerViews(limit = 1000): MinerView[] {
     const out: MinerView[] = [];
+    const now = this.#o.clock.now();
     for (const m of this.#miners) {
       if (out.length >= limit) break;
       out.push({
@@ -148,9 +164,20 @@ export class StratumProxy implements MiningGate {
         difficulty: m.difficulty,
         ready: m.ready,
         upstream_lane: m.lane?.id ?? null,
+        connected_since: m.stats.connectedSince,
+        hashrate_hs: m.stats.hashrate(now),
+        shares: m.stats.shares,
       });
     }
     return out;
+  }
+
+  /**
+   * Whether the upstream is reached (the local API's status, the heartbeat): the one in use,
+   * or the one failing, with since when; and each of the policy's (reachability.ts).
+   */
+  upstreamStatus(): UpstreamStatus {
+    return this.#reach.status();
   }
 
   /** The upstream URL in use (the `upstream` fact of DOCUMENTS.md section 6), or the first allowed. */
@@ -232,6 +259,8 @@ export class StratumProxy implements MiningGate {
   // ---- upstream lanes ---------------------------------------------------------------------
 
   #setUpstreams(upstreams: readonly Upstream[]): void {
+    // First: a session this change closes then ends into the new list (idle when it is empty).
+    this.#reach.want(upstreams);
     const same =
       upstreams.length === this.#upstreams.length &&
       upstreams.every(
@@ -260,6 +289,7 @@ export class StratumProxy implements MiningGate {
       ...(this.#o.session === undefined ? {} : { session: this.#o.session }),
       pool: { timers: this.#timers, sessionTimers: this.#timers, ...this.#o.pool },
       ...(this.#o.logger === undefined ? {} : { logger: this.#o.logger }),
+      reachability: this.#reach,
       hooks: {
         onJob: (l, job) => this.#fanOut(l, job),
         onReady: (l, moved) => this.#laneReady(l, moved),
@@ -333,6 +363,8 @@ export class StratumProxy implements MiningGate {
 
   #onShare(s: ShareOutcome): void {
     this.accounting.share(s);
+    if (s.accepted) s.miner.stats.accepted(s.difficulty, this.#o.clock.now());
+    else s.miner.stats.rejected(s.code === 21);
     if (!s.accepted || s.job === undefined || s.extranonce2 === undefined) return;
     if (!(s.meetsUpstream === true || s.isBlock === true)) return;
     // The gate may have closed between validation and here only synchronously; check again.

@@ -111,6 +111,35 @@ describe("agentd run, mining", () => {
     const audit = () => readFileSync(join(agent.apiSocket, "..", "audit.jsonl"), "utf8");
     expect(audit()).toContain('"to":"ASSIGNED"');
     expect(audit()).toContain("the pool accepted forwarded work");
+    // The local API says where the work goes and what the ASIC does.
+    expect(agent.status().upstream).toMatchObject({
+      url: `stratum+tcp://127.0.0.1:${pool.address.port}`,
+      user: "owner.rig",
+      state: "connected",
+      last_error: null,
+    });
+    const miners = await api(agent, "GET", "/v1/miners");
+    expect(miners.json).toMatchObject({
+      count: 1,
+      miners: [
+        {
+          workers: ["sim.cpuminer-0"],
+          connected_since: expect.any(Number),
+          hashrate_hs: expect.any(Number),
+          shares: { accepted: expect.any(Number), rejected: 0, stale: 0 },
+        },
+      ],
+    });
+    // An estimate once it has been connected a second (before that: 0, not a wild guess).
+    const first = async () =>
+      (
+        (await api(agent, "GET", "/v1/miners")).json.miners as {
+          hashrate_hs: number;
+          shares: { accepted: number };
+        }[]
+      )[0];
+    await until(async () => ((await first())?.hashrate_hs ?? 0) > 0, "a hashrate estimate");
+    expect((await first())?.shares.accepted).toBeGreaterThan(0);
 
     const paused = await api(agent, "POST", "/v1/mining/pause");
     expect(paused.status).toBe(200);

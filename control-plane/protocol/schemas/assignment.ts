@@ -1,4 +1,13 @@
-import { closed, frozen, root, SHA256_HEX, THUMBPRINT, UNIX_TIME } from "./common.ts";
+import {
+  closed,
+  frozen,
+  root,
+  SHA256_HEX,
+  THUMBPRINT,
+  UNIX_TIME,
+  UPSTREAM_URL,
+  UPSTREAM_USER,
+} from "./common.ts";
 
 /**
  * Assignment (`agentd-assignment+jwt`, signed by a control-plane `assignment` key): which of
@@ -29,15 +38,7 @@ export const assignmentSchema = frozen(
       consent_sha256: SHA256_HEX,
       // The same bounds as a consent's upstream (policy-guard/documents.ts); equality with one
       // of the consent's upstreams is what really constrains it (documents/assignment.ts).
-      upstream: closed({
-        url: {
-          type: "string",
-          minLength: 1,
-          maxLength: 256,
-          pattern: "^(stratum\\+tcp|stratum\\+ssl|sv2\\+tcp)://[^\\s/?#@]+:[0-9]{1,5}$",
-        },
-        user: { type: "string", minLength: 1, maxLength: 128, pattern: "^[\\x21-\\x7e]+$" },
-      }),
+      upstream: closed({ url: UPSTREAM_URL, user: UPSTREAM_USER }),
       iat: UNIX_TIME,
       exp: UNIX_TIME,
     }),

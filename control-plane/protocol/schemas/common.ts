@@ -119,6 +119,23 @@ export const AGENT_VERSION: JsonSchema = {
   pattern: "^[0-9A-Za-z][0-9A-Za-z.+_-]*$",
 };
 
+/**
+ * A consent's upstream URL, with the same bounds as policy-guard/documents.ts (which checks
+ * the host more strictly): whatever a consent may list, this accepts.
+ */
+export const UPSTREAM_URL: JsonSchema = {
+  type: "string",
+  minLength: 1,
+  maxLength: 256,
+  pattern: "^(stratum\\+tcp|stratum\\+ssl|sv2\\+tcp)://[^\\s/?#@]+:[0-9]{1,5}$",
+};
+export const UPSTREAM_USER: JsonSchema = {
+  type: "string",
+  minLength: 1,
+  maxLength: 128,
+  pattern: "^[\\x21-\\x7e]+$",
+};
+
 export const ERROR_CODE: JsonSchema = {
   type: "string",
   minLength: 10,

@@ -9,6 +9,7 @@ import {
   SHA256_HEX,
   THUMBPRINT,
   UNIX_TIME,
+  UPSTREAM_URL,
 } from "./common.ts";
 
 /** Heartbeat (`agentd-heartbeat+jwt`, signed by the machine key). */
@@ -30,6 +31,19 @@ export type AgentState = (typeof AGENT_STATES)[number];
 
 export type ServiceStatus = (typeof SERVICE_STATUSES)[number];
 
+export const UPSTREAM_STATES = ["connected", "connecting", "unreachable"] as const;
+
+/** Whether the agent's data path reaches the upstream it uses (stratum-client/reachability.ts). */
+export interface HeartbeatUpstream {
+  /** The upstream in use, or the one whose attempt failed last. */
+  readonly url: string;
+  readonly state: (typeof UPSTREAM_STATES)[number];
+  /** Unix seconds: when the state began; for unreachable, the first failed attempt. */
+  readonly since: number;
+  /** The last failure (an errno code such as ECONNREFUSED, or a reason such as unauthorized). */
+  readonly last_error: string | null;
+}
+
 export interface HeartbeatTelemetry {
   readonly asics: number;
   readonly hashrate_hs: number;
@@ -37,6 +51,8 @@ export interface HeartbeatTelemetry {
   readonly shares_rejected: number;
   /** Seconds since the agent process started. */
   readonly uptime_s: number;
+  /** Optional (older agents send none); null while the data path dials no upstream. */
+  readonly upstream?: HeartbeatUpstream | null;
 }
 
 export interface HeartbeatPayload {
@@ -91,14 +107,32 @@ export const heartbeatSchema = frozen(
           mining: { type: "boolean" },
           reasons: { type: "array", maxItems: 32, uniqueItems: true, items: REASON_CODE },
         }),
-        telemetry: closed({
-          asics: { type: "integer", minimum: 0, maximum: 1_000_000 },
-          // 1e21 H/s is far beyond the whole Bitcoin network: a bound, not a guess.
-          hashrate_hs: { type: "number", minimum: 0, maximum: 1e21 },
-          shares_accepted: COUNT,
-          shares_rejected: COUNT,
-          uptime_s: { type: "integer", minimum: 0, maximum: 3_153_600_000 },
-        }),
+        telemetry: closed(
+          {
+            asics: { type: "integer", minimum: 0, maximum: 1_000_000 },
+            // 1e21 H/s is far beyond the whole Bitcoin network: a bound, not a guess.
+            hashrate_hs: { type: "number", minimum: 0, maximum: 1e21 },
+            shares_accepted: COUNT,
+            shares_rejected: COUNT,
+            uptime_s: { type: "integer", minimum: 0, maximum: 3_153_600_000 },
+            // Optional (older agents send none); null while the data path dials no upstream.
+            upstream: {
+              ...closed({
+                url: UPSTREAM_URL,
+                state: { enum: [...UPSTREAM_STATES] },
+                since: UNIX_TIME,
+                last_error: {
+                  type: ["string", "null"],
+                  minLength: 1,
+                  maxLength: 64,
+                  pattern: "^[A-Za-z0-9_.-]+$",
+                },
+              }),
+              type: ["object", "null"],
+            },
+          },
+          ["asics", "hashrate_hs", "shares_accepted", "shares_rejected", "uptime_s"],
+        ),
         services: closed(
           Object.fromEntries(SERVICE_KINDS.map((k) => [k, { enum: [...SERVICE_STATUSES] }])),
           [],

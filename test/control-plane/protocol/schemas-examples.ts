@@ -95,6 +95,31 @@ export const EXAMPLES: Examples = {
   heartbeat: [
     HEARTBEAT,
     { ...HEARTBEAT, policy: { version: null, consent_sha256: null }, audit_head: null },
+    {
+      ...HEARTBEAT,
+      telemetry: {
+        ...HEARTBEAT.telemetry,
+        upstream: {
+          url: "stratum+tcp://pool.example:3333",
+          state: "unreachable",
+          since: NOW - 600,
+          last_error: "ECONNREFUSED",
+        },
+      },
+    },
+    {
+      ...HEARTBEAT,
+      telemetry: {
+        ...HEARTBEAT.telemetry,
+        upstream: {
+          url: "stratum+ssl://[2001:db8::1]:443",
+          state: "connected",
+          since: NOW - 60,
+          last_error: null,
+        },
+      },
+    },
+    { ...HEARTBEAT, telemetry: { ...HEARTBEAT.telemetry, upstream: null } },
   ],
   command: [
     { ...commandFields, action: "mining.pause", args: {} },

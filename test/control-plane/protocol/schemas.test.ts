@@ -311,6 +311,33 @@ describe("conditional rules", () => {
     ]);
   });
 
+  it("takes a heartbeat's upstream only as a known state, a short error label and a consent's URL", () => {
+    const hb = EXAMPLES.heartbeat[2] as unknown as { telemetry: Record<string, Json> };
+    const up = hb.telemetry.upstream as Record<string, Json>;
+    const withUp = (over: Record<string, Json>) => ({
+      ...hb,
+      telemetry: { ...hb.telemetry, upstream: { ...up, ...over } },
+    });
+    // "idle" is said by null: no upstream is wanted.
+    expectRefused("heartbeat", withUp({ state: "idle" }), "/telemetry/upstream/state", ["enum"]);
+    expectRefused("heartbeat", withUp({ last_error: "" }), "/telemetry/upstream/last_error", [
+      "minLength",
+    ]);
+    expectRefused(
+      "heartbeat",
+      withUp({ last_error: "connect ECONNREFUSED 127.0.0.1:1" }),
+      "/telemetry/upstream/last_error",
+      ["pattern"],
+    );
+    expectRefused(
+      "heartbeat",
+      withUp({ url: "http://pool.example:80" }),
+      "/telemetry/upstream/url",
+      ["pattern"],
+    );
+    expectRefused("heartbeat", withUp({ since: 1.5 }), "/telemetry/upstream/since", ["type"]);
+  });
+
   it("accepts only canonical base64url and exact forms", () => {
     const hb = EXAMPLES.heartbeat[0] as unknown as Record<string, Json>;
     // 43 characters whose last one has non-zero unused bits: another spelling of 32 bytes.
