@@ -327,8 +327,17 @@ export function formatLogLine(line: string): string {
     return line;
   }
   if (typeof r !== "object" || r === null) return line;
-  const time = typeof r.time === "number" ? new Date(r.time).toISOString() : "?";
-  const level = LEVELS[Number(r.level)] ?? String(r.level ?? "?");
+  // agentd logs ISO times and level names (lib/log/logger.ts); pino's defaults are numbers.
+  const time =
+    typeof r.time === "number"
+      ? new Date(r.time).toISOString()
+      : typeof r.time === "string"
+        ? r.time
+        : "?";
+  const level =
+    typeof r.level === "string"
+      ? r.level.toUpperCase()
+      : (LEVELS[Number(r.level)] ?? String(r.level ?? "?"));
   const component = typeof r.component === "string" ? ` [${r.component}]` : "";
   const extra = Object.entries(r)
     .filter(([k]) => !SHOWN.has(k))

@@ -61,7 +61,7 @@ export interface StatusDoc {
 
 export function statusText(s: StatusDoc, now: number): string {
   const lines: string[] = [];
-  const row = (k: string, v: string) => lines.push(`${k.padEnd(13)}${v}`);
+  const row = (k: string, v: string) => lines.push(`${k.padEnd(15)}${v}`);
   row("worker", s.worker_id);
   row("state", `${s.state}${s.since > 0 ? ` since ${formatInstant(s.since, now)}` : ""}`);
   if (s.reason !== "") row("", `(${s.reason})`);

@@ -60,9 +60,22 @@ interface Devnet {
 }
 
 const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of running.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
-});
+// A devnet left running by a failed test is stopped as a user would (Ctrl-C), so that it stops
+// its services and removes its temp dir; SIGKILL only if it does not exit in time (then its
+// services, in their own process groups, would stay behind).
+afterEach(async () => {
+  for (const c of running.splice(0)) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise<void>((r) => c.once("exit", () => r()));
+    c.kill("SIGINT");
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((r) => {
+      timer = setTimeout(() => r("late"), 60_000);
+    });
+    if ((await Promise.race([exited, late])) === "late") c.kill("SIGKILL");
+    clearTimeout(timer);
+  }
+}, 90_000);
 
 /** The devnet as a user starts it: from the checkout's root, stdout JSON lines only. */
 function devnet(args: string[], env: Record<string, string> = {}): Devnet {
@@ -213,10 +226,15 @@ describe("agentd devnet", () => {
       const [statusCmd, minersCmd, servicesCmd, eligibilityCmd, logsCmd, doctorCmd, revokeCmd] =
         ready.try as [string, string, string, string, string, string, string];
       const status = run(statusCmd);
-      expect(status).toContain(`worker       ${ready.worker_id}`);
+      expect(status).toMatch(new RegExp(`^worker\\s+${ready.worker_id}$`, "m"));
       expect(status).toMatch(/^state\s+MINING since /m);
       expect(status).toMatch(/^mining\s+allowed$/m);
-      expect(status).toMatch(new RegExp(`^upstream\\s+${ready.pool}.*: connected since `, "m"));
+      expect(status).toMatch(
+        new RegExp(
+          `^upstream\\s+${escapeRegExp(ready.pool)} as devnet\\.rig: connected since `,
+          "m",
+        ),
+      );
       expect(status).toMatch(/^miners\s+3 connected, [0-9.]+ [kMGT]?H\/s \(10 min\)$/m);
       expect(status).toMatch(/^shares\s+[1-9][0-9]* accepted, [0-9]+ rejected/m);
       expect(status).toMatch(/^heartbeats\s+last accepted [0-9]+ s ago/m);
@@ -324,3 +342,7 @@ describe("agentd devnet", () => {
     expect(again.stderr).toContain("holds an earlier devnet");
   });
 });
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
