@@ -23,7 +23,7 @@ export type { ApplyResult, LocalApiHandlers } from "./local-api-routes.ts";
  * bodies, token buckets, the error → status table); the endpoints are in local-api-routes.ts,
  * the client the CLI uses in local-api-client.ts.
  *
- *   GET  /v1/status         what `agentd status` shows
+ *   GET  /v1/status         what `agentd status` shows (docs/local-api.md: every answer's fields)
  *   GET  /v1/policy         the documents in force, the decision and the local holds
  *   GET  /v1/miners         the ASICs connected to the Stratum proxy
  *   GET  /v1/shares         share counts, in total and per worker

@@ -46,7 +46,8 @@ terminal, paths filled in (agentd status, miners, services ls, eligibility, logs
 
 Then a status line every --status-interval seconds: {"at", "state", "mining", "reasons",
 "miners", "hashrate_hs", "proxy_accepted_total", "pool_accepted_total",
-"heartbeats_sent_total", "services": {"bitcoind": "running", …}, "eligibility": {"eligible",
+"heartbeats_sent_total", "upstream" ("URL connected|unreachable since … (why)"),
+"services": {"bitcoind": "running", …}, "eligibility": {"eligible",
 "reasons", "bitcoind", "lightning"}}; "…_total" counts since the devnet started,
 "pool_accepted_total" is null with --pool (the shares are counted there), "services" is null
 with --no-services. npm run prints its own banner first: run ./bin/agentd devnet (or npm run

@@ -25,6 +25,11 @@ export interface DevnetStatus {
   /** Shares the simulated pool accepted since the start; null with --pool (counted there). */
   readonly pool_accepted_total: number | null;
   readonly heartbeats_sent_total: number;
+  /**
+   * The upstream in use and whether the proxy reaches it: "connected since …", or
+   * "unreachable since … (ECONNREFUSED)"; null when none is wanted.
+   */
+  readonly upstream: string | null;
   /** Each service allowed or present, by state (or "refused" and why not); null: none supervised. */
   readonly services: Readonly<Record<string, string>> | null;
   readonly eligibility: {
@@ -60,6 +65,7 @@ export async function devnetStatus(o: {
     proxy_accepted_total: num(telemetry.shares_accepted),
     pool_accepted_total: o.poolAccepted?.() ?? null,
     heartbeats_sent_total: num(heartbeats.sent) ?? 0,
+    upstream: upstreamSummary(s.upstream),
     services: services === null ? null : servicesSummary(services),
     eligibility:
       eligibility === null
@@ -96,3 +102,18 @@ async function read(o: { apiSocket: string; logger: Logger }, path: string): Pro
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+/** The status view's `upstream` (stratum-client/reachability.ts) as a few words. */
+export function upstreamSummary(u: unknown): string | null {
+  const v = (u ?? null) as {
+    url?: unknown;
+    state?: unknown;
+    since?: unknown;
+    last_error?: unknown;
+  } | null;
+  if (v === null || typeof v.url !== "string" || typeof v.state !== "string") return null;
+  const since = typeof v.since === "number" ? ` since ${new Date(v.since).toISOString()}` : "";
+  const why =
+    v.state === "unreachable" && typeof v.last_error === "string" ? ` (${v.last_error})` : "";
+  return `${v.url} ${v.state}${since}${why}`;
+}

@@ -28,6 +28,7 @@ interface Status {
   proxy_accepted_total: number | null;
   pool_accepted_total: number | null;
   heartbeats_sent_total: number;
+  upstream: string | null;
   services: Record<string, string> | null;
   eligibility: {
     eligible: boolean;
@@ -310,6 +311,14 @@ describe("agentd devnet", () => {
       expect(up.proxy_accepted_total ?? 0).toBe(0);
       const later = await d.status("a later status line", () => true);
       expect(later.proxy_accepted_total ?? 0).toBe(0);
+      // and the status says so, and why (not a silent mining: true)
+      expect(later.upstream).toMatch(
+        /^stratum\+tcp:\/\/127\.0\.0\.1:1 unreachable since \d{4}-[0-9T:.-]+Z \(ECONNREFUSED\)$/,
+      );
+      const status = agentd(["status", "--state-dir", ready.state_dir], {}, REPO_ROOT);
+      expect(status.stdout).toMatch(
+        /^upstream\s+stratum\+tcp:\/\/127\.0\.0\.1:1 as devnet\.rig: unreachable since .* \(ECONNREFUSED\)$/m,
+      );
       pids = servicePids(ready.state_dir);
       expect(pids).toHaveLength(SERVICES.length);
       expect(pids.every(alive)).toBe(true);
