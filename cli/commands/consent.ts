@@ -1,14 +1,24 @@
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import type { Command } from "commander";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { localApiRequest } from "../../agent/local-api.ts";
+import { jwkThumbprint } from "../../lib/crypto/ed25519.ts";
+import { verifyJws } from "../../lib/crypto/jws.ts";
 import { readPrivateKeyFile } from "../../lib/crypto/key-files.ts";
 import { AgentdError, fail } from "../../lib/errors.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic.ts";
 import { ioError } from "../../lib/fs/trust.ts";
+import { canonicalize } from "../../lib/json/canonical.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
-import { parseRules, type Rules } from "../../policy-guard/documents.ts";
+import {
+  type ConsentPayload,
+  DOC_TYP,
+  parseConsentPayload,
+  parseRules,
+  type Rules,
+} from "../../policy-guard/documents.ts";
 import { signConsent, signRevocation } from "../../policy-guard/sign.ts";
 import { agentSocket, STATE_DIR_HELP } from "../agent-socket.ts";
 import type { CliIo } from "../io.ts";
@@ -40,6 +50,14 @@ top level or wrapped as {"rules": {...}} (in TOML, a [rules] table), for example
 A rules file that is not JSON/TOML or not a valid rules object is refused with exit 2 and the
 member at fault (such as rules.max_watts). The consent is valid from now (iat = nbf = now) for
 --days days (default ${DEFAULT_CONSENT_DAYS}); --policy-id defaults to "${DEFAULT_POLICY_ID}".
+
+Renewal (--renew F): an owner who keeps consents short-lived (--days 7, say) — so that a
+machine whose control plane withholds a revocation still stops when the consent runs out —
+renews the one in force before it expires: --renew takes that consent (a JWS file), checks it
+is signed by --owner-key, and signs the same worker, rules and policy id again with the new
+--seq (higher than the renewed one's) for as many days as the renewed one lasted (or --days).
+--worker, --rules and --policy-id may be given too, but must then say the same (a change of
+rules is a new consent, not a renewal). docs/policy.md, "Short-lived consents".
 `;
 
 const REVOKE_HELP = `
@@ -58,30 +76,45 @@ export function registerConsent(program: Command, io: CliIo, run: Run): void {
     .command("sign")
     .description("sign a consent for one worker; print the JWS, or write it to --out")
     .requiredOption("--owner-key <file>", "the owner's private key (PKCS#8 PEM, mode 0600)")
-    .requiredOption("--worker <id>", "the worker id (machine key thumbprint, from agentd init)")
-    .requiredOption("--rules <file>", "the rules, JSON or TOML (see below)")
+    .option("--worker <id>", "the worker id (machine key thumbprint, from agentd init)")
+    .option("--rules <file>", "the rules, JSON or TOML (see below)")
     .requiredOption("--seq <n>", "the consent's sequence number, higher than any before")
-    .option("--policy-id <id>", "the policy's name (printable ASCII)", DEFAULT_POLICY_ID)
-    .option("--days <n>", "validity in days from now", String(DEFAULT_CONSENT_DAYS))
+    .option("--renew <file>", "renew this consent: same worker, rules and policy id (see below)")
+    .option("--policy-id <id>", "the policy's name (printable ASCII)")
+    .option("--days <n>", "validity in days from now")
     .option("--out <file>", "write the JWS here (0644) instead of printing it")
     .addHelpText("after", SIGN_HELP)
     .action(
       (opts: {
         ownerKey: string;
-        worker: string;
-        rules: string;
+        worker?: string;
+        rules?: string;
         seq: string;
-        policyId: string;
-        days: string;
+        renew?: string;
+        policyId?: string;
+        days?: string;
         out?: string;
       }) =>
         run(false, () => {
-          const worker = parseWorkerId(opts.worker);
           const seq = parsePositiveInt(opts.seq, "--seq");
-          const days = parsePositiveInt(opts.days, "--days");
-          const policyId = parsePolicyId(opts.policyId);
-          const rules = readRulesFile(opts.rules);
           const ownerKey = readPrivateKeyFile(opts.ownerKey);
+          const base = opts.renew === undefined ? null : renewalOf(opts.renew, ownerKey, seq);
+          if (base === null && (opts.worker === undefined || opts.rules === undefined)) {
+            throw fail("AGENTD_E_USAGE", "--worker and --rules are required (or --renew)");
+          }
+          const worker =
+            opts.worker === undefined ? (base?.worker as string) : parseWorkerId(opts.worker);
+          const rules =
+            opts.rules === undefined ? (base?.rules as Rules) : readRulesFile(opts.rules);
+          const policyId =
+            opts.policyId === undefined
+              ? (base?.policyId ?? DEFAULT_POLICY_ID)
+              : parsePolicyId(opts.policyId);
+          if (base !== null) sameAsRenewed(base, { worker, rules, policyId });
+          const days =
+            opts.days === undefined
+              ? (base?.days ?? DEFAULT_CONSENT_DAYS)
+              : parsePositiveInt(opts.days, "--days");
           const iat = Math.floor(io.clock.now() / 1000);
           const exp = iat + days * DAY_S;
           if (!Number.isSafeInteger(exp)) {
@@ -253,4 +286,79 @@ function parseTomlText(text: string): Parsed {
     }
     throw err;
   }
+}
+
+interface Renewed {
+  readonly worker: string;
+  readonly rules: Rules;
+  readonly policyId: string;
+  readonly seq: number;
+  /** Its lifetime, in whole days (at least 1): the renewal's default. */
+  readonly days: number;
+}
+
+/**
+ * The consent to renew: verified under the owner key that signs the renewal (an owner renews
+ * only their own consents), strictly parsed, and older than the new `seq`.
+ */
+function renewalOf(path: string, ownerKey: KeyObject, seq: number): Renewed {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw ioError(path, "read the consent to renew", err);
+  }
+  const ownerPub = createPublicKey(ownerKey);
+  const kid = jwkThumbprint(ownerPub);
+  let payload: ConsentPayload;
+  try {
+    const v = verifyJws(text, {
+      typ: DOC_TYP.consent,
+      resolveKey: (k) => (k === kid ? ownerPub : undefined),
+    });
+    payload = parseConsentPayload(v.payload);
+  } catch (err) {
+    if (err instanceof AgentdError) {
+      throw fail(
+        "AGENTD_E_USAGE",
+        `--renew: ${path} is not a consent signed by this owner key (${err.code}: ${err.message})`,
+        { flag: "--renew" },
+      );
+    }
+    throw err;
+  }
+  if (seq <= payload.seq) {
+    throw fail(
+      "AGENTD_E_USAGE",
+      `--seq: a renewal needs a seq higher than the renewed consent's (${payload.seq})`,
+      { flag: "--seq" },
+    );
+  }
+  // An expired consent may be renewed too: it is how an owner who let one run out brings the
+  // machine back, with the same rules.
+  return {
+    worker: payload.worker,
+    rules: payload.rules,
+    policyId: payload.policy_id,
+    seq: payload.seq,
+    days: Math.max(1, Math.round((payload.exp - payload.iat) / DAY_S)),
+  };
+}
+
+/** A renewal signs what the renewed consent said: anything given again must agree. */
+function sameAsRenewed(
+  base: Renewed,
+  now: { readonly worker: string; readonly rules: Rules; readonly policyId: string },
+): void {
+  const differs = (what: string) =>
+    fail(
+      "AGENTD_E_USAGE",
+      `--renew: ${what} differs from the renewed consent's (a new consent is not a renewal)`,
+      {
+        flag: "--renew",
+      },
+    );
+  if (now.worker !== base.worker) throw differs("--worker");
+  if (now.policyId !== base.policyId) throw differs("--policy-id");
+  if (canonicalize(now.rules) !== canonicalize(base.rules)) throw differs("--rules");
 }

@@ -285,6 +285,89 @@ describe("agentd consent sign", { timeout: 120_000 }, () => {
   });
 });
 
+describe("agentd consent sign --renew", { timeout: 120_000 }, () => {
+  it("signs the renewed consent's worker, rules and policy id again with the new seq, for as long as it lasted", () => {
+    const s = setup();
+    const rules = file(s.dir, "rules.toml", RULES_TOML);
+    const first = sign(
+      s,
+      rules,
+      ["--days", "7", "--policy-id", "short", "--out", join(s.dir, "c7.jws")],
+      "7",
+    );
+    expect(first.code, first.stderr).toBe(0);
+    const r = agentd([
+      "consent",
+      "sign",
+      "--owner-key",
+      s.ownerKey,
+      "--renew",
+      join(s.dir, "c7.jws"),
+      "--seq",
+      "8",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const old = verified(
+      readFileSync(join(s.dir, "c7.jws"), "utf8").trim(),
+      s.ownerPub,
+      "agentd-consent+jwt",
+    );
+    const p = verified(r.stdout.trim(), s.ownerPub, "agentd-consent+jwt");
+    expect(p).toMatchObject({
+      worker: WORKER,
+      policy_id: "short",
+      seq: 8,
+      rules: RULES,
+      owner: s.ownerId,
+    });
+    expect((p.exp as number) - (p.iat as number)).toBe(7 * DAY_S);
+    expect(p.nonce).not.toBe(old.nonce);
+    expect(p.iat as number).toBeGreaterThanOrEqual(old.iat as number);
+    // --days still chooses; the same worker and rules given again are fine
+    const longer = agentd([
+      "consent",
+      "sign",
+      "--owner-key",
+      s.ownerKey,
+      "--renew",
+      join(s.dir, "c7.jws"),
+      "--seq",
+      "9",
+      "--days",
+      "30",
+      "--worker",
+      WORKER,
+      "--rules",
+      rules,
+    ]);
+    expect(longer.code, longer.stderr).toBe(0);
+    const q = verified(longer.stdout.trim(), s.ownerPub, "agentd-consent+jwt");
+    expect((q.exp as number) - (q.iat as number)).toBe(30 * DAY_S);
+  });
+
+  it("refuses a seq not higher than the renewed one's, another owner's consent, and changed rules (exit 2)", () => {
+    const s = setup();
+    const rules = file(s.dir, "rules.toml", RULES_TOML);
+    expect(sign(s, rules, ["--out", join(s.dir, "c7.jws")], "7").code).toBe(0);
+    const renew = (extra: string[], key = s.ownerKey) =>
+      agentd(["consent", "sign", "--owner-key", key, "--renew", join(s.dir, "c7.jws"), ...extra]);
+    const same = renew(["--seq", "7"]);
+    expect(same.code).toBe(2);
+    expect(same.stderr).toContain("a renewal needs a seq higher than the renewed consent's (7)");
+    const other = setup();
+    const foreign = renew(["--seq", "8"], other.ownerKey);
+    expect(foreign.code).toBe(2);
+    expect(foreign.stderr).toContain(
+      "is not a consent signed by this owner key (AGENTD_E_JWS_UNKNOWN_KEY",
+    );
+    const changed = file(s.dir, "other.json", JSON.stringify({ upstreams: RULES.upstreams }));
+    const widened = renew(["--seq", "8", "--rules", changed]);
+    expect(widened.code).toBe(2);
+    expect(widened.stderr).toContain("--rules differs from the renewed consent's");
+    expect(`${same.stdout}${foreign.stdout}${widened.stdout}`).toBe("");
+  });
+});
+
 describe("agentd consent revoke", { timeout: 120_000 }, () => {
   function revoke(s: Setup, extra: string[]) {
     return agentd(["consent", "revoke", "--owner-key", s.ownerKey, "--worker", WORKER, ...extra]);
