@@ -1,17 +1,21 @@
 import { join } from "node:path";
+import type { Clock } from "../lib/clock.ts";
 import { ChainLog } from "../lib/fs/chain-log.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import type { Timers } from "../lib/timers.ts";
 import { type AuditSink, openAuditSink } from "./audit-sink.ts";
+import { summarizeAudit } from "./audit-summary.ts";
 
 /** The agent's hash-chained audit log in the state directory. */
 export const AUDIT_FILE = "audit.jsonl";
 
 /**
- * The audit log of `agentd run`: the watched sink (audit-sink.ts) on AUDIT_FILE, a torn tail
- * cut on opening recorded in the chain itself, and writability changes handed to whoever
- * subscribes (the data path holds mining while the log cannot be written). A failure before
- * anyone subscribed — at start — fails the start itself: the append throws.
+ * The audit log of `agentd run`: the watched sink (audit-sink.ts) on AUDIT_FILE behind the
+ * summarizer of repeats (audit-summary.ts: what a LAN host or a routine repeats is counted, not
+ * written each time; `close` writes the counts still pending), a torn tail cut on opening
+ * recorded in the chain itself, and writability changes handed to whoever subscribes (the data
+ * path holds mining while the log cannot be written). A failure before anyone subscribed — at
+ * start — fails the start itself: the append throws.
  */
 export interface AgentAudit extends AuditSink {
   /** Called with false when appends start failing, with true (and the records lost) after. */
@@ -21,6 +25,7 @@ export interface AgentAudit extends AuditSink {
 export function openAgentAudit(o: {
   readonly stateDir: string;
   readonly log: Logger;
+  readonly clock: Clock;
   readonly timers: Timers;
   readonly probeMs?: number;
   readonly minFreeBytes?: number;
@@ -58,9 +63,23 @@ export function openAgentAudit(o: {
       throw err;
     }
   }
-  return Object.assign(sink, {
-    onWritableChange: (l: (writable: boolean, lost: number) => void) => {
+  const summary = summarizeAudit(sink, { clock: o.clock, timers: o.timers });
+  return {
+    get writable() {
+      return sink.writable;
+    },
+    path: sink.path,
+    head: () => sink.head(),
+    append: (body) => summary.append(body),
+    close: () => {
+      try {
+        summary.close();
+      } finally {
+        sink.close();
+      }
+    },
+    onWritableChange: (l) => {
       listeners.push(l);
     },
-  });
+  };
 }

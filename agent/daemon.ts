@@ -74,7 +74,13 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
   try {
     const registry = new Registry();
     const metrics = agentMetrics(registry);
-    const audit = openAgentAudit({ stateDir: o.stateDir, log, timers, ...auditProbe(o) });
+    const audit = openAgentAudit({
+      stateDir: o.stateDir,
+      log,
+      clock: o.clock,
+      timers,
+      ...auditProbe(o),
+    });
     parts.add("audit log", () => audit.close());
     const store = openAgentState(
       join(o.stateDir, STATE_FILE),

@@ -40,6 +40,7 @@ export function createGuardedProxy(o: {
     maxWorkerSeries: o.config.metrics.max_worker_series,
     limits: { maxLineBytes: s.max_line_bytes, idleTimeoutMs: s.idle_timeout_s * 1000 },
     maxConnectionsPerIp: s.max_connections_per_ip,
+    maxWorkersPerConnection: s.max_workers_per_connection,
     vardiff: s.vardiff
       ? {
           targetIntervalS: s.share_interval_s,

@@ -5,11 +5,17 @@ import { type Clock, systemClock } from "../lib/clock.ts";
 import { fail } from "../lib/errors.ts";
 import { readJsonBody } from "../lib/http/body.ts";
 import { errorResponse, type HttpErrorCodes, TRANSIENT_IO_STATUS } from "../lib/http/errors.ts";
-import { isLoopbackHost, tryParseHostPort } from "../lib/http/host-port.ts";
+import { formatHostPort, isLoopbackHost } from "../lib/http/host-port.ts";
 import { closeNow, listenTcp, listenUnix } from "../lib/http/listen.ts";
 import { enforce, RateLimiter } from "../lib/http/rate-limit.ts";
 import { send, serialize } from "../lib/http/respond.ts";
 import { Router, routeOrRefuse, splitTarget } from "../lib/http/router.ts";
+import {
+  httpServerOptions,
+  MAX_HEADERS_COUNT,
+  type ServerTimeouts,
+} from "../lib/http/server-limits.ts";
+import { isOriginForm, singleHeader } from "../lib/http/target.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { type LocalApiHandlers, type LocalRoute, localApiRoutes } from "./local-api-routes.ts";
 
@@ -48,11 +54,16 @@ export type { ApplyResult, LocalApiHandlers } from "./local-api-routes.ts";
  *
  * The TCP listener is for tools on the same host. No browser page can drive it: it sends no
  * CORS headers, refuses any request carrying an `Origin` (browsers send one on cross-origin
- * requests, and scripts cannot remove it), refuses a `Host` other than the loopback address
- * it listens on (DNS rebinding), and wants `Authorization: Bearer <token>`. Both listeners are
- * rate-limited (a token bucket per listener). Errors are `{"error": {"code", "message"}}`
- * with a stable code; bodies are at most 64 KiB of strict JSON. A failure of the agent's disk
- * (AGENTD_E_IO: the audit log, a state file) is 503: retry once it can write.
+ * requests, and scripts cannot remove it), refuses a `Host` other than exactly the loopback
+ * address it listens on or `localhost`, with its port as written by us (DNS rebinding; no
+ * other spelling of the same listener), and wants `Authorization: Bearer <token>`. Both
+ * listeners are rate-limited (a token bucket per listener) and take only a request whose
+ * target is a path (origin-form) and that carries one `Host` (else 400
+ * AGENTD_E_API_BAD_REQUEST, before anything parses it), within the control plane's time
+ * limits (lib/http/server-limits.ts: 10 s for the headers, 30 s for the whole request, 5 s
+ * idle keep-alive). Errors are `{"error": {"code", "message"}}` with a stable code; bodies
+ * are at most 64 KiB of strict JSON. A failure of the agent's disk (AGENTD_E_IO: the audit
+ * log, a state file) is 503: retry once it can write.
  */
 
 export interface LocalApi {
@@ -72,17 +83,20 @@ export interface LocalApiOptions {
   readonly rate?: { readonly perSecond: number; readonly burst: number };
   /** What the token buckets refill by. */
   readonly clock?: Clock;
+  /** The listeners' time limits; the control plane's by default (tests shorten them). */
+  readonly timeouts?: ServerTimeouts;
 }
 
 const MAX_BODY = 64 * 1024;
 
 /** The local API's codes for the refusals lib/http makes; it does not look at Content-Type. */
-const API_CODES: HttpErrorCodes = Object.freeze({
+const API_CODES = Object.freeze({
+  badRequest: "AGENTD_E_API_BAD_REQUEST",
   notFound: "AGENTD_E_API_NOT_FOUND",
   methodNotAllowed: "AGENTD_E_API_METHOD_NOT_ALLOWED",
   tooLarge: "AGENTD_E_API_TOO_LARGE",
   rateLimited: "AGENTD_E_API_RATE_LIMITED",
-});
+}) satisfies HttpErrorCodes & { readonly badRequest: "AGENTD_E_API_BAD_REQUEST" };
 
 type Json = Record<string, unknown>;
 
@@ -94,6 +108,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
   const handle = async (req: IncomingMessage, res: ServerResponse, admit: () => void) => {
     const requestId = randomUUID();
     try {
+      checkFraming(req);
       admit();
       const { path, search } = splitTarget(req.url ?? "");
       const { route } = routeOrRefuse(router, req.method ?? "", path, API_CODES);
@@ -115,7 +130,7 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       { ratePerSecond: rate.perSecond, burst: rate.burst, maxBuckets: 1 },
       clock,
     );
-    return createServer((req, res) => {
+    const server = createServer(httpServerOptions(o.timeouts), (req, res) => {
       void handle(req, res, () => {
         // Who may ask first, then how often: requests without the token must not use up the
         // bucket of those with it.
@@ -123,6 +138,8 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
         enforce(bucket, "listener", API_CODES.rateLimited, "too many requests; slow down");
       });
     });
+    server.maxHeadersCount = MAX_HEADERS_COUNT;
+    return server;
   };
 
   const servers: Server[] = [];
@@ -145,11 +162,14 @@ export async function startLocalApi(o: LocalApiOptions): Promise<LocalApi> {
       if (t.token.length < 32) {
         throw fail("AGENTD_E_CONFIG_RANGE", "the local API token must be at least 32 characters");
       }
-      let port = t.port;
-      const server = serve((req) => checkTcpRequest(req, t.token, port));
+      // The Host values this listener answers to, known once it is bound (port 0 picks one).
+      const hosts = new Set<string>();
+      const server = serve((req) => checkTcpRequest(req, t.token, hosts));
       servers.push(server);
-      port = (await listenTcp(server, t.port, t.host)).port;
-      tcp = { host: t.host, port };
+      const bound = await listenTcp(server, t.port, t.host);
+      hosts.add(formatHostPort(bound));
+      hosts.add(formatHostPort({ host: "localhost", port: bound.port }));
+      tcp = { host: t.host, port: bound.port };
     }
   } catch (err) {
     await Promise.all(servers.map(closeNow));
@@ -178,13 +198,31 @@ async function readObject(req: IncomingMessage): Promise<Json> {
   return v as Json;
 }
 
-/** What the TCP listener checks before anything else: no browser, the right host, the token. */
-function checkTcpRequest(req: IncomingMessage, token: string, port: number): void {
+/**
+ * What both listeners check before anything reads the request: a target that is a path
+ * (origin-form: no `http://…`, `//…` or `*`, well-formed percent-encoding), and one `Host`
+ * (RFC 9112 section 3.2: more than one is 400; Node answers 400 itself when there is none).
+ */
+function checkFraming(req: IncomingMessage): void {
+  if (!isOriginForm(req.url ?? "")) {
+    throw fail(API_CODES.badRequest, "the request target must be a path such as /v1/status");
+  }
+  if (singleHeader(req, "host") === null) {
+    throw fail(API_CODES.badRequest, "the request must carry exactly one Host header");
+  }
+}
+
+/**
+ * What the TCP listener checks next: no browser, the right host, the token. The Host must be
+ * exactly one of `hosts` (the bound address and `localhost`, with the port as we write it):
+ * any other spelling of the same listener (a leading zero, other case, a trailing dot) is
+ * refused like another host, so that nothing between us and a browser can disagree on it.
+ */
+function checkTcpRequest(req: IncomingMessage, token: string, hosts: ReadonlySet<string>): void {
   if (req.headers.origin !== undefined) {
     throw fail("AGENTD_E_API_FORBIDDEN", "requests from web pages are refused");
   }
-  const host = tryParseHostPort(req.headers.host ?? "");
-  if (host === null || !isLoopbackHost(host.host) || host.port !== port) {
+  if (!hosts.has(singleHeader(req, "host") ?? "")) {
     throw fail("AGENTD_E_API_FORBIDDEN", "the Host header must name this loopback listener");
   }
   const auth = req.headers.authorization ?? "";

@@ -7,9 +7,11 @@ import { ChainLog } from "../lib/fs/chain-log.ts";
 import { parseHostPort } from "../lib/http/host-port.ts";
 import type { Logger } from "../lib/log/logger.ts";
 import { Registry } from "../lib/metrics/registry.ts";
+import { backgroundTimers } from "../lib/timers.ts";
 import { EnforcementEngine } from "../policy-guard/engine.ts";
 import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import type { StratumProxy } from "../stratum-client/proxy.ts";
+import { summarizeAudit } from "./audit-summary.ts";
 import { createGuardedProxy, proxyFacts } from "./guarded-proxy.ts";
 import { ensureStateDir } from "./identity.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
@@ -49,7 +51,9 @@ export interface LocalProxy {
 
 export async function startLocalProxy(o: LocalProxyOptions): Promise<LocalProxy> {
   ensureStateDir(o.stateDir);
-  const { log: audit } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
+  const { log: chain } = ChainLog.open(join(o.stateDir, "audit.jsonl"));
+  // Repeats (refused connections…) counted, not written each time (audit-summary.ts).
+  const audit = summarizeAudit(chain, { clock: o.clock, timers: backgroundTimers });
   const registry = new Registry();
   let engine: EnforcementEngine | null = null;
   const proxy = createGuardedProxy({
@@ -98,7 +102,8 @@ export async function startLocalProxy(o: LocalProxyOptions): Promise<LocalProxy>
     unwatchFile(o.bundlePath);
     await proxy.close();
     engine?.close();
-    audit.close();
+    audit.close(); // the counts still pending
+    chain.close();
   };
   // The agent's metrics server, loopback check included. If it cannot start (a LAN address,
   // a port in use), what started before it is stopped again.

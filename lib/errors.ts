@@ -98,6 +98,7 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_SERVICE_IMAGE_MISMATCH: "denied",
 
   // the agent's local API (agent/local-api.ts)
+  AGENTD_E_API_BAD_REQUEST: "denied",
   AGENTD_E_API_UNAUTHENTICATED: "denied",
   AGENTD_E_API_FORBIDDEN: "denied",
   AGENTD_E_API_NOT_FOUND: "failure",

@@ -7,6 +7,11 @@ import type { SubmitResult } from "./rejects.ts";
  * Per-worker counts (accepted, rejected by reason, stale), difficulty-weighted share sums,
  * an estimated hashrate, upstream state and latencies; exported as Prometheus metrics when a
  * registry is given, with per-worker series capped (the rest fold into `worker="_other"`).
+ *
+ * Only a worker the miner authorized on its connection gets numbers of its own: a submit under
+ * any other name counts in the totals and under `worker="_unauthorized"`, so strings a client
+ * makes up can neither fill the series (pushing real workers into `_other`) nor reach a
+ * label. A worker's label is its name in a fixed alphabet and length (workerLabel).
  */
 
 export interface WorkerStats {
@@ -17,6 +22,22 @@ export interface WorkerStats {
   difficultySum: number;
   firstShareAt: number;
   lastShareAt: number;
+}
+
+/** The label of submits under a name not authorized on their connection. */
+export const UNAUTHORIZED_LABEL = "_unauthorized";
+/** Longest worker label; names are at most 128 characters (miner.ts), labels stay readable. */
+export const MAX_LABEL_LENGTH = 64;
+
+/**
+ * A worker name as a metric label: A–Z a–z 0–9 . _ - only (anything else becomes `_`), at most
+ * MAX_LABEL_LENGTH characters, never starting with `_` (a leading one becomes `-`), so that no
+ * name can pass for the labels the proxy and the registry reserve (`_other`, `_unauthorized`).
+ */
+export function workerLabel(name: string): string {
+  const safe = name.slice(0, MAX_LABEL_LENGTH).replace(/[^A-Za-z0-9._-]/g, "_");
+  if (safe === "") return "-";
+  return safe.startsWith("_") ? `-${safe.slice(1)}` : safe;
 }
 
 const REASON_BY_CODE: Record<number, string> = {
@@ -88,6 +109,11 @@ export class ProxyAccounting {
               "Miner connections refused, by reason.",
               ["reason"],
             ),
+            closed: registry.counter(
+              "agentd_stratum_connections_closed_total",
+              "Miner connections closed for breaking a bound, or gone before they were identified, by reason.",
+              ["reason"],
+            ),
             reconnectRefused: registry.counter(
               "agentd_stratum_reconnects_refused_total",
               "client.reconnect targets refused because the policy does not list them.",
@@ -129,7 +155,8 @@ export class ProxyAccounting {
 
   share(s: ShareOutcome): void {
     const now = this.#clock.now();
-    const w = this.#worker(s.worker || "_unknown", now);
+    const w = s.authorized ? this.#worker(s.worker, now) : undefined;
+    const label = s.authorized ? workerLabel(s.worker) : UNAUTHORIZED_LABEL;
     if (s.accepted) {
       this.totals.accepted++;
       this.totals.difficulty += s.difficulty;
@@ -138,8 +165,8 @@ export class ProxyAccounting {
         w.difficultySum += s.difficulty;
         w.lastShareAt = now;
       }
-      this.#m?.shares?.inc({ worker: s.worker, result: "accepted" });
-      this.#m?.difficulty?.inc({ worker: s.worker }, s.difficulty);
+      this.#m?.shares?.inc({ worker: label, result: "accepted" });
+      this.#m?.difficulty?.inc({ worker: label }, s.difficulty);
       if (s.isBlock === true) {
         this.totals.blocks++;
         this.#m?.blocks?.inc();
@@ -152,7 +179,7 @@ export class ProxyAccounting {
       if (reason === "stale") w.stale++;
       w.rejected[reason] = (w.rejected[reason] ?? 0) + 1;
     }
-    this.#m?.shares?.inc({ worker: s.worker || "_unknown", result: reason });
+    this.#m?.shares?.inc({ worker: label, result: reason });
   }
 
   /** Estimated hashrate of a worker in H/s: accepted difficulty × 2^32 over the time seen. */
@@ -200,6 +227,11 @@ export class ProxyAccounting {
 
   connectionRefused(reason: "network" | "ip_cap"): void {
     this.#m?.refused?.inc({ reason });
+  }
+
+  /** `reason`: a close reason of codec.ts, or `closed_before_identified` (a fixed few). */
+  connectionClosed(reason: string): void {
+    this.#m?.closed?.inc({ reason });
   }
 
   reconnectRefused(): void {

@@ -25,7 +25,10 @@ export type CloseReason =
   | "idle" // no byte received for idleTimeoutMs
   | "slowloris" // a partial line stayed incomplete for partialLineTimeoutMs
   | "inflight" // the peer has more than maxPendingIn requests we have not answered
-  | "write_backlog"; // the peer does not read: our queued output exceeded its bound or stalled
+  | "write_backlog" // the peer does not read: our queued output exceeded its bound or stalled
+  // Set by the proxy's miner handler (miner.ts), for bounds above this layer:
+  | "too_many_workers" // more worker names authorized on one connection than allowed
+  | "too_many_shares"; // more accepted shares remembered (duplicate check) than allowed
 
 export const CLOSE_REASONS: readonly CloseReason[] = Object.freeze([
   "local",
@@ -37,6 +40,8 @@ export const CLOSE_REASONS: readonly CloseReason[] = Object.freeze([
   "slowloris",
   "inflight",
   "write_backlog",
+  "too_many_workers",
+  "too_many_shares",
 ]);
 
 export type RpcId = number | string;

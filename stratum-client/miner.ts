@@ -25,7 +25,13 @@ export type RejectCode = 20 | 21 | 22 | 23 | 24 | 25;
 
 export interface ShareOutcome {
   readonly miner: Miner;
+  /** As the miner sent it: only a name it authorized on this connection when `authorized`. */
   readonly worker: string;
+  /**
+   * The worker was authorized on this connection. Only those get per-worker numbers: any
+   * other string a client sends must not become a metric series (accounting.ts).
+   */
+  readonly authorized: boolean;
   readonly accepted: boolean;
   /** Reject code and reason when not accepted. */
   readonly code?: RejectCode;
@@ -50,6 +56,14 @@ export interface MinerHost {
   /** Mask offered before any upstream mask is known. */
   readonly defaultVersionMask: number;
   readonly vardiff: VardiffOptions;
+  /** Worker names one connection may authorize; one more closes it (`too_many_workers`). */
+  readonly maxWorkers: number;
+  /**
+   * Accepted shares remembered for the duplicate check (22); past it the oldest other job is
+   * forgotten, and a connection whose current job alone holds that many is closed
+   * (`too_many_shares`).
+   */
+  readonly maxRememberedShares: number;
   readonly now: () => number;
   /** null when mining is allowed, else the policy reason for error 24. */
   denial(): string | null;
@@ -80,7 +94,16 @@ function targetFor(d: number): bigint {
   }
   return t;
 }
-const MAX_WORKER_NAME = 128;
+/** Longest worker name `mining.authorize` takes. */
+export const MAX_WORKER_NAME = 128;
+/** C0 controls and DEL: they would reach logs, the local API and the audit log as sent. */
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 let nextMinerId = 1;
 
@@ -97,6 +120,8 @@ export class Miner {
   #en1: Buffer = Buffer.alloc(0);
   #en2Size = 0;
   #subscribed = false;
+  /** A subscribe waits for an upstream session: one at a time, or each would hold a waiter. */
+  #subscribing = false;
   readonly #workers = new Set<string>();
   #mask: number | null = null; // negotiated by mining.configure
   #requestedMask: number | null = null; // what the miner asked for
@@ -106,6 +131,8 @@ export class Miner {
   readonly #jobs = new Map<string, SentJob>();
   /** Shares seen, per upstream job (created on the first accepted share): duplicates → 22. */
   readonly #seen = new Map<string, Set<string>>();
+  /** The keys in #seen, all jobs together (its bound is host.maxRememberedShares). */
+  #remembered = 0;
   #jobSeq = 0;
   #lastUpJob: string | null = null;
   #closed = false;
@@ -126,6 +153,10 @@ export class Miner {
   }
   get difficulty(): number {
     return this.#vardiff.difficulty;
+  }
+  /** Accepted shares remembered for the duplicate check (the proxy's footprint). */
+  get rememberedShares(): number {
+    return this.#remembered;
   }
   get ready(): boolean {
     return this.#subscribed && this.#workers.size > 0 && !this.#closed;
@@ -185,6 +216,7 @@ export class Miner {
     if (job.up.cleanJobs && job.up.jobId !== this.#lastUpJob) {
       this.#jobs.clear();
       this.#seen.clear();
+      this.#remembered = 0;
     }
     this.#lastUpJob = job.up.jobId;
     // The same upstream job re-sent at another difficulty gets its own id, so that shares are
@@ -197,7 +229,7 @@ export class Miner {
       const gone = this.#jobs.get(oldest)?.upJobId;
       this.#jobs.delete(oldest);
       if (gone !== undefined && ![...this.#jobs.values()].some((j) => j.upJobId === gone))
-        this.#seen.delete(gone);
+        this.#forgetSeen(gone);
     }
     if (id === job.up.jobId) {
       // The common case: every miner gets the same line, serialised once per job.
@@ -275,8 +307,22 @@ export class Miner {
       this.#answer(id, null, [20, "already subscribed", null]);
       return;
     }
+    // Subscribes sent as notifications are not counted in flight by the codec: without this,
+    // each would wait for a session with its own waiter, as many as the miner sends. The
+    // answer is the one a second subscribe always got (firmware may know it).
+    if (this.#subscribing) {
+      this.#answer(id, null, [20, "already subscribed", null]);
+      return;
+    }
     let lane = this.#host.pickLane();
-    if (lane === null) lane = await this.#host.waitLane();
+    if (lane === null) {
+      this.#subscribing = true;
+      try {
+        lane = await this.#host.waitLane();
+      } finally {
+        this.#subscribing = false;
+      }
+    }
     const prefix = lane?.allocate() ?? null;
     // A second subscribe may have completed while this one waited: one prefix per miner.
     if (lane === null || prefix === null || this.#closed || this.#subscribed) {
@@ -327,8 +373,21 @@ export class Miner {
 
   #authorize(id: RpcId | null, p: unknown[]): void {
     const user = p[0];
-    if (typeof user !== "string" || user.length === 0 || user.length > MAX_WORKER_NAME) {
+    if (
+      typeof user !== "string" ||
+      user.length === 0 ||
+      user.length > MAX_WORKER_NAME ||
+      hasControl(user)
+    ) {
       this.#answer(id, false, [24, "bad worker name", null]);
+      return;
+    }
+    if (!this.#workers.has(user) && this.#workers.size >= this.#host.maxWorkers) {
+      // Each name is kept until the connection closes: a miner naming new workers without end
+      // would grow the proxy without end (issue 15: 2 million names, 270 MB). No firmware
+      // needs more than a few; the connection ends, with its reason, the others go on.
+      this.#answer(id, false, [24, "too many workers on this connection", null]);
+      this.conn.close("too_many_workers", { flush: true });
       return;
     }
     const first = this.#workers.size === 0;
@@ -350,6 +409,7 @@ export class Miner {
   #submit(id: RpcId | null, p: unknown[]): void {
     const sinceReceived = stopwatch();
     const worker = typeof p[0] === "string" ? p[0] : "";
+    const authorized = this.#workers.has(worker);
     const reject = (
       code: RejectCode,
       reason: string,
@@ -359,6 +419,7 @@ export class Miner {
       this.#host.onShare({
         miner: this,
         worker,
+        authorized,
         accepted: false,
         code,
         reason,
@@ -370,7 +431,7 @@ export class Miner {
       reject(25, "not subscribed");
       return;
     }
-    if (!this.#workers.has(worker)) {
+    if (!authorized) {
       reject(24, "unauthorized worker");
       return;
     }
@@ -448,12 +509,15 @@ export class Miner {
       reject(23, "low difficulty share", sent.difficulty);
       return;
     }
-    if (seen === undefined) this.#seen.set(sent.upJobId, new Set([key]));
-    else seen.add(key);
+    if (!this.#remember(sent.upJobId, key)) {
+      this.conn.close("too_many_shares");
+      return;
+    }
     this.#answer(id, true);
     this.#host.onShare({
       miner: this,
       worker,
+      authorized,
       accepted: true,
       difficulty: sent.difficulty,
       job,
@@ -467,5 +531,30 @@ export class Miner {
       sinceReceived,
     });
     if (this.#vardiff.onShare(this.#host.now()) !== null) this.sendWork(true);
+  }
+
+  /**
+   * Records an accepted share for the duplicate check, within maxRememberedShares: at the
+   * bound the oldest other job is forgotten (its shares would be stale soon anyway: shares for
+   * it are then refused 21), and false — close — when the share's own job alone is at the
+   * bound. Vardiff keeps an honest miner at a few shares a minute, far below it.
+   */
+  #remember(upJobId: string, key: string): boolean {
+    while (this.#remembered >= this.#host.maxRememberedShares) {
+      const oldest = [...this.#seen.keys()].find((j) => j !== upJobId);
+      if (oldest === undefined) return false;
+      this.#forgetSeen(oldest);
+      for (const [id, j] of this.#jobs) if (j.upJobId === oldest) this.#jobs.delete(id);
+    }
+    const seen = this.#seen.get(upJobId);
+    if (seen === undefined) this.#seen.set(upJobId, new Set([key]));
+    else seen.add(key);
+    this.#remembered++;
+    return true;
+  }
+
+  #forgetSeen(upJobId: string): void {
+    this.#remembered -= this.#seen.get(upJobId)?.size ?? 0;
+    this.#seen.delete(upJobId);
   }
 }

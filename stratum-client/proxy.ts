@@ -6,7 +6,7 @@ import { nextTurn, stopwatch, systemTimers, type Timers } from "../lib/timers.ts
 import type { Upstream } from "../policy-guard/documents.ts";
 import type { MiningGate, MiningGateInput } from "../policy-guard/gates.ts";
 import { ProxyAccounting } from "./accounting.ts";
-import { CodecCounters, type CodecLimits, JsonRpcConnection } from "./codec.ts";
+import { type CloseReason, CodecCounters, type CodecLimits, JsonRpcConnection } from "./codec.ts";
 import type { SessionTunables } from "./failover.ts";
 import { Lane, type LaneJob } from "./lane.ts";
 import { Miner, type MinerHost, type ShareOutcome } from "./miner.ts";
@@ -44,12 +44,21 @@ export interface ProxyOptions {
   readonly maxWorkerSeries?: number;
   readonly limits?: Partial<CodecLimits>;
   readonly maxConnectionsPerIp?: number;
+  /** Worker names one connection may authorize (default 16); one more closes it. */
+  readonly maxWorkersPerConnection?: number;
+  /** Accepted shares remembered per connection for the duplicate check (default 8,192). */
+  readonly maxRememberedShares?: number;
   readonly vardiff?: Partial<VardiffOptions>;
   /** A subscribe waits this long for an upstream session before it is refused. */
   readonly subscribeWaitMs?: number;
   readonly session?: SessionTunables;
   readonly pool?: ConstructorParameters<typeof Lane>[0]["pool"];
-  /** Security-relevant refusals (a reconnect outside the policy, a connection outside `networks`). */
+  /**
+   * Security-relevant events: a reconnect outside the policy, a connection refused (outside
+   * `networks`, over the per-IP cap), a connection closed for breaking a bound (AUDITED_CLOSES)
+   * or gone before it could be identified. A LAN host can repeat these at will: the agent
+   * summarizes repeats (agent/audit-summary.ts).
+   */
   readonly audit?: (event: Record<string, unknown>) => void;
   /** The upstream in use changed (the policy's `upstream` fact): re-evaluate. */
   readonly onUpstreamChange?: (url: string | null) => void;
@@ -59,6 +68,37 @@ const DEFAULT_MASK = 0x1fffe000;
 const VARDIFF_TICK_MS = 15_000;
 /** Miners sent a new job per event-loop turn (see #fanOut). */
 const FAN_OUT_BATCH = 1000;
+export const DEFAULT_MAX_WORKERS_PER_CONNECTION = 16;
+export const DEFAULT_MAX_REMEMBERED_SHARES = 8192;
+
+/**
+ * Closes that say the peer broke a bound (codec.ts, miner.ts): audited. The others (the peer
+ * left, idle, the proxy's own close) are ordinary and only counted.
+ */
+const AUDITED_CLOSES: ReadonlySet<CloseReason> = new Set<CloseReason>([
+  "line_too_long",
+  "garbage",
+  "slowloris",
+  "inflight",
+  "write_backlog",
+  "too_many_workers",
+  "too_many_shares",
+]);
+
+/** What the proxy holds, counted: every structure a peer can make grow (issue 15). */
+export interface ProxyFootprint {
+  readonly connections: number;
+  /** Entries of the per-IP connection count: at most one per address with a connection. */
+  readonly ip_entries: number;
+  /** Subscribes waiting for an upstream session: at most one per connection. */
+  readonly subscribe_waiters: number;
+  /** Worker names authorized, all connections together: at most maxWorkersPerConnection each. */
+  readonly workers: number;
+  /** Shares remembered for the duplicate check: at most maxRememberedShares per connection. */
+  readonly remembered_shares: number;
+  /** Per-worker share counts kept (accounting.ts): bounded by its maxWorkers. */
+  readonly accounting_workers: number;
+}
 
 export interface MinerView {
   readonly id: number;
@@ -114,6 +154,8 @@ export class StratumProxy implements MiningGate {
       agent: agentString(options.agentVersion),
       defaultVersionMask: DEFAULT_MASK,
       vardiff,
+      maxWorkers: options.maxWorkersPerConnection ?? DEFAULT_MAX_WORKERS_PER_CONNECTION,
+      maxRememberedShares: options.maxRememberedShares ?? DEFAULT_MAX_REMEMBERED_SHARES,
       now: () => options.clock.now(),
       denial: () => this.#denial,
       pickLane: () => this.#pickLane(),
@@ -145,6 +187,24 @@ export class StratumProxy implements MiningGate {
 
   get miners(): number {
     return this.#miners.size;
+  }
+
+  /** The counts of what the proxy holds (tests of its bounds; the operator's diagnosis). */
+  footprint(): ProxyFootprint {
+    let workers = 0;
+    let remembered = 0;
+    for (const m of this.#miners) {
+      workers += m.workers.size;
+      remembered += m.rememberedShares;
+    }
+    return {
+      connections: this.#miners.size,
+      ip_entries: this.#perIp.size,
+      subscribe_waiters: this.#waiters.size,
+      workers,
+      remembered_shares: remembered,
+      accounting_workers: this.accounting.workers.size,
+    };
   }
 
   /**
@@ -217,8 +277,24 @@ export class StratumProxy implements MiningGate {
   // ---- miners -----------------------------------------------------------------------------
 
   #accept(socket: Socket): void {
-    const ip = socket.remoteAddress ?? "";
-    if (this.#closed || !this.#networks.allows(ip)) {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    const ip = socket.remoteAddress;
+    if (ip === undefined) {
+      // Reset by the peer before it was accepted: the kernel no longer knows its address.
+      // Nothing can be checked against `networks`, and nothing was refused: it is gone.
+      this.accounting.connectionClosed("closed_before_identified");
+      this.#o.audit?.({
+        type: "stratum.connection_closed",
+        reason: "closed_before_identified",
+        ip: null,
+      });
+      socket.destroy();
+      return;
+    }
+    if (!this.#networks.allows(ip)) {
       this.accounting.connectionRefused("network");
       this.#o.audit?.({ type: "stratum.connection_refused", reason: "network", ip });
       socket.destroy();
@@ -227,6 +303,7 @@ export class StratumProxy implements MiningGate {
     const count = this.#perIp.get(ip) ?? 0;
     if (count >= (this.#o.maxConnectionsPerIp ?? 64)) {
       this.accounting.connectionRefused("ip_cap");
+      this.#o.audit?.({ type: "stratum.connection_refused", reason: "ip_cap", ip });
       socket.destroy();
       return;
     }
@@ -239,10 +316,14 @@ export class StratumProxy implements MiningGate {
       ...(this.#o.limits === undefined ? {} : { limits: this.#o.limits }),
       onRequest: (req) => miner?.handle(req.id, req.method, req.params),
       onNotification: (method, params) => miner?.handle(null, method, params),
-      onClose: () => {
+      onClose: (reason) => {
         const n = (this.#perIp.get(ip) ?? 1) - 1;
         if (n <= 0) this.#perIp.delete(ip);
         else this.#perIp.set(ip, n);
+        if (AUDITED_CLOSES.has(reason)) {
+          this.accounting.connectionClosed(reason);
+          this.#o.audit?.({ type: "stratum.connection_closed", reason, ip });
+        }
         miner?.closed();
       },
     });

@@ -7,6 +7,12 @@ import { DEFAULT_BODY_LIMIT } from "../../lib/http/body.ts";
 import { listenTcp } from "../../lib/http/listen.ts";
 import { type RateLimitConfig, RateLimiter } from "../../lib/http/rate-limit.ts";
 import { Router } from "../../lib/http/router.ts";
+import {
+  httpServerOptions,
+  MAX_HEADERS_COUNT,
+  SERVER_TIMEOUTS,
+  type ServerTimeouts,
+} from "../../lib/http/server-limits.ts";
 import type { Logger } from "../../lib/log/logger.ts";
 import { backgroundTimers, type Timers } from "../../lib/timers.ts";
 import {
@@ -28,16 +34,8 @@ import type { Route } from "./route.ts";
  * other method (so a preflight gets 404 or 405) and no response has `Access-Control-*`.
  */
 
-export interface ServerTimeouts {
-  /** Time to receive the request headers (slowloris). Default 10 s. */
-  readonly headersMs?: number;
-  /** Time to receive the whole request; not the response, so long polls are unaffected. Default 30 s. */
-  readonly requestMs?: number;
-  /** Idle time before a keep-alive connection is closed. Default 5 s. */
-  readonly keepAliveMs?: number;
-  /** Time to finish the TLS handshake. Default 10 s. */
-  readonly handshakeMs?: number;
-}
+/** The timeouts, shared with the agent's local API (lib/http/server-limits.ts). */
+export type { ServerTimeouts };
 
 /** What a WebSocket (or other upgrade) endpoint gets from the server it is attached to. */
 export interface SharedDeps {
@@ -106,16 +104,10 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     cert: options.tls.cert,
     minVersion: "TLSv1.3",
     maxVersion: "TLSv1.3",
-    handshakeTimeout: t.handshakeMs ?? 10_000,
-    headersTimeout: t.headersMs ?? 10_000,
-    requestTimeout: t.requestMs ?? 30_000,
-    keepAliveTimeout: t.keepAliveMs ?? 5_000,
-    keepAlive: true,
-    noDelay: true,
-    maxHeaderSize: 16 * 1024,
-    joinDuplicateHeaders: false,
+    handshakeTimeout: t.handshakeMs ?? SERVER_TIMEOUTS.handshakeMs,
+    ...httpServerOptions(t),
   });
-  server.maxHeadersCount = 64;
+  server.maxHeadersCount = MAX_HEADERS_COUNT;
 
   let closing = false;
   const inflight = new Set<AbortController>();

@@ -103,6 +103,12 @@ export const CONFIG_SCHEMA = {
       max: 65535,
       doc: "Connections accepted from one IP address.",
     }),
+    max_workers_per_connection: int({
+      default: 16,
+      min: 1,
+      max: 1024,
+      doc: "Worker names one miner connection may authorize; one more closes it (too_many_workers).",
+    }),
     share_interval_s: int({
       default: 10,
       min: 1,

@@ -90,6 +90,7 @@ export const CODE_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   AGENTD_E_STORE: 503,
 
   // The agent's local API.
+  AGENTD_E_API_BAD_REQUEST: 400,
   AGENTD_E_API_UNAUTHENTICATED: 401,
   AGENTD_E_API_FORBIDDEN: 403,
   AGENTD_E_API_NOT_FOUND: 404,

@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -341,5 +342,164 @@ describe("the local API", () => {
       "AGENTD_E_API_TOO_LARGE",
       "close",
     ]);
+  });
+});
+
+/** What a hand-written request got: the status, the error code, and the time to the close. */
+interface RawAnswer {
+  readonly status: number;
+  readonly code: string | undefined;
+  readonly ms: number;
+}
+
+/**
+ * Writes `chunks` as they are (the last one is left unfinished when the test wants a slow
+ * client) on a fresh connection, and reads until the server closes it.
+ */
+function raw(
+  to: { readonly path: string } | { readonly port: number },
+  ...chunks: string[]
+): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const s = "path" in to ? connect(to.path) : connect(to.port, "127.0.0.1");
+    let text = "";
+    s.setEncoding("utf8");
+    s.on("data", (c: string) => {
+      text += c;
+    });
+    s.on("error", reject);
+    s.on("close", () =>
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
+        code: /"code":"([A-Z_]+)"/.exec(text)?.[1],
+        ms: Date.now() - started,
+      }),
+    );
+    for (const c of chunks) s.write(c);
+  });
+}
+
+/** A port from 1024 to 9999 free on 127.0.0.1: four digits, so a leading zero still parses. */
+async function startOnShortPort(calls: string[]): Promise<LocalApi> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 1024 + Math.floor(Math.random() * 8976);
+    try {
+      return await start(calls, { tcp: { host: "127.0.0.1", port, token: TOKEN } });
+    } catch (err) {
+      if ((err as { code?: string }).code !== "EADDRINUSE") throw err;
+    }
+  }
+  throw new Error("no free four-digit port");
+}
+
+describe("the local API as hostile clients meet it (issue 15)", () => {
+  const auth = `Authorization: Bearer ${TOKEN}\r\n`;
+
+  it("answers a malformed request target with 400 AGENTD_E_API_BAD_REQUEST, on the socket and on TCP", async () => {
+    const calls: string[] = [];
+    const api = await start(calls);
+    const port = api.tcp?.port ?? 0;
+    const targets = [
+      "http://[",
+      "//",
+      "//v1/status",
+      "http://127.0.0.1/v1/status",
+      `http://127.0.0.1:${port}/v1/status`,
+      "*",
+      "/v1/%zz",
+      "/v1/status?n=%",
+      "/v1/status#x",
+    ];
+    for (const target of targets) {
+      const line = `GET ${target} HTTP/1.1\r\n`;
+      const onSocket = await raw(
+        { path: api.socket },
+        `${line}Host: localhost\r\nConnection: close\r\n\r\n`,
+      );
+      expect([target, onSocket.status, onSocket.code]).toEqual([
+        target,
+        400,
+        "AGENTD_E_API_BAD_REQUEST",
+      ]);
+      const onTcp = await raw(
+        { port },
+        `${line}Host: 127.0.0.1:${port}\r\n${auth}Connection: close\r\n\r\n`,
+      );
+      expect([target, onTcp.status, onTcp.code]).toEqual([target, 400, "AGENTD_E_API_BAD_REQUEST"]);
+    }
+    // A good target still works, with a query and percent-encoding.
+    const good = await raw(
+      { port },
+      `GET /v1/audit?n=%35 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${auth}Connection: close\r\n\r\n`,
+    );
+    expect(good.status).toBe(200);
+    expect(calls).toEqual(["audit 5"]);
+  });
+
+  it("TCP: takes exactly one Host header, spelled exactly as the listener's address", async () => {
+    const calls: string[] = [];
+    const api = await startOnShortPort(calls);
+    const port = api.tcp?.port ?? 0;
+    const ask = (hostLines: string) =>
+      raw({ port }, `GET /v1/status HTTP/1.1\r\n${hostLines}${auth}Connection: close\r\n\r\n`);
+    const host = (v: string) => `Host: ${v}\r\n`;
+    expect((await ask(host(`127.0.0.1:${port}`))).status).toBe(200);
+    expect((await ask(host(`localhost:${port}`))).status).toBe(200);
+    // The same listener, spelled otherwise: refused as another host.
+    for (const other of [
+      `127.0.0.1:0${port}`,
+      `localhost:00${port}`,
+      `LOCALHOST:${port}`,
+      `localhost.:${port}`,
+      `[::1]:${port}`, // loopback, but not the address this listener is on
+      `127.1:${port}`,
+      `127.0.0.1:${port} x`,
+    ]) {
+      const r = await ask(host(other));
+      expect([other, r.status, r.code]).toEqual([other, 403, "AGENTD_E_API_FORBIDDEN"]);
+    }
+    // Two Host headers, equal or not: 400 (RFC 9112 section 3.2).
+    for (const twice of [
+      host(`127.0.0.1:${port}`) + host(`127.0.0.1:${port}`),
+      host(`127.0.0.1:${port}`) + host(`evil.example:${port}`),
+      host(`evil.example:${port}`) + host(`127.0.0.1:${port}`),
+    ]) {
+      const r = await ask(twice);
+      expect([r.status, r.code]).toEqual([400, "AGENTD_E_API_BAD_REQUEST"]);
+    }
+    expect(calls).toEqual(["status", "status"]);
+  });
+
+  it("on the socket too, more than one Host header is refused", async () => {
+    const calls: string[] = [];
+    const api = await start(calls, { tcp: undefined } as never);
+    const r = await raw(
+      { path: api.socket },
+      "GET /v1/status HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    expect([r.status, r.code]).toEqual([400, "AGENTD_E_API_BAD_REQUEST"]);
+    expect(calls).toEqual([]);
+  });
+
+  it("ends a client that is slow with its headers or its body (the control plane's limits, shortened)", async () => {
+    const calls: string[] = [];
+    const api = await start(calls, { timeouts: { headersMs: 300, requestMs: 600, checkMs: 50 } });
+    const port = api.tcp?.port ?? 0;
+    // Headers never finished (slowloris), on both listeners.
+    for (const to of [{ port }, { path: api.socket }]) {
+      const r = await raw(to, "GET /v1/status HTTP/1.1\r\nHost: localhost\r\n");
+      expect(r.status).toBe(408);
+      expect(r.ms).toBeLessThan(5_000);
+    }
+    // A body announced and never sent: ended at the request timeout, the handler never run.
+    const body = await raw(
+      { port },
+      "POST /v1/mining/pause HTTP/1.1\r\n" +
+        `Host: 127.0.0.1:${port}\r\n${auth}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":`,
+    );
+    expect(body.status).toBe(408);
+    expect(body.ms).toBeLessThan(5_000);
+    expect(calls).toEqual([]);
   });
 });
