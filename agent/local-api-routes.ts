@@ -26,6 +26,8 @@ export interface LocalApiHandlers {
   /** Applies a revocation or decommission; what the policy guard answered. */
   revoke(jws: string): Promise<ApplyResult>;
   bundle(bundle: { readonly consent: string; readonly publication: string }): Promise<ApplyResult>;
+  /** Applies an owner-key rotation (signed by the owner key in force); the guard's answer. */
+  rotateOwner(jws: string): Promise<ApplyResult>;
   pause(): Promise<Json>;
   resume(): Promise<Json>;
   /** An operator's start, stop or restart of one supervised service. */
@@ -107,6 +109,17 @@ export function localApiRoutes(h: LocalApiHandlers): readonly LocalRoute[] {
           throw fail("AGENTD_E_SCHEMA", 'the body must be {"document": "<JWS>"}');
         }
         return applied(await h.revoke(document));
+      },
+    },
+    {
+      method: "POST",
+      path: "/v1/owner-rotations",
+      run: async ({ body }) => {
+        const document = body.document;
+        if (typeof document !== "string" || document === "" || Object.keys(body).length !== 1) {
+          throw fail("AGENTD_E_SCHEMA", 'the body must be {"document": "<JWS>"}');
+        }
+        return applied(await h.rotateOwner(document));
       },
     },
     {

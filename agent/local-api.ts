@@ -41,6 +41,7 @@ export type { ApplyResult, LocalApiHandlers } from "./local-api-routes.ts";
  *   GET  /v1/logs?n=N       the agent's last N log lines (default 100, at most 1000)
  *   POST /v1/revocations    an owner-signed revocation or decommission ({"document": JWS})
  *   POST /v1/bundles        an owner-signed consent with its publication ({"consent", "publication"})
+ *   POST /v1/owner-rotations  an owner-key rotation signed by the key in force ({"document": JWS})
  *   POST /v1/services/{kind}/start|stop|restart   the operator's action on one service (a
  *                          stop holds until a start)
  *   GET  /v1/services/{kind}/logs?n=N   its last N output lines

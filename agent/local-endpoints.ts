@@ -42,6 +42,9 @@ export async function startLocalEndpoints(
     policy: () => {
       const docs = engine.documents();
       return {
+        // The key the owner's documents must be signed by now: the enrolled one, or the key
+        // the last owner-key rotation named.
+        owner_key: engine.ownerId(),
         consent:
           docs.consent === null
             ? null
@@ -100,6 +103,7 @@ export async function startLocalEndpoints(
     }),
     revoke: (jws) => o.policy.applyOwnerDocument(jws, "local"),
     bundle: (b) => o.policy.submitBundle(b, "local"),
+    rotateOwner: (jws) => o.policy.rotateOwner(jws, "local"),
     pause: async () => {
       o.operator.pause("local API");
       return o.status();

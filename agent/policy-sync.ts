@@ -4,13 +4,17 @@ import { sleep, stopwatch } from "../lib/timers.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
 import type { SubmitResult } from "../policy-guard/engine.ts";
 import type { AgentContext } from "./agent-context.ts";
+import { rotationsByPolling } from "./owner-rotations.ts";
 import type { StateDriver } from "./state-driver.ts";
 
 /**
  * The owner's documents reaching the policy guard, from any source: bundles (consent and
- * publication) from the push stream, the long poll and the local API; revocations and
- * decommissions from the push stream and the local API. A bundle signed by a publication key
- * not known yet is a rotation: the key set is fetched and the bundle tried again.
+ * publication) from the push stream, the long poll and the local API; revocations,
+ * decommissions and owner-key rotations from the push stream and the local API. A bundle
+ * signed by a publication key not known yet is a key-set rotation: the key set is fetched and
+ * the bundle tried again. A consent signed by an owner key not known yet may follow an
+ * owner-key rotation the agent missed: the rotations are polled (owner-rotations.ts), each
+ * submitted to the guard, and the bundle tried again.
  *
  * The long poll runs here too — the same bundle the stream pushes, for when push is not
  * possible — from the first attestation on, until the agent stops (closing the client ends a
@@ -25,6 +29,8 @@ export interface PolicySync {
   decommission(jws: string, source: "push" | "local"): Promise<SubmitResult>;
   /** A revocation or a decommission, told apart by its `typ` (the local API takes both). */
   applyOwnerDocument(jws: string, source: "push" | "local"): Promise<SubmitResult>;
+  /** An owner-key rotation signed by the owner key in force. */
+  rotateOwner(jws: string, source: DocumentSource): Promise<SubmitResult>;
 }
 
 const LABEL = { push: "push", poll: "poll", local: "local API" } as const;
@@ -41,6 +47,34 @@ export function startPolicySync(
 ): PolicySync {
   const { engine, keys, signal } = ctx;
 
+  const rotateOwner = async (jws: string, source: DocumentSource) => {
+    const r = await engine.submitOwnerRotation(jws, source);
+    if (r.accepted) o.driver.follow(`owner-key rotation (${LABEL[source]})`);
+    return r;
+  };
+
+  // One poll for missed rotations at a time; whoever asks meanwhile waits for that one.
+  let polling: Promise<boolean> | null = null;
+  const pollRotations = (): Promise<boolean> => {
+    polling ??= (async () => {
+      try {
+        const fresh = await rotationsByPolling({
+          poll: (after) => ctx.client.pollCommands({ after }),
+          known: (jws) => engine.knowsRotation(jws),
+        });
+        let accepted = false;
+        for (const jws of fresh) accepted = (await rotateOwner(jws, "poll")).accepted || accepted;
+        return accepted;
+      } catch (err) {
+        ctx.log.warn({ err }, "polling owner-key rotations failed");
+        return false;
+      } finally {
+        polling = null;
+      }
+    })();
+    return polling;
+  };
+
   const submitBundle = async (bundle: unknown, source: DocumentSource) => {
     const seq0 = keys.current().seq;
     let r = await engine.submitBundle(bundle, source);
@@ -48,6 +82,9 @@ export function startPolicySync(
       if (await keys.refresh("unknown publication key", seq0)) {
         r = await engine.submitBundle(bundle, source);
       }
+    }
+    if (!r.accepted && r.reasons.includes("consent.unknown_key")) {
+      if (await pollRotations()) r = await engine.submitBundle(bundle, source);
     }
     if (r.accepted) o.driver.bundleAccepted(source);
     return r;
@@ -98,6 +135,7 @@ export function startPolicySync(
     submitBundle,
     revoke,
     decommission,
+    rotateOwner,
     async applyOwnerDocument(jws, source) {
       let typ: unknown;
       try {

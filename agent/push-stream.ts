@@ -9,7 +9,7 @@ import { STREAM_FILE } from "./stream-state.ts";
 
 /**
  * The control plane's push stream (docs/protocol.md, "Stream"): publications, revocations,
- * decommissions and commands as they happen, opened once the first attestation has settled
+ * decommissions, owner-key rotations and commands as they happen, opened once the first attestation has settled
  * (it needs a session) and resumed from the last event handled, across restarts — history is
  * not replayed. Each event is handed to the policy sync or the commands, then its id kept.
  */
@@ -36,6 +36,9 @@ export function startPushStream(
         return;
       case "decommission":
         await o.policy.decommission(e.jws, "push");
+        return;
+      case "owner_rotation":
+        await o.policy.rotateOwner(e.jws, "push");
         return;
       case "command":
         await o.commands.execute(e.jws);

@@ -46,6 +46,7 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_NOT_ENROLLED: "failure",
   AGENTD_E_IDENTITY_CLONED: "denied",
   AGENTD_E_REVOCATION_REFUSED: "denied",
+  AGENTD_E_ROTATION_REFUSED: "denied",
 
   // keys
   AGENTD_E_KEY_INVALID: "failure",

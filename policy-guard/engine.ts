@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import type { Clock } from "../lib/clock.ts";
-import { jwkThumbprint, publicKeyFromJwk } from "../lib/crypto/ed25519.ts";
-import { verifyJws } from "../lib/crypto/jws.ts";
+import { jwkThumbprint } from "../lib/crypto/ed25519.ts";
+import { decodeJwsUnverified, documentIdentity, verifyJws } from "../lib/crypto/jws.ts";
 import { AgentdError, fail } from "../lib/errors.ts";
 import { parseJsonStrict } from "../lib/json/strict-parse.ts";
 import type { Logger } from "../lib/log/logger.ts";
@@ -22,6 +22,7 @@ import type {
   ServicesGateInput,
 } from "./gates.ts";
 import type { Reason } from "./reasons.ts";
+import { afterRotation, newOwnerKey, ownerInForce, refuseRotation } from "./rotation.ts";
 import { type GuardState, loadGuardState, saveGuardState } from "./state.ts";
 import { type TrustAnchors, type VerifiedDocuments, verifyDocuments } from "./verify.ts";
 
@@ -226,6 +227,7 @@ export class EnforcementEngine {
       this.#persist({ ...this.#state, counters }, "best-effort");
       this.#auditStop("revocation.accepted", { source, through_seq: p.through_seq });
       await this.#recompute(`revocation:${source}`, t0, false);
+      return undefined;
     });
   }
 
@@ -241,24 +243,80 @@ export class EnforcementEngine {
       this.#auditStop("decommission.accepted", { source });
       await this.#recompute(`decommission:${source}`, t0, false);
       await this.#o.onDecommission?.();
+      return undefined;
     });
   }
 
-  /** An owner-key rotation signed by the current owner key. */
+  /**
+   * An owner-key rotation signed by the current owner key (DOCUMENTS.md section 5), accepted
+   * once and in `iat` order (rotation.ts). The new key signs everything from now on; the
+   * consent in force stays in force (it was signed by the owner key of its time).
+   */
   submitOwnerRotation(jws: string, source: string): Promise<SubmitResult> {
-    return this.#ownerDocument("rotation", jws, source, async (raw, t0) => {
-      const p = parseOwnerRotationPayload(raw);
-      this.#checkOwnerDoc(p.owner, p.worker);
-      let key: KeyObject;
-      try {
-        key = publicKeyFromJwk(p.new_owner_jwk);
-      } catch (err) {
-        throw fail("AGENTD_E_JWS_PAYLOAD", "new_owner_jwk is not an Ed25519 public JWK", {}, err);
-      }
-      this.#persist({ ...this.#state, rotatedOwner: key }, "best-effort");
-      this.#auditStop("owner.rotated", { source, from: p.owner, to: jwkThumbprint(key) });
-      await this.#recompute(`rotation:${source}`, t0, false);
-    });
+    return this.#ownerDocument(
+      "rotation",
+      jws,
+      source,
+      async (raw, t0, identity) => {
+        const p = parseOwnerRotationPayload(raw);
+        this.#checkOwnerDoc(p.owner, p.worker);
+        const current = this.#trust(this.#state);
+        const key = newOwnerKey(p.new_owner_jwk, current.owner);
+        const history = this.#state.rotation;
+        const nowS = Math.floor(t0 / 1000);
+        const refused = refuseRotation(history, { identity, iat: p.iat, nowS });
+        if (refused !== null) return refused;
+        // The consent in force verified under the owner key of its time (or was retained by
+        // an earlier rotation): that one document keeps its signer.
+        const c = this.#docs.consent;
+        const retained =
+          c === null
+            ? null
+            : current.retained?.identity === c.identity
+              ? current.retained
+              : { identity: c.identity, key: current.owner };
+        const rotation = afterRotation(history, {
+          identity,
+          iat: p.iat,
+          enrolled: this.#o.trust.owner,
+          retained,
+        });
+        this.#persist({ ...this.#state, rotatedOwner: key, rotation }, "best-effort");
+        this.#auditStop("owner.rotated", {
+          source,
+          from: p.owner,
+          to: jwkThumbprint(key),
+          identity,
+          iat: p.iat,
+          consent_retained: retained?.identity ?? null,
+        });
+        await this.#recompute(`rotation:${source}`, t0, false);
+        return undefined;
+      },
+      // Before the signature: a replay is named as one even once its signer is retired.
+      (identity) => (this.#state.rotation.seen.includes(identity) ? "rotation.replayed" : null),
+    );
+  }
+
+  /** The thumbprint of the owner key in force (the enrolled one, or the last rotation's). */
+  ownerId(): string {
+    return jwkThumbprint(this.#trust(this.#state).owner);
+  }
+
+  /**
+   * Whether a rotation needs no submitting: accepted before, or not later than the last one
+   * accepted. Read without verifying, only to skip what a poll brings again; a rotation is
+   * never accepted on this.
+   */
+  knowsRotation(jws: string): boolean {
+    const h = this.#state.rotation;
+    try {
+      if (h.seen.includes(documentIdentity(jws))) return true;
+      const iat = (decodeJwsUnverified(jws).payload as { iat?: unknown }).iat;
+      return typeof iat === "number" && iat <= h.lastIat;
+    } catch {
+      return false; // malformed: submitting it has it refused, and audited
+    }
   }
 
   /**
@@ -294,7 +352,12 @@ export class EnforcementEngine {
       this.#publicationKeys === null
         ? this.#o.trust
         : { ...this.#o.trust, publication: this.#publicationKeys };
-    return state.rotatedOwner === null ? base : { ...base, owner: state.rotatedOwner };
+    const { owner, retained } = ownerInForce(
+      this.#o.trust.owner,
+      state.rotatedOwner,
+      state.rotation,
+    );
+    return retained === null ? { ...base, owner } : { ...base, owner, retained };
   }
 
   #verify(bundle: Bundle | null, state: GuardState): VerifiedDocuments {
@@ -389,22 +452,33 @@ export class EnforcementEngine {
     kind: "revocation" | "decommission" | "rotation",
     jws: string,
     source: string,
-    accept: (payload: Record<string, unknown>, t0: number) => Promise<void>,
+    // A reason returned refuses the document (audited like any refusal); a throw does too.
+    accept: (
+      payload: Record<string, unknown>,
+      t0: number,
+      identity: string,
+    ) => Promise<Reason | undefined>,
+    before?: (identity: string) => Reason | null,
   ): Promise<SubmitResult> {
     return this.#enqueue(kind, this.#o.clock.now(), async (t0) => {
       const owner = this.#trust(this.#state).owner;
       const ownerKid = jwkThumbprint(owner);
+      const refuse = (reason: string, detail?: string): SubmitResult => {
+        this.#refuse(kind, source, [reason], detail);
+        return { accepted: false, reasons: [reason] };
+      };
       try {
+        const early = before?.(documentIdentity(jws)) ?? null;
+        if (early !== null) return refuse(early);
         const v = verifyJws(jws, {
           typ: DOC_TYP[kind],
           resolveKey: (kid) => (kid === ownerKid ? owner : undefined),
         });
-        await accept(v.payload, t0);
-        return { accepted: true, reasons: [] };
+        const refused = await accept(v.payload, t0, v.identity);
+        return refused === undefined ? { accepted: true, reasons: [] } : refuse(refused);
       } catch (err) {
         if (!(err instanceof AgentdError)) throw err;
-        this.#refuse(kind, source, [err.code], err.message);
-        return { accepted: false, reasons: [err.code] };
+        return refuse(err.code, err.message);
       }
     });
   }

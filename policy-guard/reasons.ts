@@ -3,7 +3,9 @@
  * (owners' scripts and the control plane match on them); docs/policy.md lists them and
  * test/policy-guard/reasons.test.ts keeps the two lists equal.
  *
- * `consent.*` reasons deny mining and services; every other reason denies mining only.
+ * `consent.*` reasons deny mining and services; `rotation.*` reasons deny nothing (they say why
+ * an owner-key rotation was refused, which leaves everything as it was); every other reason
+ * denies mining only.
  */
 export const REASONS = Object.freeze({
   // the consent (owner-signed)
@@ -86,6 +88,12 @@ export const REASONS = Object.freeze({
     "No assignment from the control plane for the consent in force (or it expired and a new one could be fetched but was not valid): mining happens only in ASSIGNED and MINING.",
   "agent.paused":
     "The operator paused mining on this machine (agentd mining pause, or an owner-allowed mining.pause command) until resumed.",
+  // an owner-key rotation refused (policy-guard/rotation.ts): single-use and in order, so
+  // that a rotation seen once can never hand control back to a key retired after it
+  "rotation.replayed": "This owner-key rotation was accepted before: a rotation is single-use.",
+  "rotation.stale":
+    "The rotation's iat is not later than the last rotation accepted: an older rotation cannot undo a newer one.",
+  "rotation.not_yet_valid": "The rotation's iat is more than 60 s in the future.",
 } as const);
 
 export type Reason = keyof typeof REASONS;

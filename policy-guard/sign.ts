@@ -114,7 +114,9 @@ export function signDecommission(a: OwnerDocArgs): string {
   });
 }
 
+/** `newOwnerKey`: the new key, public or private (only its public half goes in the document). */
 export function signOwnerRotation(a: OwnerDocArgs & { readonly newOwnerKey: KeyObject }): string {
+  const next = a.newOwnerKey.type === "private" ? publicKeyOf(a.newOwnerKey) : a.newOwnerKey;
   return signJws({
     typ: DOC_TYP.rotation,
     privateKey: a.ownerKey,
@@ -122,7 +124,7 @@ export function signOwnerRotation(a: OwnerDocArgs & { readonly newOwnerKey: KeyO
       v: 1,
       owner: jwkThumbprint(publicKeyOf(a.ownerKey)),
       worker: a.worker,
-      new_owner_jwk: { ...publicJwk(publicKeyOf(a.newOwnerKey)) },
+      new_owner_jwk: { ...publicJwk(next) },
       iat: a.iat,
       nonce: a.nonce ?? newNonce(),
     },

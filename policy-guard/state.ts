@@ -3,17 +3,28 @@ import { publicJwk, publicKeyFromJwk } from "../lib/crypto/ed25519.ts";
 import { fail } from "../lib/errors.ts";
 import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
 import type { Bundle } from "./documents.ts";
+import {
+  NO_ROTATIONS,
+  type RotationHistory,
+  rotationFromJson,
+  rotationToJson,
+} from "./rotation.ts";
 import { EMPTY_COUNTERS, type GuardCounters } from "./verify.ts";
 
 /**
  * The policy guard's durable state, one atomically written file: the counters that make
  * rollback and replay impossible (highest seq and version, revoked-through seq, the clock
- * floor, decommissioned), the current bundle, and the owner key if a rotation replaced the
- * one pinned at enrollment. Revocations are kept forever: re-enrollment does not touch this
- * file. The bundle in it is not trusted for being on disk: it is verified again on every load.
+ * floor, decommissioned), the current bundle, the owner key if a rotation replaced the one
+ * pinned at enrollment, and what makes rotations single-use and ordered (rotation.ts).
+ * Revocations are kept forever: re-enrollment does not touch this file. The bundle in it is
+ * not trusted for being on disk: it is verified again on every load.
+ *
+ * Formats: 2 adds `rotation` (format 1 is read as no rotation history). The format went up so
+ * that an older agentd refuses the file rather than rewrite it without that history, which
+ * would make old rotations acceptable again.
  */
 
-export const GUARD_STATE_FORMAT = 1;
+export const GUARD_STATE_FORMAT = 2;
 
 /** The guard state's file name inside the state directory. */
 export const GUARD_STATE_FILE = "policy-state.json";
@@ -23,12 +34,15 @@ export interface GuardState {
   readonly bundle: Bundle | null;
   /** Set by a verified owner-key rotation; overrides the key pinned at enrollment. */
   readonly rotatedOwner: KeyObject | null;
+  /** The rotations accepted: single-use, in order, the consent they kept (rotation.ts). */
+  readonly rotation: RotationHistory;
 }
 
 export const EMPTY_STATE: GuardState = Object.freeze({
   counters: EMPTY_COUNTERS,
   bundle: null,
   rotatedOwner: null,
+  rotation: NO_ROTATIONS,
 });
 
 export function loadGuardState(path: string): GuardState {
@@ -41,6 +55,7 @@ export function loadGuardState(path: string): GuardState {
     counters?: Partial<GuardCounters>;
     bundle?: { consent?: unknown; publication?: unknown } | null;
     rotated_owner_jwk?: unknown;
+    rotation?: unknown;
   };
   const c = typeof d.counters === "object" && d.counters !== null ? d.counters : {};
   const ints = ["highestSeq", "highestVersion", "revokedThroughSeq", "clockFloorS"] as const;
@@ -70,7 +85,9 @@ export function loadGuardState(path: string): GuardState {
       throw fail("AGENTD_E_FILE_CORRUPT", `${path}: rotated owner key is malformed`, { path }, err);
     }
   }
-  return { counters: c as GuardCounters, bundle, rotatedOwner };
+  // Format 1 had no history; from format 2 on a missing one is corrupt, not "none".
+  const rotation = rotationFromJson(file.format >= 2 ? (d.rotation ?? null) : undefined, path);
+  return { counters: c as GuardCounters, bundle, rotatedOwner, rotation };
 }
 
 export function saveGuardState(path: string, state: GuardState): void {
@@ -78,5 +95,6 @@ export function saveGuardState(path: string, state: GuardState): void {
     counters: { ...state.counters },
     bundle: state.bundle === null ? null : { ...state.bundle },
     rotated_owner_jwk: state.rotatedOwner === null ? null : { ...publicJwk(state.rotatedOwner) },
+    rotation: rotationToJson(state.rotation),
   });
 }

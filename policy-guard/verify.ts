@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { jwkThumbprint } from "../lib/crypto/ed25519.ts";
-import { type VerifiedJws, verifyJws } from "../lib/crypto/jws.ts";
+import { documentIdentity, type VerifiedJws, verifyJws } from "../lib/crypto/jws.ts";
 import { AgentdError, type ErrorCode } from "../lib/errors.ts";
 import {
   type Bundle,
@@ -27,6 +27,30 @@ export interface TrustAnchors {
   readonly owner: KeyObject;
   /** Control-plane keys whose use is `publication`. */
   readonly publication: readonly KeyObject[];
+  /**
+   * The consent that was in force when the owner key was rotated, with the retired key that
+   * signed it (policy-guard/rotation.ts): that one document still verifies under that key,
+   * nothing else does.
+   */
+  readonly retained?: RetainedConsent;
+}
+
+/** A consent kept in force across an owner-key rotation: its identity and its signer. */
+export interface RetainedConsent {
+  readonly identity: string;
+  readonly key: KeyObject;
+}
+
+/** The keys a consent may be signed by: the owner key, and a retired one for its own consent. */
+function consentKeys(trust: TrustAnchors, token: unknown): readonly KeyObject[] {
+  if (trust.retained === undefined || typeof token !== "string") return [trust.owner];
+  let identity: string;
+  try {
+    identity = documentIdentity(token);
+  } catch {
+    return [trust.owner]; // malformed: verifyOne says why
+  }
+  return identity === trust.retained.identity ? [trust.owner, trust.retained.key] : [trust.owner];
 }
 
 /** What this machine has accepted before; persisted by the engine (state.ts). */
@@ -143,7 +167,7 @@ export function verifyDocuments(input: VerifyInput): VerifiedDocuments {
     "consent",
     bundle?.consent,
     DOC_TYP.consent,
-    [trust.owner],
+    consentKeys(trust, bundle?.consent),
     parseConsentPayload,
   );
   if (!c.ok) {

@@ -1,9 +1,11 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { KEY_USES, verifyKeySet } from "../../control-plane/protocol/keyset.ts";
 import { jwkThumbprint, publicJwk, publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
 import { decodeJwsUnverified } from "../../lib/crypto/jws.ts";
 import { readPublicKeyFile } from "../../lib/crypto/key-files.ts";
 import { fail } from "../../lib/errors.ts";
+import { ioError } from "../../lib/fs/trust.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
 import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
@@ -21,7 +23,9 @@ import { type RemoteOpts, withClient, withRemoteOptions } from "./cp-remote.ts";
 const ROLES = ["admin", "operator", "owner", "auditor"] as const;
 
 export function registerCpAdmin(cp: Command, io: CliIo, run: Run): void {
-  const owner = cp.command("owner").description("owners (admin)");
+  const owner = cp
+    .command("owner")
+    .description("owners: register one (admin), relay an owner-key rotation (the owner)");
   withRemoteOptions(
     owner
       .command("add")
@@ -40,6 +44,31 @@ export function registerCpAdmin(cp: Command, io: CliIo, run: Run): void {
           ...(opts.label === undefined ? {} : { label: opts.label }),
         });
         printResult(io, opts.json, r, `owner ${r.owner}\napi_key ${r.api_key}`);
+        return 0;
+      }),
+    ),
+  );
+
+  withRemoteOptions(
+    owner
+      .command("rotate")
+      .description(
+        "post an owner-key rotation (agentd owner rotate --out F) for the control plane to check, keep and push to the worker; prints its identity",
+      )
+      .requiredOption("--worker <id>", "the worker id")
+      .requiredOption("--document <file>", "the rotation JWS (agentd owner rotate --out F)"),
+  ).action((opts: RemoteOpts & { worker: string; document: string }, cmd: Command) =>
+    run(opts.json, () =>
+      withClient(io, cmd, opts, async (c) => {
+        const worker = parseWorkerId(opts.worker);
+        let document: string;
+        try {
+          document = readFileSync(opts.document, "utf8").trim();
+        } catch (err) {
+          throw ioError(opts.document, "read the rotation document", err);
+        }
+        const r = await c.postOwnerRotation(worker, document);
+        printResult(io, opts.json, r, r.identity);
         return 0;
       }),
     ),

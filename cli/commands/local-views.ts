@@ -253,6 +253,7 @@ export function registerPolicyShow(policy: Command, io: CliIo, run: Run): void {
       const publication = d.publication as { payload: Json } | null;
       const e = d.effective as { allow: boolean; reasons: string[] };
       return [
+        `owner key    ${String(d.owner_key ?? "?")}`,
         `consent      ${consent === null ? "none" : `seq ${consent.payload.seq} (${consent.identity.slice(0, 16)}…)${consent.reasons.length > 0 ? ` ${consent.reasons.join(", ")}` : ""}`}`,
         `publication  ${publication === null ? "none" : `version ${publication.payload.version}, expires ${new Date(Number(publication.payload.exp) * 1000).toISOString()}`}`,
         `mining       ${e.allow ? "allowed" : `denied: ${e.reasons.join(", ")}`}`,

@@ -9,6 +9,7 @@ import { healthGroup } from "./health.ts";
 import { heartbeatGroup } from "./heartbeat.ts";
 import { keysGroup } from "./keys.ts";
 import { maintenanceGroup } from "./maintenance.ts";
+import { ownerRotationsGroup } from "./owner-rotations.ts";
 import { ownersGroup } from "./owners.ts";
 import { policiesGroup } from "./policies.ts";
 import { republisherGroup } from "./republisher.ts";
@@ -31,6 +32,7 @@ export function allGroups(ctx: ApiContext): readonly ApiGroup[] {
     attestGroup(ctx),
     policiesGroup(ctx),
     revocationsGroup(ctx),
+    ownerRotationsGroup(ctx),
     assignmentGroup(ctx),
     heartbeatGroup(ctx),
     commandsGroup(ctx),

@@ -18,13 +18,15 @@ import { validate } from "../protocol/validate.ts";
 import type { Worker } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { workerReadAtAuthentication } from "./machine-auth.ts";
+import { ownerKeyInForce } from "./owner-key.ts";
 import { publishNewConsent } from "./publish.ts";
 
 /**
  * Consents in, bundles out (docs/protocol.md, "Consent, policy, revocation, assignment").
  *
  * `POST /v1/policies`: the owner's consent is checked as an agent would check it — signed by
- * the owner key registered for the calling owner, for one of that owner's workers, well
+ * the worker's owner key in force (the calling owner's registered key, or the key an
+ * owner-key rotation for that worker named: owner-key.ts), for one of that owner's workers, well
  * formed, unexpired, `seq` above the highest accepted and not covered by a stored revocation
  * (policy-guard's own binding rules, `verifyDocuments`) — then stored and published with the
  * next version in one transaction, in which the store decides seq, ownership, revocation and
@@ -167,9 +169,6 @@ async function acceptConsent(
   const actor = actorOf(caller);
   const claims = claimed(body.consent);
   // Who and what first (403/404), then the signature and the document (400), then seq (409).
-  if (claims.owner !== undefined && claims.owner !== caller.ownerId) {
-    throw fail("AGENTD_E_CP_FORBIDDEN", "the consent names another owner");
-  }
   if (claims.worker !== undefined) onWorker(claims.worker);
   const [owner, worker] = await Promise.all([
     ctx.store.getOwner(caller.ownerId),
@@ -185,10 +184,20 @@ async function acceptConsent(
       throw fail("AGENTD_E_CP_FORBIDDEN", "this worker is decommissioned");
     }
   }
-  const ownerKey = ctx.publicKeys.get(owner.jwk);
+  // The key the consent must be signed by: the worker's owner key in force, which follows
+  // owner-key rotations (owner-key.ts); the owner's own key when the consent names no worker
+  // (it is refused below in any case).
+  const signer =
+    worker === null
+      ? { id: owner.id, key: ctx.publicKeys.get(owner.jwk) }
+      : await ownerKeyInForce(ctx, worker, owner);
+  if (claims.owner !== undefined && claims.owner !== signer.id) {
+    throw fail("AGENTD_E_CP_FORBIDDEN", "the consent names another owner key");
+  }
+  const ownerKey = signer.key;
   const verified = verifyJws(body.consent, {
     typ: DOC_TYP.consent,
-    resolveKey: (kid) => (kid === owner.id ? ownerKey : undefined),
+    resolveKey: (kid) => (kid === signer.id ? ownerKey : undefined),
   });
   const payload = parseConsentPayload(verified.payload);
   // A parsed consent always names a worker, so `worker` was looked up above.

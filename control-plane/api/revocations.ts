@@ -15,13 +15,15 @@ import type {
 import { validate } from "../protocol/validate.ts";
 import type { RevocationKind, Worker } from "../store/store.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
+import { ownerKeyInForce } from "./owner-key.ts";
 import { actorOf, auditingRefusals, authorizedWorker, authorizeWorker } from "./policies.ts";
 import { stopWorker } from "./publish.ts";
 
 /**
  * `POST /v1/workers/{id}/revocations` (docs/protocol.md): an owner-signed revocation or
- * decommission (DOCUMENTS.md section 5, told apart by `typ`), signed by the owner key
- * registered for the worker's owner, about the worker of the path. It is stored with its
+ * decommission (DOCUMENTS.md section 5, told apart by `typ`), signed by the worker's owner key
+ * in force (the owner's registered key, or the last owner-key rotation's: owner-rotations.ts),
+ * about the worker of the path. It is stored with its
  * stream event in one transaction (the stream pushes it to the agent at once) and audited.
  *
  * A revocation that covers the current consent (`through_seq` ≥ its seq), and every
@@ -43,12 +45,10 @@ async function verifyOwnerDocument(
   worker: Worker,
   jws: string,
 ): Promise<OwnerDocument> {
-  const owner = await ctx.store.getOwner(worker.owner_id);
-  if (owner === null) throw fail("AGENTD_E_CP_FORBIDDEN", "the worker's owner is not registered");
-  const ownerKey = ctx.publicKeys.get(owner.jwk);
+  const owner = await ownerKeyInForce(ctx, worker);
   const verified = verifyJws(jws, {
     typ: [DOC_TYP.revocation, DOC_TYP.decommission],
-    resolveKey: (kid) => (kid === owner.id ? ownerKey : undefined),
+    resolveKey: (kid) => (kid === owner.id ? owner.key : undefined),
   });
   const kind: RevocationKind =
     verified.header.typ === DOC_TYP.revocation ? "revocation" : "decommission";

@@ -92,6 +92,11 @@ export async function renderEvent(store: Store, e: StreamEvent): Promise<WorkerE
       if (r === undefined || r.kind !== e.kind) return null;
       return { id: e.id, kind: e.kind, jws: r.jws };
     }
+    case "owner_rotation": {
+      const r = (await store.listOwnerRotations(e.worker_id)).find((x) => String(x.id) === e.ref);
+      if (r === undefined) return null;
+      return { id: e.id, kind: "owner_rotation", jws: r.jws };
+    }
     default:
       return null;
   }

@@ -21,6 +21,7 @@ import type {
   EnrollmentTokenCreateResponse,
 } from "./schemas/api-enrollment.ts";
 import type {
+  OwnerRotationCreateResponse,
   PolicyCreateResponse,
   RevocationCreateResponse,
   WorkerPolicyResponse,
@@ -55,6 +56,8 @@ export interface ApiClient {
   getWorkerPolicy(worker: string): Promise<WorkerPolicyResponse>;
   /** An owner posts a signed revocation or decommission. */
   postRevocation(worker: string, document: string): Promise<RevocationCreateResponse>;
+  /** An owner-key rotation for the control plane to check, store and push to the worker. */
+  postOwnerRotation(worker: string, document: string): Promise<OwnerRotationCreateResponse>;
   createCommand(r: CommandCreateRequest): Promise<CommandCreateResponse>;
   quarantine(worker: string, reason: string): Promise<QuarantineResponse>;
   /** Lifts a worker's quarantine on the control plane (operator); resumes no mining. */
@@ -103,6 +106,8 @@ export function createApiClient(o: ApiClientOptions): ApiClient {
     getWorkerPolicy: (worker) => send("GET", `/v1/workers/${worker}/policy`),
     postRevocation: (worker, document) =>
       send("POST", `/v1/workers/${worker}/revocations`, { document }),
+    postOwnerRotation: (worker, document) =>
+      send("POST", `/v1/workers/${worker}/owner-rotations`, { document }),
     createCommand: (r) => send("POST", "/v1/commands", r),
     quarantine: (worker, reason) =>
       send("POST", `/v1/admin/workers/${worker}/quarantine`, { reason }),

@@ -136,6 +136,13 @@ export const ROUTES: readonly Route[] = Object.freeze([
     response: "revocation-create-response",
   },
   {
+    method: "POST",
+    path: "/v1/workers/{id}/owner-rotations",
+    access: { owner: own },
+    request: "owner-rotation-create-request",
+    response: "owner-rotation-create-response",
+  },
+  {
     method: "GET",
     path: "/v1/workers/{id}/assignment",
     access: { machine: own },

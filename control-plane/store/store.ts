@@ -339,6 +339,28 @@ export interface Revocation extends RevocationInput {
   readonly id: number;
 }
 
+// ------------------------------------------------------------------- owner-key rotations
+
+export interface OwnerRotationInput {
+  readonly worker_id: string;
+  /** The rotation JWS's identity (documentIdentity, sha256 hex). */
+  readonly identity: string;
+  /** The key that signed it: the worker's owner key in force until now (thumbprint). */
+  readonly from_owner: string;
+  /** The new key's thumbprint. */
+  readonly to_owner: string;
+  /** The new key, as the document names it (an Ed25519 public JWK). */
+  readonly new_owner_jwk: JsonObject;
+  readonly iat: number;
+  readonly jws: string;
+  readonly at: number;
+}
+
+export interface OwnerRotation extends OwnerRotationInput {
+  /** Store-assigned, increasing. */
+  readonly id: number;
+}
+
 // ---------------------------------------------------------------------------- heartbeats
 
 export interface HeartbeatInput {
@@ -406,12 +428,17 @@ export interface CommandResultInput {
 
 // ------------------------------------------------------------------------------ the stream
 
-export type StreamKind = "command" | "publication" | "revocation" | "decommission";
+export type StreamKind =
+  | "command"
+  | "publication"
+  | "revocation"
+  | "decommission"
+  | "owner_rotation";
 
 export interface StreamEventInput {
   readonly worker_id: string;
   readonly kind: StreamKind;
-  /** What to fetch: cmd_id, publication version, or revocation id (as a string). */
+  /** What to fetch: cmd_id, publication version, revocation or rotation id (as a string). */
   readonly ref: string;
   readonly at: number;
 }
@@ -687,6 +714,22 @@ export interface Store {
     options?: WriteOptions<{ revocation: Revocation; event: StreamEvent }>,
   ): Promise<{ revocation: Revocation; event: StreamEvent }>;
   listRevocations(worker_id: string): Promise<Revocation[]>;
+
+  // owner-key rotations
+  /**
+   * Stores it and appends its `owner_rotation` stream event, deciding again under the
+   * worker's lock what the caller checked before: `from_owner` must be the worker's owner key
+   * in force — the last stored rotation's `to_owner`, else the worker's owner id (CONFLICT,
+   * reason `owner_changed`); `iat` must be later than the last rotation's (CONFLICT, reason
+   * `stale`); the identity must be new (CONFLICT, reason `duplicate`). NOT_FOUND for an
+   * unknown worker; FORBIDDEN for a decommissioned one.
+   */
+  storeOwnerRotation(
+    rotation: OwnerRotationInput,
+    options?: WriteOptions<{ rotation: OwnerRotation; event: StreamEvent }>,
+  ): Promise<{ rotation: OwnerRotation; event: StreamEvent }>;
+  /** The worker's rotations, oldest first. */
+  listOwnerRotations(worker_id: string): Promise<OwnerRotation[]>;
 
   // heartbeats
   /**

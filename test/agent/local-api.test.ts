@@ -51,6 +51,10 @@ function handlers(calls: string[]): LocalApiHandlers {
       calls.push(`bundle ${b.consent} ${b.publication}`);
       return { accepted: true, reasons: [] };
     },
+    rotateOwner: async (jws) => {
+      calls.push(`rotate ${jws}`);
+      return { accepted: jws === "good", reasons: jws === "good" ? [] : ["rotation.replayed"] };
+    },
     pause: async () => rec("pause"),
     resume: async () => rec("resume"),
     serviceAction: async (kind, action) => rec(`${action} ${kind}`),

@@ -4,7 +4,7 @@ import { fixedClock } from "../../lib/clock.ts";
 import { verifyChainLog } from "../../lib/fs/chain-log.ts";
 import { decisionToJson } from "../../policy-guard/decision.ts";
 import type { Bundle } from "../../policy-guard/documents.ts";
-import { signDecommission, signOwnerRotation, signRevocation } from "../../policy-guard/sign.ts";
+import { signDecommission, signRevocation } from "../../policy-guard/sign.ts";
 import { useTmpDir } from "../support/tmp.ts";
 import {
   BITCOIND_IMAGE,
@@ -666,83 +666,6 @@ describe("submitDecommission()", () => {
     expect(onDecommission).not.toHaveBeenCalled();
     expect(stateCounters(w).decommissioned).toBe(false);
     expect(h.mining.last().allow).toBe(true);
-  });
-});
-
-describe("submitOwnerRotation()", () => {
-  it("a rotation by the owner key retires the old key's consent; the new key's consent mines", async () => {
-    const { clock, w } = setup();
-    const { h } = await installed(w, 1, 1);
-    const rotation = signOwnerRotation({
-      ownerKey: keys.owner,
-      worker: keys.worker,
-      newOwnerKey: keys.newOwner,
-      iat: nowS(clock),
-    });
-    expect(await h.engine.submitOwnerRotation(rotation, "owner")).toEqual({
-      accepted: true,
-      reasons: [],
-    });
-    expect(h.mining.last().allow).toBe(false);
-    expect(h.mining.last().reasons).toContain("consent.unknown_key");
-    expect(h.services.last()).toMatchObject({ allowed: {}, reasons: ["consent.unknown_key"] });
-    expect(lastOfType(w, "owner.rotated")).toMatchObject({ data: { source: "owner" } });
-    // Persisted at once: a restart now also refuses the old key's consent.
-    const restarted = w.engine();
-    expect(restarted.engine.current().mining.reasons).toContain("consent.unknown_key");
-    restarted.engine.close();
-
-    // The old key no longer speaks for the owner: not a consent, not another rotation.
-    const oldKeyConsent = bundleFor(keys, { seq: 2 }, { version: 2 });
-    expect(await h.engine.submitBundle(oldKeyConsent, "cp")).toEqual({
-      accepted: false,
-      reasons: ["consent.unknown_key"],
-    });
-    const again = signOwnerRotation({
-      ownerKey: keys.owner,
-      worker: keys.worker,
-      newOwnerKey: keys.stranger,
-      iat: nowS(clock),
-    });
-    expect((await h.engine.submitOwnerRotation(again, "owner")).reasons).toEqual([
-      "AGENTD_E_JWS_UNKNOWN_KEY",
-    ]);
-
-    const byNewKey = bundleFor(keys, { seq: 2, signer: keys.newOwner }, { version: 2 });
-    expect(await h.engine.submitBundle(byNewKey, "cp")).toEqual({ accepted: true, reasons: [] });
-    expect(h.mining.last()).toMatchObject({ allow: true, reasons: [] });
-    expect(h.services.last().allowed).toEqual(ALL_SERVICES);
-    h.engine.close();
-
-    // The rotated key is persisted: a restart trusts the new key's consent.
-    const r2 = w.engine();
-    await r2.engine.start();
-    expect(r2.mining.last().allow).toBe(true);
-  });
-
-  it("refuses a rotation signed by a key that is not the owner's", async () => {
-    const { clock, w } = setup();
-    const { h } = await installed(w, 1, 1);
-    const forged = signOwnerRotation({
-      ownerKey: keys.stranger,
-      worker: keys.worker,
-      newOwnerKey: keys.stranger,
-      iat: nowS(clock),
-    });
-    expect(await h.engine.submitOwnerRotation(forged, "api")).toEqual({
-      accepted: false,
-      reasons: ["AGENTD_E_JWS_UNKNOWN_KEY"],
-    });
-    expect(w.records().at(-1)).toMatchObject({
-      type: "document.refused",
-      data: { kind: "rotation", source: "api", reasons: ["AGENTD_E_JWS_UNKNOWN_KEY"] },
-    });
-    expect(h.mining.last().allow).toBe(true);
-    const onDisk = JSON.parse(readFileSync(w.stateFile, "utf8")) as {
-      data: { rotated_owner_jwk: unknown };
-    };
-    expect(onDisk.data.rotated_owner_jwk).toBeNull();
-    expect(w.engine().engine.current().mining.allow).toBe(true);
   });
 });
 

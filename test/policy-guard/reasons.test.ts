@@ -25,7 +25,9 @@ describe("reason codes", () => {
         ? "mining, services"
         : code.startsWith("services.")
           ? "services"
-          : "mining";
+          : code.startsWith("rotation.")
+            ? "nothing"
+            : "mining";
       expect(row.denies, code).toBe(expected);
       expect(row.meaning.length, code).toBeGreaterThan(15);
     }
@@ -33,7 +35,7 @@ describe("reason codes", () => {
 
   it("every reason-shaped code in the docs exists", () => {
     for (const m of doc.matchAll(
-      /`((?:consent|publication|clock|rules|facts|services|agent)\.[a-z_]+)`/g,
+      /`((?:consent|publication|clock|rules|facts|services|agent|rotation)\.[a-z_]+)`/g,
     )) {
       expect(isReason(m[1] as string), m[1]).toBe(true);
     }

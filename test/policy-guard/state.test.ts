@@ -24,7 +24,7 @@ function codeOf(f: () => unknown): string {
 }
 
 describe("guard state file", () => {
-  it("is empty when absent, and round-trips counters, bundle and a rotated owner key", () => {
+  it("is empty when absent, and round-trips counters, bundle, a rotated owner key and the rotations", () => {
     const p = join(tmp(), "policy-state.json");
     expect(loadGuardState(p)).toBe(EMPTY_STATE);
     const owner = generateEd25519KeyPair().publicKey;
@@ -40,12 +40,23 @@ describe("guard state file", () => {
       },
       bundle: { consent: "c.c.c", publication: "p.p.p" },
       rotatedOwner: owner,
+      rotation: {
+        lastIat: 1795300000,
+        seen: ["c".repeat(64)],
+        base: jwkThumbprint(generateEd25519KeyPair().publicKey),
+        retained: { identity: "d".repeat(64), key: generateEd25519KeyPair().publicKey },
+      },
     };
     saveGuardState(p, state);
     const back = loadGuardState(p);
     expect(back.counters).toEqual(state.counters);
     expect(back.bundle).toEqual(state.bundle);
     expect(back.rotatedOwner && jwkThumbprint(back.rotatedOwner)).toBe(jwkThumbprint(owner));
+    const { retained, ...rest } = back.rotation;
+    const { retained: retainedIn, ...restIn } = state.rotation;
+    expect(rest).toEqual(restIn);
+    expect(retained?.identity).toBe(retainedIn.identity);
+    expect(retained && jwkThumbprint(retained.key)).toBe(jwkThumbprint(retainedIn.key));
   });
 
   it.each([

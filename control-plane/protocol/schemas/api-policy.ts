@@ -84,6 +84,40 @@ export const revocationCreateResponseSchema = frozen(
   }),
 );
 
+export interface OwnerRotationCreateRequest {
+  /** An owner-key rotation JWS signed by the worker's owner key in force (DOCUMENTS.md section 5). */
+  readonly document: string;
+}
+
+export interface OwnerRotationCreateResponse {
+  readonly worker: string;
+  readonly identity: string;
+  /** The retired key's thumbprint (the document's `owner`). */
+  readonly from_owner: string;
+  /** The new key's thumbprint: the key the worker's owner documents are verified with now. */
+  readonly to_owner: string;
+  /** The stream event that carries it to the agent. */
+  readonly event_id: number;
+}
+
+export const ownerRotationCreateRequestSchema = frozen(
+  root("owner-rotation-create-request", "POST /v1/workers/{id}/owner-rotations request", {
+    ...closed({ document: SMALL_JWS }),
+  }),
+);
+
+export const ownerRotationCreateResponseSchema = frozen(
+  root("owner-rotation-create-response", "POST /v1/workers/{id}/owner-rotations response", {
+    ...closed({
+      worker: THUMBPRINT,
+      identity: SHA256_HEX,
+      from_owner: THUMBPRINT,
+      to_owner: THUMBPRINT,
+      event_id: POSITIVE,
+    }),
+  }),
+);
+
 export interface AssignmentResponse {
   readonly assignment: string;
 }

@@ -123,7 +123,13 @@ export const commandCreateResponseSchema = frozen(
 
 // ---- events: the stream and its poll twin --------------------------------------------------
 
-export const EVENT_KINDS = ["command", "publication", "revocation", "decommission"] as const;
+export const EVENT_KINDS = [
+  "command",
+  "publication",
+  "revocation",
+  "decommission",
+  "owner_rotation",
+] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 /**

@@ -54,6 +54,8 @@ export interface SchemaTypes {
   "worker-policy-response": policy.WorkerPolicyResponse;
   "revocation-create-request": policy.RevocationCreateRequest;
   "revocation-create-response": policy.RevocationCreateResponse;
+  "owner-rotation-create-request": policy.OwnerRotationCreateRequest;
+  "owner-rotation-create-response": policy.OwnerRotationCreateResponse;
   "assignment-response": policy.AssignmentResponse;
   "heartbeat-request": worker.HeartbeatRequest;
   "heartbeat-response": worker.HeartbeatResponse;
@@ -108,6 +110,8 @@ export const SCHEMAS: Readonly<Record<SchemaName, JsonSchema>> = Object.freeze({
   "worker-policy-response": policy.workerPolicyResponseSchema,
   "revocation-create-request": policy.revocationCreateRequestSchema,
   "revocation-create-response": policy.revocationCreateResponseSchema,
+  "owner-rotation-create-request": policy.ownerRotationCreateRequestSchema,
+  "owner-rotation-create-response": policy.ownerRotationCreateResponseSchema,
   "assignment-response": policy.assignmentResponseSchema,
   "heartbeat-request": worker.heartbeatRequestSchema,
   "heartbeat-response": worker.heartbeatResponseSchema,

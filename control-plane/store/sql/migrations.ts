@@ -3,17 +3,19 @@ import type { MigrateResult } from "../store.ts";
 import { all, type Dialect, exec, LOCKS, lock, type Op, run } from "./op.ts";
 import { SCHEMA_V1 } from "./schema-v1.ts";
 import { SCHEMA_V2 } from "./schema-v2.ts";
+import { SCHEMA_V3 } from "./schema-v3.ts";
 
 /**
  * Versioned migrations, the same versions on both backends. A migration is a list of
  * statements applied in one transaction together with its schema_version row; both backends
  * have transactional DDL, so a failed migration leaves the previous version intact.
- * Append new versions at the end; never edit a released one.
+ * Append new versions at the end; never edit a released one. Statements are portable SQL, or
+ * one list per dialect where the two cannot say the same thing (altering a CHECK).
  */
 export interface Migration {
   readonly version: number;
   readonly name: string;
-  readonly statements: readonly string[];
+  readonly statements: readonly string[] | Readonly<Record<Dialect, readonly string[]>>;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -23,6 +25,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "emergency stop completion and claims, API key revocation",
     statements: SCHEMA_V2,
   },
+  { version: 3, name: "owner-key rotations and their stream events", statements: SCHEMA_V3 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -56,7 +59,8 @@ export function* migrateOp(dialect: Dialect, appliedAt: number): Op<MigrateResul
   }
   for (const m of MIGRATIONS) {
     if (m.version <= from) continue;
-    for (const statement of m.statements) yield* exec(dialectSql(dialect, statement));
+    const statements = "sqlite" in m.statements ? m.statements[dialect] : m.statements;
+    for (const statement of statements) yield* exec(dialectSql(dialect, statement));
     yield* run("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", [
       m.version,
       appliedAt,

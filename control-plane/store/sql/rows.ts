@@ -7,6 +7,7 @@ import type {
   Consent,
   EmergencyStopScope,
   JsonObject,
+  OwnerRotation,
   Publication,
   Revocation,
   RevocationKind,
@@ -115,6 +116,23 @@ export function toRevocation(r: Row): Revocation {
     worker_id: String(r.worker_id),
     kind: String(r.kind) as RevocationKind,
     through_seq: nOrNull(r.through_seq),
+    jws: String(r.jws),
+    at: n(r.at),
+  };
+}
+
+export const OWNER_ROTATION_COLUMNS =
+  "id, worker_id, identity, from_owner, to_owner, new_owner_jwk, iat, jws, at";
+
+export function toOwnerRotation(r: Row): OwnerRotation {
+  return {
+    id: n(r.id),
+    worker_id: String(r.worker_id),
+    identity: String(r.identity),
+    from_owner: String(r.from_owner),
+    to_owner: String(r.to_owner),
+    new_owner_jwk: fromJsonText(r.new_owner_jwk),
+    iat: n(r.iat),
     jws: String(r.jws),
     at: n(r.at),
   };

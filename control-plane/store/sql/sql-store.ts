@@ -34,6 +34,8 @@ import type {
   MigrateResult,
   NewWorker,
   Owner,
+  OwnerRotation,
+  OwnerRotationInput,
   Publication,
   PublishInput,
   PurgeCounts,
@@ -63,6 +65,7 @@ import * as estop from "./ops/estop.ts";
 import * as heartbeats from "./ops/heartbeats.ts";
 import * as identity from "./ops/identity.ts";
 import { currentKeySetOp, storeKeySetOp } from "./ops/keysets.ts";
+import * as rotations from "./ops/owner-rotations.ts";
 import * as policy from "./ops/policy.ts";
 import { appendStreamEventOp, STREAM_PAGE_MAX, streamEventsSinceOp } from "./ops/stream.ts";
 import * as workers from "./ops/workers.ts";
@@ -367,6 +370,19 @@ export class SqlStore implements Store {
 
   listRevocations(workerId: string): Promise<Revocation[]> {
     return this.#read(() => policy.listRevocationsOp(workerId));
+  }
+
+  // owner-key rotations
+
+  storeOwnerRotation(
+    rotation: OwnerRotationInput,
+    options?: WriteOptions<rotations.Rotated>,
+  ): Promise<rotations.Rotated> {
+    return this.#write(() => rotations.storeOwnerRotationOp(this.#ctx, rotation), options);
+  }
+
+  listOwnerRotations(workerId: string): Promise<OwnerRotation[]> {
+    return this.#read(() => rotations.listOwnerRotationsOp(workerId));
   }
 
   // heartbeats

@@ -200,6 +200,10 @@ export const EXAMPLES: Examples = {
   "revocation-create-response": [
     { worker: WORKER, kind: "revocation", identity: HEX, event_id: 12 },
   ],
+  "owner-rotation-create-request": [{ document: JWS }],
+  "owner-rotation-create-response": [
+    { worker: WORKER, identity: HEX, from_owner: OWNER, to_owner: WORKER, event_id: 13 },
+  ],
   "assignment-response": [{ assignment: JWS }],
   "heartbeat-request": [{ heartbeat: JWS }],
   "heartbeat-response": [
@@ -236,6 +240,7 @@ export const EXAMPLES: Examples = {
     { type: "ready", last_event_id: 9 },
     { type: "event", id: 9, kind: "publication", jws: JWS, consent: JWS },
     { type: "event", id: 10, kind: "decommission", jws: JWS },
+    { type: "event", id: 11, kind: "owner_rotation", jws: JWS },
   ],
   "quarantine-request": [{ reason: "same key seen from two machine ids" }],
   "quarantine-response": [{ worker: WORKER, quarantined: true, at: NOW }],

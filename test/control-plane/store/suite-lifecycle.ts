@@ -5,6 +5,7 @@ import type { Store } from "../../../control-plane/store/store.ts";
 import { isAgentdError } from "../../../lib/errors.ts";
 import { expectCode, hex, OWNER, type StoreFixture, seed, T0, WORKER } from "./harness.ts";
 import { hb } from "./suite-heartbeats.ts";
+import { rotation } from "./suite-rotations.ts";
 
 /** Something in every table. */
 async function populate(s: Store): Promise<void> {
@@ -62,6 +63,7 @@ async function populate(s: Store): Promise<void> {
     jws: "r",
     at: T0,
   });
+  await s.storeOwnerRotation(rotation(OWNER, "b", T0));
   await s.recordHeartbeats([hb(1), hb(2)]);
   await s.issueCommand(
     {
@@ -90,6 +92,7 @@ async function snapshot(s: Store) {
     consent: await s.latestConsent(WORKER),
     publication: await s.latestPublication(WORKER),
     revocations: await s.listRevocations(WORKER),
+    rotations: await s.listOwnerRotations(WORKER),
     heartbeats: await s.listHeartbeats(WORKER),
     command: await s.getCommand("c"),
     events: await s.streamEventsSince(WORKER, 0),
@@ -136,6 +139,7 @@ export function lifecycleSuite(f: StoreFixture): void {
           "ALTER TABLE emergency_stops DROP COLUMN claimed_until",
           "ALTER TABLE api_keys DROP COLUMN revoked_at",
           "ALTER TABLE api_keys DROP COLUMN revoked_by",
+          "DROP TABLE owner_rotations",
           "DELETE FROM schema_version WHERE version >= 2",
         ].join(";\n"),
       );
@@ -145,6 +149,57 @@ export function lifecycleSuite(f: StoreFixture): void {
         expect((await upgraded.getEmergencyStop("done"))?.completed_at).toBe(T0 + 1);
         // Not taken for one cut off: an upgrade does not run finished stops again.
         expect((await upgraded.listUnfinishedEmergencyStops()).map((e) => e.id)).toEqual(["cut"]);
+      } finally {
+        await upgraded.close();
+      }
+    });
+
+    it("migration 3 keeps the stream's events and lets it carry owner_rotation events", async () => {
+      const s = f.store();
+      await seed(s);
+      const kept = await s.storeRevocation({
+        worker_id: WORKER,
+        kind: "revocation",
+        through_seq: 1,
+        jws: "r",
+        at: T0,
+      });
+      await f.close(s);
+      // The database as migration 2 left it: no rotations, the stream's first kinds only.
+      const v2Kinds = "'command', 'publication', 'revocation', 'decommission'";
+      await f.backend.raw(
+        f.url(),
+        [
+          "DROP TABLE owner_rotations",
+          ...(f.backend.name === "postgres"
+            ? [
+                "ALTER TABLE stream_events DROP CONSTRAINT stream_events_kind_check",
+                `ALTER TABLE stream_events ADD CONSTRAINT stream_events_kind_check CHECK (kind IN (${v2Kinds}))`,
+              ]
+            : [
+                `CREATE TABLE v2 (worker_id TEXT NOT NULL REFERENCES workers (worker_id),
+                 id BIGINT NOT NULL, kind TEXT NOT NULL CHECK (kind IN (${v2Kinds})),
+                 ref TEXT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (worker_id, id))`,
+                "INSERT INTO v2 SELECT worker_id, id, kind, ref, at FROM stream_events",
+                "DROP TABLE stream_events",
+                "ALTER TABLE v2 RENAME TO stream_events",
+              ]),
+          "DELETE FROM schema_version WHERE version >= 3",
+        ].join(";\n"),
+      );
+      // (what the narrowed CHECK refuses before the migration)
+      await expect(
+        f.backend.raw(
+          f.url(),
+          `INSERT INTO stream_events (worker_id, id, kind, ref, at) VALUES ('${WORKER}', 99, 'owner_rotation', '1', 0)`,
+        ),
+      ).rejects.toThrow();
+      const upgraded = openStore(f.url());
+      try {
+        expect(await upgraded.migrate()).toEqual({ from: 2, to: SCHEMA_VERSION });
+        expect(await upgraded.streamEventsSince(WORKER, 0)).toEqual([kept.event]);
+        const r = await upgraded.storeOwnerRotation(rotation(OWNER, "b", T0));
+        expect(r.event).toMatchObject({ id: kept.event.id + 1, kind: "owner_rotation" });
       } finally {
         await upgraded.close();
       }
@@ -182,7 +237,8 @@ export function lifecycleSuite(f: StoreFixture): void {
       await populate(s);
       const before = await snapshot(s);
       expect(before.verify.ok).toBe(true);
-      expect(before.events).toHaveLength(3);
+      expect(before.events).toHaveLength(4);
+      expect(before.rotations).toHaveLength(1);
       await f.close(s);
       const reopened = await f.open();
       expect(await snapshot(reopened)).toEqual(before);

@@ -8,6 +8,7 @@ import { identitySuite } from "./suite-identity.ts";
 import { lifecycleSuite } from "./suite-lifecycle.ts";
 import { operationsSuite } from "./suite-operations.ts";
 import { policySuite } from "./suite-policy.ts";
+import { rotationsSuite } from "./suite-rotations.ts";
 import { workersSuite } from "./suite-workers.ts";
 
 /** The one Store test suite, run against each backend (sqlite.test.ts, postgres.test.ts). */
@@ -17,6 +18,7 @@ export function storeSuite(backend: Backend): void {
     identitySuite(f);
     workersSuite(f);
     policySuite(f);
+    rotationsSuite(f);
     heartbeatsSuite(f);
     commandsSuite(f);
     operationsSuite(f);
