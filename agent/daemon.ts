@@ -110,6 +110,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       agentVersion: o.agentVersion,
       registry,
       pause,
+      quarantined: states.current().state === "QUARANTINED",
       engine: () => engineRef,
     });
     const { engine, terminated } = createEnforcement(base, {
@@ -177,6 +178,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       stratum,
       attestation,
       heartbeats,
+      pauses: () => operator.pauses(),
     });
     const local = await startLocalEndpoints(ctx, {
       apiSocket: o.apiSocket,
