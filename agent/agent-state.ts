@@ -6,7 +6,11 @@ import {
   type AgentEvent,
   type AgentState,
   isAgentState,
+  isQuarantineOrigin,
+  mayClearQuarantine,
   pathTo,
+  type QuarantineRecord,
+  requarantines,
   transition,
 } from "./state-machine.ts";
 
@@ -19,6 +23,10 @@ import {
  * mining until the log works again. A crash between the two leaves the log one transition
  * ahead of the file; the next start reads the file, and the transition is made (and
  * recorded) again, which is harmless: each is recorded with its time.
+ *
+ * In QUARANTINED the file also keeps where the quarantine came from (`quarantine`, see
+ * state-machine.ts). A file written before origins were kept has none: it is read as a clone's
+ * quarantine (fail closed: the start is refused and only a new enrollment ends it, as before).
  */
 
 export const STATE_FILE = "agent-state.json";
@@ -33,6 +41,8 @@ export interface TransitionRecord {
   readonly reason: string;
   /** Unix milliseconds. */
   readonly at: number;
+  /** Entering (or replacing) a quarantine: where it came from. */
+  readonly quarantine?: QuarantineRecord;
 }
 
 /** Appends one record durably; throws when it cannot. */
@@ -43,6 +53,16 @@ export interface StoredAgentState {
   /** Unix milliseconds of the transition into it (0: never moved). */
   readonly since: number;
   readonly reason: string;
+  /** In QUARANTINED only: where the quarantine came from. */
+  readonly quarantine?: QuarantineRecord;
+}
+
+/** What some events need besides their reason. */
+export interface TransitionDetail {
+  /** `quarantined`: its origin and the consent in force. */
+  readonly quarantine?: QuarantineRecord;
+  /** `quarantine_cleared`: the seq of the owner's consent in force now. */
+  readonly consentSeq?: number;
 }
 
 export interface AgentStateStore {
@@ -50,16 +70,61 @@ export interface AgentStateStore {
   /**
    * Applies `event` (through REVOKED first for a decommission from a live state: pathTo),
    * each step audited then persisted. Throws AGENTD_E_STATE_TRANSITION when it cannot happen
-   * here, with nothing changed.
+   * here, with nothing changed: also a `quarantine_cleared` that `mayClearQuarantine` refuses,
+   * and a `quarantined` without an origin.
    */
-  apply(event: AgentEvent, reason: string): StoredAgentState;
+  apply(event: AgentEvent, reason: string, detail?: TransitionDetail): StoredAgentState;
 }
 
 export function openAgentState(path: string, audit: AuditAppend, clock: Clock): AgentStateStore {
   let current = read(path);
+  const step = (event: AgentEvent, to: AgentState, reason: string, q?: QuarantineRecord) => {
+    const at = clock.now();
+    const from = current.state;
+    audit({
+      type: "state.transition",
+      event,
+      from,
+      to,
+      reason,
+      at,
+      ...(q === undefined ? {} : { quarantine: q }),
+    });
+    const next: StoredAgentState = {
+      state: to,
+      since: at,
+      reason,
+      ...(q === undefined ? {} : { quarantine: q }),
+    };
+    writeStateFile(path, FORMAT, next);
+    current = next;
+  };
+  const refuse = (event: AgentEvent, why: string) =>
+    fail("AGENTD_E_STATE_TRANSITION", why, { state: current.state, event });
   return {
     current: () => current,
-    apply(event, reason) {
+    apply(event, reason, detail = {}) {
+      if (event === "quarantined") {
+        const q = detail.quarantine;
+        if (q === undefined) throw refuse(event, "a quarantine needs its origin");
+        // A clone found under the control plane's quarantine replaces it (state-machine.ts).
+        if (
+          current.state === "QUARANTINED" &&
+          requarantines(current.quarantine ?? null, q.origin)
+        ) {
+          step(event, "QUARANTINED", reason, q);
+          return current;
+        }
+      }
+      if (event === "quarantine_cleared") {
+        const seq = detail.consentSeq;
+        if (seq === undefined || !mayClearQuarantine(current.quarantine ?? null, seq)) {
+          throw refuse(
+            event,
+            `the quarantine in force (${current.quarantine?.origin ?? "none"}) is not cleared by consent seq ${seq ?? "none"}`,
+          );
+        }
+      }
       const steps = pathTo(current.state, event);
       if (steps.length === 0) {
         const t = transition(current.state, event);
@@ -68,15 +133,11 @@ export function openAgentState(path: string, audit: AuditAppend, clock: Clock): 
           event,
         });
       }
-      for (const step of steps) {
-        const t = transition(current.state, step);
+      for (const e of steps) {
+        const t = transition(current.state, e);
         if (!t.ok) throw fail("AGENTD_E_INTERNAL", t.reason);
-        const at = clock.now();
-        const why = step === event ? reason : `${reason} (on the way to ${event})`;
-        audit({ type: "state.transition", event: step, from: t.from, to: t.to, reason: why, at });
-        const next: StoredAgentState = { state: t.to, since: at, reason: why };
-        writeStateFile(path, FORMAT, next);
-        current = next;
+        const why = e === event ? reason : `${reason} (on the way to ${event})`;
+        step(e, t.to, why, t.to === "QUARANTINED" ? detail.quarantine : undefined);
       }
       return current;
     },
@@ -87,6 +148,7 @@ function read(path: string): StoredAgentState {
   const file = readStateFile(path, { format: FORMAT });
   if (file === undefined) return { state: "UNREGISTERED", since: 0, reason: "" };
   const d = file.data as Partial<Record<keyof StoredAgentState, unknown>> | null;
+  const corrupt = () => fail("AGENTD_E_FILE_CORRUPT", `${path}: not an agent state`, { path });
   if (
     d === null ||
     !isAgentState(d.state) ||
@@ -94,9 +156,24 @@ function read(path: string): StoredAgentState {
     !Number.isSafeInteger(d.since) ||
     typeof d.reason !== "string"
   ) {
-    throw fail("AGENTD_E_FILE_CORRUPT", `${path}: not an agent state`, { path });
+    throw corrupt();
   }
-  return { state: d.state, since: d.since, reason: d.reason };
+  const base = { state: d.state, since: d.since, reason: d.reason };
+  if (d.state !== "QUARANTINED") return base;
+  // Written before origins were kept: a clone's (fail closed, see above).
+  if (d.quarantine === undefined)
+    return { ...base, quarantine: { origin: "clone", consent_seq: null } };
+  const q = d.quarantine as Partial<Record<keyof QuarantineRecord, unknown>> | null;
+  const seq = q?.consent_seq;
+  if (
+    q === null ||
+    typeof q !== "object" ||
+    !isQuarantineOrigin(q.origin) ||
+    !(seq === null || (typeof seq === "number" && Number.isSafeInteger(seq)))
+  ) {
+    throw corrupt();
+  }
+  return { ...base, quarantine: { origin: q.origin, consent_seq: seq } };
 }
 
 /**
@@ -106,7 +183,7 @@ function read(path: string): StoredAgentState {
  */
 export interface AgentStates {
   current(): StoredAgentState;
-  move(event: AgentEvent, reason: string): boolean;
+  move(event: AgentEvent, reason: string, detail?: TransitionDetail): boolean;
 }
 
 export function agentStates(
@@ -118,9 +195,9 @@ export function agentStates(
 ): AgentStates {
   return {
     current: () => store.current(),
-    move(event, reason) {
+    move(event, reason, detail) {
       try {
-        store.apply(event, reason);
+        store.apply(event, reason, detail);
       } catch (err) {
         // Not allowed here (a race of two sources), or the audit log failed: either way the
         // state stays where it was, recorded or not at all.
@@ -138,7 +215,9 @@ export function agentStates(
 /**
  * The state the agent may start in: not after a decommission; registered once enrolled; and
  * never with the enrolled key on another machine — a clone is quarantined, recorded, and the
- * start refused until the machine is enrolled again.
+ * start refused until the machine is enrolled again. A quarantine the control plane set does
+ * not refuse the start: the agent runs, holds mining (`agent.quarantined`) and waits for the
+ * owner's next consent (state-machine.ts).
  */
 export function admitStart(
   states: AgentStates,
@@ -159,13 +238,18 @@ export function admitStart(
   }
   if (states.current().state === "UNREGISTERED")
     states.move("registered", `enrolled with ${o.url}`);
-  if (o.machineId !== o.enrolledMachineId) {
-    states.move("quarantined", "the machine id is not the one enrolled: a cloned identity");
+  const cloned = o.machineId !== o.enrolledMachineId;
+  if (cloned) {
+    states.move("quarantined", "the machine id is not the one enrolled: a cloned identity", {
+      quarantine: { origin: "clone", consent_seq: null },
+    });
   }
-  if (states.current().state === "QUARANTINED") {
+  const s = states.current();
+  // A clone is refused even if its quarantine could not be recorded (the audit log failed).
+  if (cloned || (s.state === "QUARANTINED" && s.quarantine?.origin !== "control_plane")) {
     throw fail(
       "AGENTD_E_IDENTITY_CLONED",
-      "this machine's identity is quarantined (its key is in use on another machine, or the control plane said so): enroll it again as a new machine",
+      "this machine's identity is quarantined (its key is in use on another machine): enroll it again as a new machine",
       { path: o.stateDir },
     );
   }

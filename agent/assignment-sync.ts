@@ -14,10 +14,16 @@ import {
 /**
  * The control plane's assignment, kept current (assignment.ts says what it is and when it
  * counts). Fetched after every accepted bundle, after attestation, and again before the one
- * held expires: a minute before, or halfway for short-lived ones, every 30 s while none is in
- * force. One fetch at a time. A fetch that fails keeps the one held; one that answers replaces
+ * held expires: halfway through what is left, every 30 s while none is in force. One fetch at
+ * a time. A fetch that fails keeps the one held; one that answers replaces
  * it; an answer that does not verify leaves none (fail closed), audited. Each fetch ends by
  * re-evaluating the state (`onSettled`).
+ *
+ * Never faster than `MIN_INTERVAL_MS` apart (issue 15: with the owner's `max_publication_ttl_s`
+ * at 60 s every assignment lived a minute and was renewed about once a second), except when
+ * the consent in force changes: the new consent's assignment is fetched at once. A fetch asked
+ * for sooner is made when the floor allows; meanwhile an assignment that just expired counts,
+ * as it does while a renewal is in flight.
  */
 export interface AssignmentSync {
   current(): Assignment | null;
@@ -34,6 +40,7 @@ export interface AssignmentSync {
 /** Polled this often while no assignment is in force; the renewal never waits longer than an hour. */
 const RETRY_MS = 30_000;
 const MAX_WAIT_MS = 3_600_000;
+export const MIN_INTERVAL_MS = 10_000;
 
 export function startAssignmentSync(ctx: AgentContext): AssignmentSync {
   const { clock, timers, signal } = ctx;
@@ -44,6 +51,11 @@ export function startAssignmentSync(ctx: AgentContext): AssignmentSync {
   let fetchFailed = true;
   let inFlight: Promise<void> | null = null;
   let timer: TimerHandle | undefined;
+  // The floor: running from the start of the last fetch, made for `lastConsent`; a fetch asked
+  // for meanwhile (for the same consent) waits for it (`pendingWhy`).
+  let cooling: TimerHandle | undefined;
+  let lastConsent: string | null = null;
+  let pendingWhy: string | null = null;
   const consent = () => consentInForce(ctx.engine);
 
   // Kept across restarts, verified again.
@@ -67,7 +79,7 @@ export function startAssignmentSync(ctx: AgentContext): AssignmentSync {
       // Just expired: a renewal is fetched, and until it answers the kept one counts, as it
       // does when none can be fetched (no gap at each renewal).
       if (inFlight === null && !signal.aborted) void fetch("expired");
-      return inFlight !== null;
+      return inFlight !== null || pendingWhy !== null;
     }
     return assignmentInForce(assignment, identity, clock.now(), fetchFailed);
   };
@@ -145,6 +157,22 @@ export function startAssignmentSync(ctx: AgentContext): AssignmentSync {
   };
 
   const fetch = (why: string): Promise<void> => {
+    if (inFlight !== null) return inFlight;
+    const c = consent()?.identity ?? null;
+    if (cooling !== undefined && c === lastConsent) {
+      // Made when the floor allows (on the timers: a clock set back changes nothing).
+      pendingWhy ??= why;
+      return Promise.resolve();
+    }
+    timers.clearTimeout(cooling);
+    pendingWhy = null;
+    lastConsent = c;
+    cooling = timers.setTimeout(() => {
+      cooling = undefined;
+      const w = pendingWhy;
+      pendingWhy = null;
+      if (w !== null && !signal.aborted) void fetch(w);
+    }, MIN_INTERVAL_MS);
     inFlight ??= (async () => {
       // Yield first: the `finally` below must not run before this promise is assigned.
       await Promise.resolve();
@@ -171,11 +199,13 @@ export function startAssignmentSync(ctx: AgentContext): AssignmentSync {
     if (signal.aborted) return;
     const held = assignment?.exp;
     const left = held === undefined ? 0 : held * 1000 - clock.now();
-    // Renewed a minute before it expires, or halfway for short-lived ones.
+    // Renewed halfway through what is left, never sooner than the floor. (It was the earlier
+    // of "a minute before" and "halfway": for a lifetime under two minutes, "a minute before"
+    // was already past, and the renewal ran every second.)
     const inMs =
       held === undefined || fetchFailed || !assigned()
         ? RETRY_MS
-        : Math.max(1_000, Math.min(left - 60_000, left / 2));
+        : Math.max(MIN_INTERVAL_MS, left / 2);
     timer = timers.setTimeout(() => void fetch("renewal"), Math.min(inMs, MAX_WAIT_MS));
   };
 
@@ -195,6 +225,9 @@ export function startAssignmentSync(ctx: AgentContext): AssignmentSync {
     onSettled: (l) => {
       listeners.push(l);
     },
-    stop: () => timers.clearTimeout(timer),
+    stop: () => {
+      timers.clearTimeout(timer);
+      timers.clearTimeout(cooling);
+    },
   };
 }

@@ -20,6 +20,13 @@ import type { StateDriver } from "./state-driver.ts";
  *
  * Every attestation looks at the machine id again: a disk image cloned onto another machine
  * while this agent runs is quarantined at the next one, not only at the next start.
+ *
+ * The reply's `quarantined` is not a signed document: anyone holding the control plane's TLS
+ * key could send it, and it used to quarantine the agent until it was enrolled again. It is
+ * logged and recorded (`attestation.quarantine_ignored`, once each time it turns true), never
+ * obeyed: the control plane then refuses the machine its assignment, which holds mining
+ * (`agent.unassigned`) without bricking it. A quarantine from the control plane comes only as
+ * its signed `worker.quarantine` command (commands.ts), which the owner's consent allows.
  */
 export interface Attestation {
   attest(): Promise<AttestResponse>;
@@ -43,25 +50,46 @@ export function startAttestation(
   const { clock, timers, signal, log } = ctx;
   let last: { at: number; verdict: string } | null = null;
   let timer: TimerHandle | undefined;
+  // Recorded once while the control plane keeps saying so, again after it stopped saying so.
+  let saidQuarantined = false;
+  const ignoreQuarantine = (verdict: string) => {
+    if (saidQuarantined) return;
+    saidQuarantined = true;
+    const why = "the control plane says quarantined (unsigned): ignored";
+    log.warn({ verdict }, why);
+    try {
+      ctx.audit.append({ type: "attestation.quarantine_ignored", verdict, reason: why });
+    } catch {
+      // counted lost by the audit sink, which holds mining meanwhile
+    }
+  };
 
   const attest = async (): Promise<AttestResponse> => {
     // Fresh facts every time (see above).
     const facts = o.hostFacts();
     if (facts.machine_id_sha256 !== o.enrolledMachineId) {
-      o.driver.quarantine("the machine id changed under the running agent: a cloned identity");
+      o.driver.quarantine(
+        "the machine id changed under the running agent: a cloned identity",
+        "clone",
+      );
       throw fail("AGENTD_E_IDENTITY_CLONED", "the machine id is not the one enrolled", {
         path: ctx.stateDir,
       });
     }
     const a = await ctx.client.attest(facts);
     last = { at: clock.now(), verdict: a.verdict };
-    if (a.quarantined) {
-      o.driver.quarantine(`the control plane quarantined this machine (${a.verdict})`);
-    } else if (ctx.states.current().state === "REGISTERED") {
+    if (a.quarantined) ignoreQuarantine(a.verdict);
+    else saidQuarantined = false;
+    if (ctx.states.current().state === "REGISTERED") {
       ctx.states.move("attested", `attestation ${a.verdict}`);
     }
-    await ctx.keys.refresh("attestation", ctx.keys.current().seq);
-    void o.assignment.fetch("attestation");
+    try {
+      await ctx.keys.refresh("attestation", ctx.keys.current().seq);
+    } finally {
+      // Also when the key set cannot be fetched: a control plane that refuses this machine
+      // (quarantined on its side) refuses the assignment too, which holds mining.
+      void o.assignment.fetch("attestation");
+    }
     return a;
   };
 

@@ -6,12 +6,16 @@ import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
  * at most 100 a time, oldest first), the commands among them this agent has not handled nor
  * fetched before. `seen` remembers what was fetched once — also commands refused before
  * verification, which the executor's ledger cannot hold — so they are not fetched and refused
- * again at every heartbeat.
+ * again at every heartbeat (the agent keeps it across restarts: polled-commands.ts).
  */
 export async function newCommandsByPolling(o: {
   readonly poll: (after: number) => Promise<WorkerCommandsResponse>;
   readonly handled: (cmdId: string) => boolean;
-  readonly seen: Set<string>;
+  /** What was fetched before, by the id the document claims and the document itself. */
+  readonly seen: {
+    has(cmdId: string, jws: string): boolean;
+    add(cmdId: string, jws: string): void;
+  };
   readonly maxPages?: number;
 }): Promise<string[]> {
   const fresh: string[] = [];
@@ -20,8 +24,8 @@ export async function newCommandsByPolling(o: {
     for (const e of r.events) {
       if (e.kind !== "command") continue;
       const id = commandIdOf(e.jws);
-      if (id === null || o.handled(id) || o.seen.has(id)) continue;
-      o.seen.add(id);
+      if (id === null || o.handled(id) || o.seen.has(id, e.jws)) continue;
+      o.seen.add(id, e.jws);
       fresh.push(e.jws);
     }
     if (r.events.length === 0 || r.last_event_id <= after) break;

@@ -116,6 +116,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       agentVersion: o.agentVersion,
       registry,
       pause,
+      quarantined: states.current().state === "QUARANTINED",
       engine: () => engineRef,
     });
     const { engine, terminated } = createEnforcement(base, {
@@ -183,6 +184,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       stratum,
       attestation,
       heartbeats,
+      pauses: () => operator.pauses(),
     });
     const local = await startLocalEndpoints(ctx, {
       apiSocket: o.apiSocket,

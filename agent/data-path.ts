@@ -16,8 +16,9 @@ import type { PauseFile } from "./pause-state.ts";
  * The data path of `agentd run`: the Stratum proxy for the ASICs, gated by the policy guard
  * (it forwards nothing until the decision allows mining, and stops when it no longer does),
  * behind the local holds (mining-holds.ts). Until an assignment for the consent in force is
- * verified nothing mines (`agent.unassigned`, lifted by assignment-sync.ts); a pause kept from
- * before a restart holds at once; while the audit log cannot be written mining is held.
+ * verified nothing mines (`agent.unassigned`, lifted by assignment-sync.ts); a pause or a
+ * control-plane quarantine kept from before a restart holds at once; while the audit log
+ * cannot be written mining is held.
  */
 export interface DataPath {
   readonly proxy: StratumProxy;
@@ -43,6 +44,8 @@ export function createDataPath(
     readonly agentVersion: string;
     readonly registry: Registry;
     readonly pause: PauseFile;
+    /** Whether the agent starts QUARANTINED (a quarantine the control plane set: it runs, held). */
+    readonly quarantined: boolean;
     /** The engine, once it exists (it needs the proxy's facts; the proxy needs to wake it). */
     readonly engine: () => EnforcementEngine | null;
   },
@@ -65,7 +68,10 @@ export function createDataPath(
   });
   const gate = holdingGate(proxy, () => changed("a local hold changed"));
   gate.hold("agent.unassigned");
-  if (o.pause.pausedAtStart) gate.hold("agent.paused");
+  const kept = o.pause.current();
+  if (kept.local !== null) gate.hold("agent.paused");
+  if (kept.remote !== null) gate.hold("agent.paused_remotely");
+  if (o.quarantined) gate.hold("agent.quarantined");
 
   ctx.audit.onWritableChange((writable, lost) => {
     ctx.metrics.auditWritable(writable);

@@ -12,6 +12,7 @@ import { GUARD_STATE_FILE } from "../policy-guard/state.ts";
 import { STATE_FILE } from "./agent-state.ts";
 import { COMMAND_LEDGER_FILE } from "./command-executor.ts";
 import { initMachineIdentity, loadMachineIdentity } from "./identity.ts";
+import { POLLED_FILE } from "./polled-commands.ts";
 import { STREAM_FILE } from "./stream-state.ts";
 
 /**
@@ -98,11 +99,11 @@ export async function enrollMachine(input: EnrollMachineInput): Promise<Enrollme
   // the new machine it is, may run); the audit log and the heartbeat counter go on.
   rmSync(join(input.stateDir, STATE_FILE), { force: true });
   // Another worker id (a new machine key): what was kept about the old worker — the policy
-  // guard's counters, the command ledger, the stream position — would only refuse the new
-  // one's documents or skip its events. The same worker enrolled again keeps them all
-  // (DOCUMENTS.md section 5: a revocation survives re-enrollment).
+  // guard's counters, the command ledger, the stream position, the commands polled — would
+  // only refuse the new one's documents or skip its events. The same worker enrolled again
+  // keeps them all (DOCUMENTS.md section 5: a revocation survives re-enrollment).
   if (previous !== null && previous !== record.worker_id) {
-    for (const f of [GUARD_STATE_FILE, COMMAND_LEDGER_FILE, STREAM_FILE]) {
+    for (const f of [GUARD_STATE_FILE, COMMAND_LEDGER_FILE, STREAM_FILE, POLLED_FILE]) {
       rmSync(join(input.stateDir, f), { force: true });
     }
   }

@@ -69,12 +69,25 @@ export async function startLocalEndpoints(
       supervisor === null
         ? { supervisor: "off", services: [] }
         : { supervisor: "on", ...supervisor.status() },
+    // The service as the supervisor sees it after the action, and what came of the action
+    // (service-outcome.ts: the same truth as a command's result), recorded.
     serviceAction: async (kind, action) => {
       if (supervisor !== null) {
         ctx.audit.append({ type: `service.${action}_requested`, kind, by: "local API" });
       }
-      await o.services.act(kind, action);
-      return supervisor?.status().services.find((x) => x.kind === kind) ?? {};
+      const r = await o.services.act(kind, action);
+      try {
+        ctx.audit.append({
+          type: `service.${action}_result`,
+          kind,
+          by: "local API",
+          status: r.status,
+          reason: r.reason,
+        });
+      } catch {
+        // counted lost by the audit sink, which holds mining meanwhile
+      }
+      return { ...(r.service ?? {}), result: { status: r.status, reason: r.reason } };
     },
     serviceLogs: async (kind, n) => ({
       kind,
@@ -104,12 +117,14 @@ export async function startLocalEndpoints(
     revoke: (jws) => o.policy.applyOwnerDocument(jws, "local"),
     bundle: (b) => o.policy.submitBundle(b, "local"),
     rotateOwner: (jws) => o.policy.rotateOwner(jws, "local"),
+    // The machine's own pause: set and lifted only here (operator.ts). The answer is the
+    // status, whose `pause` says whether a remote pause remains.
     pause: async () => {
-      o.operator.pause("local API");
+      o.operator.pause("local", "local API");
       return o.status();
     },
     resume: async () => {
-      o.operator.resume("local API");
+      o.operator.resume("local", "local API");
       return o.status();
     },
   };

@@ -3,15 +3,19 @@ import type { Reason } from "../policy-guard/reasons.ts";
 
 /**
  * Reasons on this machine, outside the owner's documents, that stop mining even where the
- * decision allows it: the audit log cannot be written, the machine is quarantined, or the
- * operator paused. The policy
+ * decision allows it: the audit log cannot be written, the machine is quarantined, no
+ * assignment, or a pause (the operator's on the machine, or a remote command's). The policy
  * guard's decision stays what the documents say; this gate sits between the engine and the
  * data path and denies while any hold is on. Holds only ever deny: the owner's consent
  * remains the only thing that can allow.
  */
 export type HoldReason = Extract<
   Reason,
-  "agent.audit_unwritable" | "agent.quarantined" | "agent.unassigned" | "agent.paused"
+  | "agent.audit_unwritable"
+  | "agent.quarantined"
+  | "agent.unassigned"
+  | "agent.paused"
+  | "agent.paused_remotely"
 >;
 
 export interface HeldGate extends MiningGate {

@@ -12,7 +12,7 @@ import type { AgentEvent, AgentState } from "./state-machine.ts";
  *   allowed, ASSIGNED or MINING, the assignment lost → ineligible (POLICY_SYNCED, then
  *                                                     ELIGIBLE again until a new one comes)
  *   allowed, PAUSED                     → resumed
- *   denied only for a pause reason (schedule, power, temperature, the operator),
+ *   denied only for a pause reason (schedule, power, temperature, a pause),
  *     in ASSIGNED or MINING             → paused
  *   denied otherwise, in ELIGIBLE, ASSIGNED, MINING or PAUSED → ineligible (POLICY_SYNCED)
  *
@@ -26,6 +26,7 @@ export const PAUSE_REASONS: ReadonlySet<Reason> = new Set<Reason>([
   "rules.max_watts_exceeded",
   "rules.max_temp_exceeded",
   "agent.paused",
+  "agent.paused_remotely",
 ]);
 
 export interface DataPathView {

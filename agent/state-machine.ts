@@ -12,8 +12,16 @@
  * Two more, which the brief's arrows imply: losing eligibility or the assignment (the policy
  * now denies, the assignment expired) goes back to POLICY_SYNCED from ELIGIBLE, ASSIGNED,
  * MINING or PAUSED; and a decommission arriving in any other state passes through REVOKED
- * first (`pathTo`), so the log shows the stop before the end. TERMINATED is final; so is
- * QUARANTINED short of a decommission (a clone is re-enrolled as a new machine).
+ * first (`pathTo`), so the log shows the stop before the end. TERMINATED is final.
+ *
+ * A quarantine has an origin (issue 15). The agent's own clone detection (`clone`) is final
+ * short of a decommission: a clone is re-enrolled as a new machine. A quarantine the control
+ * plane set (`control_plane`: only its signed `worker.quarantine` command, which the owner's
+ * consent allows) must never lock the owner out — the owner's key, not the control plane, is
+ * the root of consent — so an owner-signed consent newer than the one in force when it was
+ * set clears it: QUARANTINED → POLICY_SYNCED (`quarantine_cleared`, `mayClearQuarantine`).
+ * A clone found while a control-plane quarantine is in place replaces it (`requarantines`),
+ * so that the owner's next consent cannot clear what is a clone.
  */
 
 import { AGENT_STATES, type AgentState } from "../control-plane/protocol/schemas/heartbeat.ts";
@@ -34,6 +42,7 @@ export const AGENT_EVENTS = [
   "revoked",
   "consent_renewed",
   "quarantined",
+  "quarantine_cleared",
   "decommissioned",
 ] as const;
 export type AgentEvent = (typeof AGENT_EVENTS)[number];
@@ -58,6 +67,7 @@ const TABLE: Readonly<Record<AgentEvent, { from: readonly AgentState[]; to: Agen
   revoked: { from: LIVE.filter((s) => s !== "REVOKED"), to: "REVOKED" },
   consent_renewed: { from: ["REVOKED"], to: "POLICY_SYNCED" },
   quarantined: { from: LIVE, to: "QUARANTINED" },
+  quarantine_cleared: { from: ["QUARANTINED"], to: "POLICY_SYNCED" },
   decommissioned: { from: ["REVOKED", "QUARANTINED"], to: "TERMINATED" },
 };
 
@@ -85,6 +95,37 @@ export function pathTo(state: AgentState, event: AgentEvent): AgentEvent[] {
     return ["revoked", "decommissioned"];
   }
   return [];
+}
+
+/** Where a quarantine came from: the agent's own clone detection, or the control plane's signed command. */
+export const QUARANTINE_ORIGINS = ["clone", "control_plane"] as const;
+export type QuarantineOrigin = (typeof QUARANTINE_ORIGINS)[number];
+
+/** What the persisted state keeps about the quarantine in force. */
+export interface QuarantineRecord {
+  readonly origin: QuarantineOrigin;
+  /** The seq of the owner's consent in force when it was set (null: none was). */
+  readonly consent_seq: number | null;
+}
+
+/**
+ * Whether the owner's consent `consentSeq` (verified, in force) clears the quarantine `q`:
+ * only one the control plane set, and only by a consent newer than the one in force then. A
+ * quarantine whose origin is not known (a state file written before origins were kept) is a
+ * clone's: fail closed.
+ */
+export function mayClearQuarantine(q: QuarantineRecord | null, consentSeq: number): boolean {
+  if (q === null || q.origin !== "control_plane") return false;
+  return q.consent_seq === null || consentSeq > q.consent_seq;
+}
+
+/** Whether a quarantine from `origin` replaces the one in place: a clone's replaces the control plane's. */
+export function requarantines(q: QuarantineRecord | null, origin: QuarantineOrigin): boolean {
+  return q !== null && q.origin === "control_plane" && origin === "clone";
+}
+
+export function isQuarantineOrigin(v: unknown): v is QuarantineOrigin {
+  return typeof v === "string" && (QUARANTINE_ORIGINS as readonly string[]).includes(v);
 }
 
 /** Mining-related work (the Stratum proxy forwarding, ASICs hashing) only in these. */

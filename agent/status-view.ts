@@ -1,13 +1,15 @@
 import type { AgentContext } from "./agent-context.ts";
 import type { Attestation } from "./attestation.ts";
 import type { Heartbeats } from "./heartbeats.ts";
+import type { PauseHold, Pauses } from "./pause-state.ts";
 
 /**
  * What `GET /v1/status` answers (and `agentd status` shows): the machine, its state and why,
  * what the data path was given (the holds applied) next to what the documents alone decide,
  * the documents in force, the control plane's side (key set, attestation, heartbeats), the
  * data path's telemetry and whether it reaches its upstream, the audit log and the process's
- * memory.
+ * memory. `pause` says who paused and since when: `local` (on the machine, lifted only there)
+ * and `remote` (a `mining.pause` command), each `{"by", "since"}` (Unix ms) or null.
  */
 export function statusView(
   ctx: AgentContext,
@@ -16,8 +18,10 @@ export function statusView(
     readonly stratum: { readonly host: string; readonly port: number };
     readonly attestation: Attestation;
     readonly heartbeats: Heartbeats;
+    readonly pauses: () => Pauses;
   },
 ): () => Record<string, unknown> {
+  const pause = (p: PauseHold | null) => (p === null ? null : { by: p.by, since: p.at });
   return () => {
     const s = ctx.states.current();
     const d = ctx.engine.current();
@@ -35,6 +39,7 @@ export function statusView(
       decision: { mining: e.allow, reasons: e.reasons },
       policy_decision: { mining: d.mining.allow, reasons: d.mining.reasons },
       holds: ctx.dataPath.gate.holds(),
+      pause: { local: pause(o.pauses().local), remote: pause(o.pauses().remote) },
       policy: {
         version: docs.publication?.payload.version ?? null,
         consent_sha256: docs.consent?.identity ?? null,

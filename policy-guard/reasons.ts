@@ -83,11 +83,13 @@ export const REASONS = Object.freeze({
   "agent.audit_unwritable":
     "The audit log cannot be written (disk full, I/O error): nothing happens that cannot be recorded, so mining waits until it can.",
   "agent.quarantined":
-    "This machine is quarantined (a cloned identity, or the control plane's security signal): nothing mines until it is enrolled again.",
+    "This machine is quarantined: a cloned identity (nothing mines until it is enrolled again), or the control plane's signed worker.quarantine command (until the owner signs a newer consent).",
   "agent.unassigned":
     "No assignment from the control plane for the consent in force (or it expired and a new one could be fetched but was not valid): mining happens only in ASSIGNED and MINING.",
   "agent.paused":
-    "The operator paused mining on this machine (agentd mining pause, or an owner-allowed mining.pause command) until resumed.",
+    "The operator paused mining on the machine itself (agentd mining pause, the local API) until resumed there: a remote mining.resume never lifts it.",
+  "agent.paused_remotely":
+    "An owner-allowed mining.pause command paused mining until a mining.resume command lifts it (a resume on the machine lifts only the machine's own pause).",
   // an owner-key rotation refused (policy-guard/rotation.ts): single-use and in order, so
   // that a rotation seen once can never hand control back to a key retired after it
   "rotation.replayed": "This owner-key rotation was accepted before: a rotation is single-use.",

@@ -6,6 +6,7 @@ import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
 import { parseInstant } from "../time.ts";
+import { pauseLines, type StatusDoc } from "./status.ts";
 
 /**
  * The operator's views of a running agent, all read through its local API (agentd run must
@@ -138,8 +139,16 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
             {},
           );
           if (r.status !== 200) throw apiError(r);
-          printResult(io, opts.json, r.json, `${name}: ${String(r.json.state ?? "?")}`);
-          return 0;
+          // What happened, checked against the supervisor (agent/service-outcome.ts): exit 1
+          // when the action did not have its effect.
+          const result = r.json.result as { status: string; reason: string } | undefined;
+          printResult(
+            io,
+            opts.json,
+            r.json,
+            `${name}: ${String(r.json.state ?? "?")}${result === undefined ? "" : `\n${result.status}: ${result.reason}`}`,
+          );
+          return result === undefined || result.status === "done" ? 0 : 1;
         }),
       );
   }
@@ -214,8 +223,14 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     .command("mining")
     .description("pause or resume mining on this machine (the operator's hold; local API)");
   for (const [verb, what] of [
-    ["pause", "stop mining until resumed (persisted across restarts)"],
-    ["resume", "lift the operator's pause (the owner's policy still decides)"],
+    [
+      "pause",
+      "stop mining until resumed here (persisted across restarts; a remote resume never lifts it)",
+    ],
+    [
+      "resume",
+      "lift this machine's pause (a remote pause stays; the owner's policy still decides)",
+    ],
   ] as const) {
     mining
       .command(verb)
@@ -226,17 +241,32 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
         run(opts.json, async () => {
           const r = await localApiRequest(socketOf(io, cmd), "POST", `/v1/mining/${verb}`, {});
           if (r.status !== 200) throw apiError(r);
-          const d = r.json.decision as { mining: boolean; reasons: string[] };
-          printResult(
-            io,
-            opts.json,
-            r.json,
-            `state    ${String(r.json.state)}\nmining   ${d.mining ? "allowed" : `denied: ${d.reasons.join(", ")}`}`,
-          );
+          printResult(io, opts.json, r.json, miningAnswerText(r.json, io.clock.now()));
           return 0;
         }),
       );
   }
+}
+
+/**
+ * The answer to `agentd mining pause|resume` (the status): the state, whether it mines, and the
+ * pauses in force — after a resume here, a remote pause that remains is said ("still paused
+ * remotely …"): only a `mining.resume` command, or the owner's decision, is for that one.
+ */
+export function miningAnswerText(doc: Json, now: number): string {
+  const d = doc.decision as { mining: boolean; reasons: string[] };
+  const p = doc.pause as StatusDoc["pause"];
+  const lines = [
+    `state    ${String(doc.state)}`,
+    `mining   ${d.mining ? "allowed" : `denied: ${d.reasons.join(", ")}`}`,
+  ];
+  const [local, remote] = [p?.local ?? null, p?.remote ?? null];
+  for (const l of pauseLines({ local, remote: null }, now)) lines.push(`pause    ${l}`);
+  if (remote !== null) {
+    const [l] = pauseLines({ local: null, remote }, now);
+    lines.push(`pause    still ${l}: a mining.resume command lifts it`);
+  }
+  return lines.join("\n");
 }
 
 /** `agentd policy show`: the documents in force on the running agent and its decision. */

@@ -34,6 +34,11 @@ export interface StatusDoc {
   readonly reason: string;
   readonly decision: { readonly mining: boolean; readonly reasons: readonly string[] };
   readonly holds?: readonly string[];
+  /** Who paused and since when (agent/status-view.ts); absent from older agents. */
+  readonly pause?: {
+    readonly local: PauseDoc | null;
+    readonly remote: PauseDoc | null;
+  };
   readonly policy: { readonly version: number | null; readonly consent_sha256: string | null };
   readonly attestation?: { readonly at: number; readonly verdict: string } | null;
   readonly heartbeats?: {
@@ -59,6 +64,28 @@ export interface StatusDoc {
   readonly audit?: { readonly writable: boolean };
 }
 
+/** One pause as GET /v1/status gives it: who (`local API`, `command <id>`) and since when. */
+export interface PauseDoc {
+  readonly by: string;
+  readonly since: number;
+}
+
+/**
+ * The pauses in words: the machine's own ("paused locally since …", lifted only there) and a
+ * remote command's ("paused remotely by command … since …").
+ */
+export function pauseLines(p: StatusDoc["pause"], now: number): string[] {
+  const lines: string[] = [];
+  if (p?.local != null) {
+    const by = p.local.by === "local API" ? "" : ` (${p.local.by})`;
+    lines.push(`paused locally since ${formatInstant(p.local.since, now)}${by}`);
+  }
+  if (p?.remote != null) {
+    lines.push(`paused remotely by ${p.remote.by} since ${formatInstant(p.remote.since, now)}`);
+  }
+  return lines;
+}
+
 export function statusText(s: StatusDoc, now: number): string {
   const lines: string[] = [];
   const row = (k: string, v: string) => lines.push(`${k.padEnd(15)}${v}`);
@@ -70,6 +97,9 @@ export function statusText(s: StatusDoc, now: number): string {
     row("mining", "not mining:");
     for (const r of s.decision.reasons) row("", `- ${reasonInWords(r)}`);
   }
+  pauseLines(s.pause, now).forEach((l, i) => {
+    row(i === 0 ? "pause" : "", l);
+  });
   const u = s.upstream;
   if (u !== undefined && u !== null && u.url !== null) {
     const who = u.user === undefined || u.user === null ? "" : ` as ${u.user}`;

@@ -24,6 +24,12 @@ import { validate } from "./validate.ts";
  * expired token, quarantine…), go to `onError` and the stream keeps trying until `close`: the
  * caller decides when to give up (and re-attests in between, which the next connection picks
  * up).
+ *
+ * A message that fails the schema (not JSON, not an object the schema describes, a binary
+ * frame) is skipped and the stream stays open: ending it would make the control plane send
+ * the same message again on the next connection, forever, and nothing after it would ever
+ * arrive. It goes to `onInvalid` (in order with the events) with its id when one can be read,
+ * and the position moves past that id, so it is not asked for again.
  */
 
 export interface StreamOptions {
@@ -34,6 +40,13 @@ export interface StreamOptions {
   /** After the backlog: the server's last event id (every earlier one was handed over). */
   readonly onReady?: (lastEventId: number) => void;
   readonly onError?: (err: AgentdError) => void;
+  /**
+   * A message skipped because it fails the schema: its event id if it has a readable one above
+   * the position (null otherwise), and why. Called in order with `onEvent`; once it returns
+   * (or its promise resolves), the position is past that id. A throw is reported to
+   * `onError` and the position still moves (the message is invalid whatever happens).
+   */
+  readonly onInvalid?: (invalid: InvalidMessage) => void | Promise<void>;
   /** Default 60 s (the server pings every 25 s). */
   readonly idleTimeoutMs?: number;
   /** Reconnection delays: first and largest. Default 1 s and 30 s. */
@@ -44,6 +57,12 @@ export interface StreamOptions {
    * default: an open stream's socket keeps the process alive, a pending reconnection must not.
    */
   readonly timers?: Timers;
+}
+
+export interface InvalidMessage {
+  readonly id: number | null;
+  /** The schema's (or the parser's) complaint, at most 200 characters. */
+  readonly why: string;
 }
 
 export interface StreamHandle {
@@ -65,6 +84,13 @@ export interface StreamTarget {
 
 /** Incoming messages are bounded like the server's (64 KiB) plus room for a consent. */
 const MAX_MESSAGE_BYTES = 256 * 1024;
+
+/** The event id of a message that failed the schema, if it has a plausible one. */
+function idOf(parsed: unknown): number | null {
+  const m = parsed as { type?: unknown; id?: unknown } | null | undefined;
+  if (typeof m !== "object" || m === null || m.type !== "event") return null;
+  return typeof m.id === "number" && Number.isSafeInteger(m.id) && m.id > 0 ? m.id : null;
+}
 
 export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
   const url = `${o.origin.replace(/^https:/, "wss:")}${o.path}`;
@@ -161,12 +187,17 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
       if (!live()) return;
       arm();
       let msg: StreamServerMessage;
+      let parsed: unknown;
       try {
         if (isBinary) throw fail("AGENTD_E_HTTP", "stream: a binary message");
-        msg = validate("stream-server-message", parseJsonStrict(String(data)));
+        parsed = parseJsonStrict(String(data));
+        msg = validate("stream-server-message", parsed);
       } catch (err) {
-        report(err);
-        ws.terminate();
+        const why = (isAgentdError(err) ? `${err.code}: ${err.message}` : String(err)).slice(
+          0,
+          200,
+        );
+        queue = queue.then(() => skip(ws, idOf(parsed), why));
         return;
       }
       queue = queue.then(() => handle(ws, msg));
@@ -181,6 +212,19 @@ export function openStream(o: StreamTarget & StreamOptions): StreamHandle {
       if (idle !== undefined) timers.clearTimeout(idle);
       schedule();
     });
+  };
+
+  const skip = async (ws: WebSocket, id: number | null, why: string) => {
+    if (ws !== current || closed) return;
+    // At or below the position: handed over before (or skipped before); nothing to say.
+    const above = id !== null && id > lastId ? id : null;
+    if (id !== null && above === null) return;
+    try {
+      await o.onInvalid?.({ id: above, why });
+    } catch (err) {
+      report(err);
+    }
+    if (above !== null) lastId = above;
   };
 
   const handle = async (ws: WebSocket, msg: StreamServerMessage) => {

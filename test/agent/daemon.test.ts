@@ -135,7 +135,7 @@ describe("agentd run", () => {
       expect(statusOf(agent).keyset_seq).toBe(2);
       expect(readEnrollment(m.stateDir)?.keyset.seq).toBe(2);
       // a command signed by the new command key is verified and run (mining.pause: the
-      // operator's pause, held and persisted), with a signed result and an audit record
+      // remote pause, held and persisted), with a signed result and an audit record
       const op = await cp.api(cp.adminKey).createApiKey({ role: "operator" });
       const sent = await cp
         .api(op.api_key)
@@ -157,8 +157,11 @@ describe("agentd run", () => {
       expect(audit).toContain('"type":"keys.updated"');
       expect(audit).toMatch(/"command_seq":\d+/);
       expect(audit).toContain(`"by":"command ${sent.cmd_id}"`);
-      expect(statusOf(agent).holds).toEqual(["agent.paused"]);
-      expect(statusOf(agent).decision).toEqual({ mining: false, reasons: ["agent.paused"] });
+      expect(statusOf(agent).holds).toEqual(["agent.paused_remotely"]);
+      expect(statusOf(agent).decision).toEqual({
+        mining: false,
+        reasons: ["agent.paused_remotely"],
+      });
     } finally {
       await agent.close();
     }
@@ -276,7 +279,7 @@ describe("agentd run", () => {
       const sent = await send();
       await until(async () => (await resultOf(sent.cmd_id)) !== null, "the command's result");
       expect(await resultOf(sent.cmd_id)).toMatchObject({ status: "refused" });
-      expect(statusOf(agent).holds).not.toContain("agent.paused"); // it did not run
+      expect(statusOf(agent).holds).not.toContain("agent.paused_remotely"); // it did not run
       const events = (audit().match(/"type":"revocation.accepted"/g) ?? []).length;
       expect(events).toBe(1);
       await agent.close();
@@ -331,7 +334,10 @@ describe("agentd run", () => {
       const sent = await cp
         .api(op.api_key)
         .createCommand({ worker: m.enrolled.worker_id, action: "mining.pause", args: {} });
-      await until(() => statusOf(agent).holds.includes("agent.paused"), "the pause, polled");
+      await until(
+        () => statusOf(agent).holds.includes("agent.paused_remotely"),
+        "the pause, polled",
+      );
       await until(
         async () => (await cp.serving.store.getCommand(sent.cmd_id))?.result?.status === "done",
         "its result",

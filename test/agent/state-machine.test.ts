@@ -8,8 +8,10 @@ import {
   AGENT_STATES,
   type AgentEvent,
   type AgentState,
+  mayClearQuarantine,
   miningAllowedIn,
   pathTo,
+  requarantines,
   transition,
 } from "../../agent/state-machine.ts";
 import { fixedClock } from "../../lib/clock.ts";
@@ -42,6 +44,9 @@ const ALLOWED: Readonly<Record<string, AgentState>> = {
   "MINING ineligible": "POLICY_SYNCED",
   "PAUSED ineligible": "POLICY_SYNCED",
   "REVOKED consent_renewed": "POLICY_SYNCED",
+  // issue 15: the owner's newer consent clears the control plane's quarantine (a guard the
+  // persisted state applies: mayClearQuarantine)
+  "QUARANTINED quarantine_cleared": "POLICY_SYNCED",
   "REVOKED decommissioned": "TERMINATED",
   "QUARANTINED decommissioned": "TERMINATED",
   ...Object.fromEntries(
@@ -82,6 +87,25 @@ describe("state machine", () => {
     expect(pathTo("REVOKED", "decommissioned")).toEqual(["decommissioned"]);
     expect(pathTo("TERMINATED", "decommissioned")).toEqual([]);
     expect(pathTo("ATTESTED", "mining_started")).toEqual([]);
+  });
+});
+
+describe("quarantine origins", () => {
+  it("only the owner's newer consent clears only the control plane's quarantine", () => {
+    const cp = { origin: "control_plane", consent_seq: 4 } as const;
+    expect(mayClearQuarantine(cp, 5)).toBe(true);
+    expect(mayClearQuarantine(cp, 4)).toBe(false);
+    expect(mayClearQuarantine(cp, 3)).toBe(false);
+    expect(mayClearQuarantine({ origin: "control_plane", consent_seq: null }, 1)).toBe(true);
+    expect(mayClearQuarantine({ origin: "clone", consent_seq: 4 }, 99)).toBe(false);
+    expect(mayClearQuarantine(null, 99)).toBe(false);
+  });
+
+  it("a clone replaces the control plane's quarantine, never the other way round", () => {
+    expect(requarantines({ origin: "control_plane", consent_seq: 1 }, "clone")).toBe(true);
+    expect(requarantines({ origin: "clone", consent_seq: 1 }, "control_plane")).toBe(false);
+    expect(requarantines({ origin: "control_plane", consent_seq: 1 }, "control_plane")).toBe(false);
+    expect(requarantines(null, "clone")).toBe(false);
   });
 });
 
@@ -187,6 +211,80 @@ describe("persisted agent state", () => {
       ],
       ["decommissioned", "REVOKED", "TERMINATED", "owner-signed decommission d1"],
     ]);
+  });
+
+  it("keeps a quarantine's origin; clears the control plane's by a newer consent only, a clone's never", () => {
+    const dir = tempDir();
+    const { store, records } = open(dir);
+    store.apply("registered", "enrolled");
+    const refused = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return (err as AgentdError).code;
+      }
+      return "applied";
+    };
+    // an origin is required
+    expect(refused(() => store.apply("quarantined", "no origin"))).toBe(
+      "AGENTD_E_STATE_TRANSITION",
+    );
+    store.apply("quarantined", "command c1", {
+      quarantine: { origin: "control_plane", consent_seq: 3 },
+    });
+    expect(open(dir).store.current().quarantine).toEqual({
+      origin: "control_plane",
+      consent_seq: 3,
+    });
+    expect(records.at(-1)).toMatchObject({
+      to: "QUARANTINED",
+      quarantine: { origin: "control_plane", consent_seq: 3 },
+    });
+    // the same consent, or none said: refused, nothing recorded
+    const before = records.length;
+    expect(refused(() => store.apply("quarantine_cleared", "seq 3", { consentSeq: 3 }))).toBe(
+      "AGENTD_E_STATE_TRANSITION",
+    );
+    expect(refused(() => store.apply("quarantine_cleared", "none"))).toBe(
+      "AGENTD_E_STATE_TRANSITION",
+    );
+    expect(records).toHaveLength(before);
+    store.apply("quarantine_cleared", "seq 4", { consentSeq: 4 });
+    expect(store.current()).toMatchObject({ state: "POLICY_SYNCED" });
+    expect(store.current().quarantine).toBeUndefined();
+
+    // a clone found under the control plane's quarantine replaces it, and is never cleared
+    store.apply("quarantined", "command c2", {
+      quarantine: { origin: "control_plane", consent_seq: 4 },
+    });
+    store.apply("quarantined", "another machine id", {
+      quarantine: { origin: "clone", consent_seq: 4 },
+    });
+    expect(records.at(-1)).toMatchObject({ from: "QUARANTINED", to: "QUARANTINED" });
+    expect(open(dir).store.current().quarantine?.origin).toBe("clone");
+    expect(refused(() => store.apply("quarantine_cleared", "seq 9", { consentSeq: 9 }))).toBe(
+      "AGENTD_E_STATE_TRANSITION",
+    );
+    // and the control plane's does not replace a clone's
+    expect(
+      refused(() =>
+        store.apply("quarantined", "command c3", {
+          quarantine: { origin: "control_plane", consent_seq: 9 },
+        }),
+      ),
+    ).toBe("AGENTD_E_STATE_TRANSITION");
+  });
+
+  it("reads a quarantine written before origins were kept as a clone's (fail closed)", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, STATE_FILE),
+      '{"format":1,"data":{"reason":"the control plane quarantined this machine (ok)","since":5,"state":"QUARANTINED"}}\n',
+      { mode: 0o600 },
+    );
+    const { store } = open(dir);
+    expect(store.current().quarantine).toEqual({ origin: "clone", consent_seq: null });
+    expect(() => store.apply("quarantine_cleared", "seq 9", { consentSeq: 9 })).toThrow();
   });
 
   it("refuses a state file it cannot read rather than starting over", () => {
