@@ -7,13 +7,19 @@ import { EMPTY_COUNTERS, type GuardCounters } from "./verify.ts";
 
 /**
  * The policy guard's durable state, one atomically written file: the counters that make
- * rollback and replay impossible (highest seq and version, revoked-through seq, the clock
- * floor, decommissioned), the current bundle, and the owner key if a rotation replaced the
- * one pinned at enrollment. Revocations are kept forever: re-enrollment does not touch this
- * file. The bundle in it is not trusted for being on disk: it is verified again on every load.
+ * rollback and replay impossible (highest seq; highest version and the consent it counts
+ * for; revoked-through seq, the clock floor, decommissioned), the current bundle, and the
+ * owner key if a rotation replaced the one pinned at enrollment. Revocations are kept
+ * forever: re-enrollment does not touch this file. The bundle in it is not trusted for being
+ * on disk: it is verified again on every load.
+ *
+ * Formats: 1 kept one version counter for the machine; 2 (issue 15) binds it to a consent
+ * (`versionConsentId`). A format 1 file is read with its version counter bound to the consent
+ * in force when it was written — its highest-seq consent, which its bundle holds — and is
+ * written as format 2 at the next change.
  */
 
-export const GUARD_STATE_FORMAT = 1;
+export const GUARD_STATE_FORMAT = 2;
 
 /** The guard state's file name inside the state directory. */
 export const GUARD_STATE_FILE = "policy-state.json";
@@ -52,9 +58,26 @@ export function loadGuardState(path: string): GuardState {
     }
   }
   const idOk = (v: unknown) => v === null || (typeof v === "string" && /^[0-9a-f]{64}$/.test(v));
-  if (!idOk(c.highestSeqId) || !idOk(c.highestVersionId) || typeof c.decommissioned !== "boolean") {
+  // Format 1 had no versionConsentId: its version counted for the consent in force then.
+  const versionConsentId = file.format === 1 ? c.highestSeqId : c.versionConsentId;
+  if (
+    !idOk(c.highestSeqId) ||
+    !idOk(c.highestVersionId) ||
+    !idOk(versionConsentId) ||
+    typeof c.decommissioned !== "boolean"
+  ) {
     throw fail("AGENTD_E_FILE_CORRUPT", `${path}: counters are malformed`, { path });
   }
+  const counters: GuardCounters = {
+    highestSeq: c.highestSeq as number,
+    highestSeqId: c.highestSeqId as string | null,
+    highestVersion: c.highestVersion as number,
+    highestVersionId: c.highestVersionId as string | null,
+    versionConsentId: versionConsentId as string | null,
+    revokedThroughSeq: c.revokedThroughSeq as number,
+    clockFloorS: c.clockFloorS as number,
+    decommissioned: c.decommissioned,
+  };
   let bundle: Bundle | null = null;
   if (d.bundle !== null && d.bundle !== undefined) {
     if (typeof d.bundle.consent !== "string" || typeof d.bundle.publication !== "string") {
@@ -70,7 +93,7 @@ export function loadGuardState(path: string): GuardState {
       throw fail("AGENTD_E_FILE_CORRUPT", `${path}: rotated owner key is malformed`, { path }, err);
     }
   }
-  return { counters: c as GuardCounters, bundle, rotatedOwner };
+  return { counters, bundle, rotatedOwner };
 }
 
 export function saveGuardState(path: string, state: GuardState): void {

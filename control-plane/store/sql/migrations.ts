@@ -3,6 +3,7 @@ import type { MigrateResult } from "../store.ts";
 import { all, type Dialect, exec, LOCKS, lock, type Op, run } from "./op.ts";
 import { SCHEMA_V1 } from "./schema-v1.ts";
 import { SCHEMA_V2 } from "./schema-v2.ts";
+import { SCHEMA_V3 } from "./schema-v3.ts";
 
 /**
  * Versioned migrations, the same versions on both backends. A migration is a list of
@@ -23,6 +24,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "emergency stop completion and claims, API key revocation",
     statements: SCHEMA_V2,
   },
+  { version: 3, name: "counters per consent", statements: SCHEMA_V3 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
