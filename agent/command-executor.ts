@@ -9,31 +9,48 @@ import type {
 } from "../control-plane/protocol/schemas/command.ts";
 import type { CommandStatus } from "../control-plane/protocol/schemas/command-result.ts";
 import { type Clock, unixSeconds } from "../lib/clock.ts";
-import { type ErrorCode, fail, isAgentdError } from "../lib/errors.ts";
-import { readStateFile, writeStateFile } from "../lib/fs/state-file.ts";
+import { type ErrorCode, isAgentdError } from "../lib/errors.ts";
 import type { CommandAction } from "../policy-guard/documents.ts";
+import { lastSeqOf, readCommandLedger, withCommand, writeCommandLedger } from "./command-ledger.ts";
 
 /**
  * Signed commands (docs/protocol.md, "Commands"), from the push stream or the poll, executed
- * at most once, in `seq` order, only as the owner's consent allows.
+ * at most once, in `seq` order, only under the consent they were issued for and only as it
+ * allows.
  *
  * Checks, in order, each refusal audited with its reason (`command.refused`):
  * 1. the JWS verifies under one of the pinned key set's `command` keys (a key of another use
  *    or unknown is refused), is for this worker, and has not expired (protocol/documents);
- * 2. its `seq` is above the highest this machine has executed, and its `cmd_id` was not
- *    seen before (kept until the command's `exp`): a replay over any transport runs nothing;
- * 3. the current consent's `rules.commands` lists the action (no consent: nothing allowed);
- * 4. a handler exists for the action (parts not built yet answer `refused`,
+ * 2. its `consent_sha256` is the consent in force on this machine (`command.consent_mismatch`
+ *    otherwise): a command captured under an older consent never runs again, and one issued
+ *    under a consent this machine has not accepted does not run under this one;
+ * 3. its `seq` is above the highest this machine has executed **under that consent**, and its
+ *    `cmd_id` was not seen before (kept until the command's `exp`): a replay over any
+ *    transport runs nothing. Seqs are counted per consent (command-ledger.ts), so a
+ *    seq of 2^53 − 1 signed by a stolen command key blocks nothing after the owner's next
+ *    consent (DOCUMENTS.md section 4) — and check 2 keeps that fresh start from reopening
+ *    replay;
+ * 4. the current consent's `rules.commands` lists the action (no consent: nothing allowed);
+ * 5. a handler exists for the action (parts not built yet answer `refused`,
  *    `command.unsupported`, and say which).
- * The `seq` and `cmd_id` are written durably **before** the handler runs: a crash during it
- * never runs the command again (at most once; the result may be lost, the control plane then
- * sees the command expire). A verified command gets a signed result, `done`, `failed` or
- * `refused`, through `postResult`; one that does not verify gets none (its `cmd_id` cannot be
- * trusted), only the audit record.
+ * The `seq` and `cmd_id` are written durably **before** the handler runs (the ledger,
+ * command-ledger.ts): a crash during it never runs the command again (at most once; the result
+ * may be lost, the control plane then sees the command expire). A verified command gets a
+ * signed result, `done`, `failed` or `refused`, through `postResult`, once: one whose `cmd_id`
+ * is in the ledger already was answered before and gets none. One that does not verify gets
+ * none either (its `cmd_id` cannot be trusted), only the audit record.
  */
 
 export const COMMAND_LEDGER_FILE = "commands.json";
-const FORMAT = 1;
+
+/** Every refusal code, stable (docs/protocol.md lists them; a test keeps the two equal). */
+export const COMMAND_REFUSAL_CODES = Object.freeze([
+  "command.invalid",
+  "command.consent_mismatch",
+  "command.replayed",
+  "command.not_allowed",
+  "command.unsupported",
+] as const);
 
 export type CommandHandler<A extends CommandAction> = (
   args: CommandArgsByAction[A],
@@ -58,6 +75,8 @@ export interface CommandExecutorOptions {
   readonly keyset: () => VerifiedKeySet;
   /** The current consent's `rules.commands`; null without a valid consent. */
   readonly allowed: () => readonly CommandAction[] | null;
+  /** The identity of the consent in force (the same one as `allowed`'s); null without one. */
+  readonly consent: () => string | null;
   readonly handlers: CommandHandlers;
   readonly clock: Clock;
   /** The ledger file (COMMAND_LEDGER_FILE in the state directory). */
@@ -76,6 +95,8 @@ export interface CommandExecutorOptions {
 export type CommandRefusal =
   /** It did not verify: `error` is the verification's code (an unknown key means a rotation). */
   | { readonly code: "command.invalid"; readonly error: ErrorCode }
+  /** Issued under another consent than the one in force (an older one, or one not yet here). */
+  | { readonly code: "command.consent_mismatch" }
   | { readonly code: "command.replayed" }
   | { readonly code: "command.not_allowed" }
   | { readonly code: "command.unsupported"; readonly action: CommandAction };
@@ -94,20 +115,21 @@ export interface CommandExecutor {
   /** One command JWS; commands given together run in `seq` order. One at a time. */
   execute(jws: string): Promise<CommandOutcome>;
   executeAll(jwss: readonly string[]): Promise<CommandOutcome[]>;
-  /** The highest seq executed (or refused after verification). */
-  lastSeq(): number;
+  /** The highest seq executed (or refused after verification) under a consent; 0: none. */
+  lastSeq(consent: string): number;
   /** Whether this command id is in the ledger (executed or refused after verification). */
   has(cmdId: string): boolean;
 }
 
-interface Ledger {
-  last_seq: number;
-  /** cmd_id → exp (Unix seconds), pruned once expired. */
-  ids: Record<string, number>;
-}
-
 export function createCommandExecutor(o: CommandExecutorOptions): CommandExecutor {
-  let ledger = readLedger(o.ledgerPath);
+  let ledger = readCommandLedger(o.ledgerPath, o.consent);
+  const lastSeq = (consent: string) => lastSeqOf(ledger, consent);
+  /** Records the command durably, before anything else happens (command-ledger.ts). */
+  const remember = (c: CommandPayload, consent: string | null, now: number) => {
+    const next = withCommand(ledger, c, consent, now);
+    writeCommandLedger(o.ledgerPath, next);
+    ledger = next;
+  };
   let chain: Promise<unknown> = Promise.resolve();
 
   const audit = (
@@ -160,20 +182,27 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
       return refuse({ code: "command.invalid", error }, null);
     }
     const now = unixSeconds(o.clock);
-    if (c.seq <= ledger.last_seq || Object.hasOwn(ledger.ids, c.cmd_id)) {
-      // Audited, but no result is posted: the command was answered when it ran (or its
-      // result was lost), and a "refused" now would misreport what happened.
+    // Seen before: it was answered then (or its result was lost), and a second answer would
+    // misreport what happened, so refusals below post none for it.
+    const known = Object.hasOwn(ledger.ids, c.cmd_id);
+    const inForce = o.consent();
+    if (inForce !== null && c.consent_sha256 !== inForce) {
+      if (known) return refuse({ code: "command.consent_mismatch" }, c);
+      remember(c, null, now);
+      return finish(refuse({ code: "command.consent_mismatch" }, c));
+    }
+    if (inForce === null) {
+      // No consent in force allows nothing, and there is no seq space to count it in.
+      if (known) return refuse({ code: "command.not_allowed" }, c);
+      remember(c, null, now);
+      return finish(refuse({ code: "command.not_allowed" }, c));
+    }
+    if (c.seq <= lastSeq(inForce) || known) {
+      // Audited, but no result is posted (above).
       return refuse({ code: "command.replayed" }, c);
     }
     // From here on this command counts as executed: durably, before anything runs.
-    ledger = {
-      last_seq: c.seq,
-      ids: {
-        ...Object.fromEntries(Object.entries(ledger.ids).filter(([, exp]) => exp > now)),
-        [c.cmd_id]: c.exp,
-      },
-    };
-    writeStateFile(o.ledgerPath, FORMAT, ledger);
+    remember(c, inForce, now);
     if (!isActionAllowedByConsent(c.action, o.allowed() ?? undefined)) {
       return finish(refuse({ code: "command.not_allowed" }, c));
     }
@@ -208,7 +237,7 @@ export function createCommandExecutor(o: CommandExecutorOptions): CommandExecuto
       for (const { jws } of withSeq) out.push(await execute(jws));
       return out;
     },
-    lastSeq: () => ledger.last_seq,
+    lastSeq,
     has: (cmdId) => Object.hasOwn(ledger.ids, cmdId),
   };
 }
@@ -233,22 +262,4 @@ function peekSeq(jws: string): number {
   } catch {
     return -1;
   }
-}
-
-function readLedger(path: string): Ledger {
-  const file = readStateFile(path, { format: FORMAT });
-  if (file === undefined) return { last_seq: 0, ids: {} };
-  const d = file.data as Partial<Ledger> | null;
-  const ids = d?.ids;
-  if (
-    d === null ||
-    typeof d.last_seq !== "number" ||
-    !Number.isSafeInteger(d.last_seq) ||
-    ids === null ||
-    typeof ids !== "object" ||
-    Object.values(ids).some((v) => typeof v !== "number")
-  ) {
-    throw fail("AGENTD_E_FILE_CORRUPT", `${path}: not a command ledger`, { path });
-  }
-  return { last_seq: d.last_seq, ids: { ...ids } };
 }

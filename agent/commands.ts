@@ -100,6 +100,11 @@ export function agentCommands(
       const valid = docs.consent !== null && docs.consentReasons.length === 0;
       return valid ? (docs.consent?.payload.rules.commands ?? null) : null;
     },
+    // The same consent's identity: a command runs only under the consent it was issued for.
+    consent: () => {
+      const docs = ctx.engine.documents();
+      return docs.consentReasons.length === 0 ? (docs.consent?.identity ?? null) : null;
+    },
     handlers,
     clock: ctx.clock,
     ledgerPath: join(ctx.stateDir, COMMAND_LEDGER_FILE),

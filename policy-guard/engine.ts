@@ -195,6 +195,9 @@ export class EnforcementEngine {
         highestSeqId: docs.consent.identity,
         highestVersion: docs.publication.payload.version,
         highestVersionId: docs.publication.identity,
+        // The version counts for this consent only: the owner's next one starts afresh
+        // (DOCUMENTS.md section 4), whatever a stolen publication key spent on this one.
+        versionConsentId: docs.consent.identity,
         clockFloorS: Math.max(this.#state.counters.clockFloorS, nowS),
       };
       const unchanged =

@@ -52,9 +52,9 @@ export const REASONS = Object.freeze({
   "publication.offline_grace_exceeded":
     "The publication expired longer ago than the consent's offline_grace_s.",
   "publication.version_rollback":
-    "The publication's version is lower than the highest already accepted.",
+    "The publication's version is lower than the highest already accepted for its consent.",
   "publication.version_conflict":
-    "The publication's version equals the highest accepted but it is another document.",
+    "The publication's version equals the highest accepted for its consent but it is another document.",
   "publication.stop": "The control plane set stop: it may always stop mining.",
   // time
   "clock.behind_floor":

@@ -13,15 +13,19 @@ import { EMPTY_COUNTERS, type GuardCounters } from "./verify.ts";
 
 /**
  * The policy guard's durable state, one atomically written file: the counters that make
- * rollback and replay impossible (highest seq and version, revoked-through seq, the clock
- * floor, decommissioned), the current bundle, the owner key if a rotation replaced the one
- * pinned at enrollment, and what makes rotations single-use and ordered (rotation.ts).
- * Revocations are kept forever: re-enrollment does not touch this file. The bundle in it is
- * not trusted for being on disk: it is verified again on every load.
+ * rollback and replay impossible (highest seq; highest version and the consent it counts
+ * for; revoked-through seq, the clock floor, decommissioned), the current bundle, the owner key
+ * if a rotation replaced the one pinned at enrollment, and what makes rotations single-use and
+ * ordered (rotation.ts). Revocations are kept forever: re-enrollment does not touch this file.
+ * The bundle in it is not trusted for being on disk: it is verified again on every load.
  *
- * Formats: 2 adds `rotation` (format 1 is read as no rotation history). The format went up so
- * that an older agentd refuses the file rather than rewrite it without that history, which
- * would make old rotations acceptable again.
+ * Formats: 1 kept one version counter for the machine and no rotation history; 2 (issue 15)
+ * binds the version counter to a consent (`versionConsentId`) and adds `rotation`. A format 1
+ * file is read with its version counter bound to the consent in force when it was written —
+ * its highest-seq consent, which its bundle holds — and no rotation history, and is written as
+ * format 2 at the next change. From format 2 on a missing history is corrupt, not "none": the
+ * format went up so that an older agentd refuses the file rather than rewrite it without that
+ * history, which would make old rotations acceptable again.
  */
 
 export const GUARD_STATE_FORMAT = 2;
@@ -67,9 +71,26 @@ export function loadGuardState(path: string): GuardState {
     }
   }
   const idOk = (v: unknown) => v === null || (typeof v === "string" && /^[0-9a-f]{64}$/.test(v));
-  if (!idOk(c.highestSeqId) || !idOk(c.highestVersionId) || typeof c.decommissioned !== "boolean") {
+  // Format 1 had no versionConsentId: its version counted for the consent in force then.
+  const versionConsentId = file.format === 1 ? c.highestSeqId : c.versionConsentId;
+  if (
+    !idOk(c.highestSeqId) ||
+    !idOk(c.highestVersionId) ||
+    !idOk(versionConsentId) ||
+    typeof c.decommissioned !== "boolean"
+  ) {
     throw fail("AGENTD_E_FILE_CORRUPT", `${path}: counters are malformed`, { path });
   }
+  const counters: GuardCounters = {
+    highestSeq: c.highestSeq as number,
+    highestSeqId: c.highestSeqId as string | null,
+    highestVersion: c.highestVersion as number,
+    highestVersionId: c.highestVersionId as string | null,
+    versionConsentId: versionConsentId as string | null,
+    revokedThroughSeq: c.revokedThroughSeq as number,
+    clockFloorS: c.clockFloorS as number,
+    decommissioned: c.decommissioned,
+  };
   let bundle: Bundle | null = null;
   if (d.bundle !== null && d.bundle !== undefined) {
     if (typeof d.bundle.consent !== "string" || typeof d.bundle.publication !== "string") {
@@ -87,7 +108,7 @@ export function loadGuardState(path: string): GuardState {
   }
   // Format 1 had no history; from format 2 on a missing one is corrupt, not "none".
   const rotation = rotationFromJson(file.format >= 2 ? (d.rotation ?? null) : undefined, path);
-  return { counters: c as GuardCounters, bundle, rotatedOwner, rotation };
+  return { counters, bundle, rotatedOwner, rotation };
 }
 
 export function saveGuardState(path: string, state: GuardState): void {

@@ -53,12 +53,26 @@ function consentKeys(trust: TrustAnchors, token: unknown): readonly KeyObject[] 
   return identity === trust.retained.identity ? [trust.owner, trust.retained.key] : [trust.owner];
 }
 
-/** What this machine has accepted before; persisted by the engine (state.ts). */
+/**
+ * What this machine has accepted before; persisted by the engine (state.ts).
+ *
+ * The consent `seq` is one space per machine, for ever (revocations and rollback protection
+ * depend on it). The publication `version` is one space per consent (DOCUMENTS.md section 4):
+ * `highestVersion` counts for the consent `versionConsentId` only, and a newer consent from
+ * the owner starts afresh — so a publication key, stolen or not, that spent every version
+ * (2^53 − 1) locks out nothing beyond the consent it countersigned.
+ */
 export interface GuardCounters {
   readonly highestSeq: number;
   readonly highestSeqId: string | null;
   readonly highestVersion: number;
   readonly highestVersionId: string | null;
+  /**
+   * The identity of the consent `highestVersion` counts for. Null only when no publication
+   * was bound to a consent (a fresh machine, whose version is 0): a version bound to none
+   * counts for every consent, the strict reading.
+   */
+  readonly versionConsentId: string | null;
   readonly revokedThroughSeq: number;
   /** Unix seconds: the latest time this machine has seen. */
   readonly clockFloorS: number;
@@ -70,6 +84,7 @@ export const EMPTY_COUNTERS: GuardCounters = Object.freeze({
   highestSeqId: null,
   highestVersion: 0,
   highestVersionId: null,
+  versionConsentId: null,
   revokedThroughSeq: 0,
   clockFloorS: 0,
   decommissioned: false,
@@ -202,9 +217,15 @@ export function verifyDocuments(input: VerifyInput): VerifiedDocuments {
     }
     const maxTtl = consent?.payload.rules.max_publication_ttl_s ?? DEFAULT_MAX_PUBLICATION_TTL_S;
     if (p.exp - p.iat > maxTtl) publicationReasons.push("publication.ttl_exceeds_max");
-    if (p.version < counters.highestVersion)
+    // The version space is the consent's the publication names (it must be the bundle's
+    // consent, checked above): a newer consent starts afresh. Only a consent that passes the
+    // seq checks can be new, so this opens nothing to a publication key alone.
+    const sameSpace =
+      counters.versionConsentId === null || counters.versionConsentId === p.consent_sha256;
+    if (sameSpace && p.version < counters.highestVersion) {
       publicationReasons.push("publication.version_rollback");
-    else if (
+    } else if (
+      sameSpace &&
       p.version === counters.highestVersion &&
       pub.jws.identity !== counters.highestVersionId
     ) {

@@ -32,6 +32,13 @@ import { eventsAfter, servableWorker } from "./stream.ts";
  * and its current consent — the latest, unexpired and not revoked — lists the action in
  * `rules.commands` (403 AGENTD_E_CP_FORBIDDEN, audited): the control plane never signs what
  * the agent must refuse.
+ *
+ * A command names the consent it is issued under (`consent_sha256`), and its `seq` is
+ * allocated in that consent's space (store: issueCommand): the owner's next consent starts
+ * the seqs afresh, so a seq spent to 2^53 − 1 locks nothing out, and the agent refuses a
+ * command of any consent but the one in force (`command.consent_mismatch`), so a fresh space
+ * reopens no replay. A consent superseded between the check and the commit is 409
+ * AGENTD_E_CP_CONFLICT (`stale_consent`); nothing is queued.
  */
 
 export function commandsGroup(ctx: ApiContext): ApiGroup {
@@ -50,14 +57,14 @@ async function currentConsent(
   store: Store,
   w: Worker,
   now: number,
-): Promise<ConsentPayload | null> {
+): Promise<{ readonly identity: string; readonly payload: ConsentPayload } | null> {
   const consent = await store.latestConsent(w.worker_id);
   if (consent === null || consent.exp <= now) return null;
   const revoked = (await store.listRevocations(w.worker_id)).some(
     (r) => r.kind === "decommission" || (r.through_seq !== null && r.through_seq >= consent.seq),
   );
   if (revoked) return null;
-  return storedConsentPayload(consent);
+  return { identity: consent.identity, payload: storedConsentPayload(consent) };
 }
 
 /** A clock frozen at one instant, so the stored and the signed iat/exp are the same. */
@@ -84,7 +91,10 @@ function createCommand(ctx: ApiContext): Route<CommandCreateRequest> {
         throw fail("AGENTD_E_CP_QUARANTINED", "this worker is quarantined; lift it first");
       }
       const consent = await currentConsent(ctx.store, w, now);
-      if (!isActionAllowedByConsent(body.action, consent?.rules.commands)) {
+      if (
+        consent === null ||
+        !isActionAllowedByConsent(body.action, consent.payload.rules.commands)
+      ) {
         await ctx.store.appendAudit({
           actor,
           type: "command.refused",
@@ -111,12 +121,16 @@ function createCommand(ctx: ApiContext): Route<CommandCreateRequest> {
           iat: now,
           exp: now + ttl,
           now_ms: nowMs,
+          // The seq is allocated in this consent's space, and the agent runs the command only
+          // while this consent is in force there (docs/protocol.md, "Commands").
+          consent_identity: consent.identity,
         },
         (seq) =>
           signCommand({
             privateKey: key.privateKey,
             worker: w.worker_id,
             seq,
+            consentSha256: consent.identity,
             clock: frozenAt(nowMs),
             ttlS: ttl,
             cmdId,
@@ -132,6 +146,7 @@ function createCommand(ctx: ApiContext): Route<CommandCreateRequest> {
               action: command.action,
               args: command.args,
               seq: command.seq,
+              consent: consent.identity,
               exp: command.exp,
               kid: key.kid,
               event_id: event.id,
@@ -143,6 +158,7 @@ function createCommand(ctx: ApiContext): Route<CommandCreateRequest> {
         cmd_id: cmdId,
         worker: w.worker_id,
         seq: issued.command.seq,
+        consent_sha256: consent.identity,
         exp: issued.command.exp,
         command: issued.command.jws,
         event_id: issued.event.id,

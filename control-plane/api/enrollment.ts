@@ -1,6 +1,6 @@
 import { unixSeconds } from "../../lib/clock.ts";
 import { jwkThumbprint, publicJwk, publicKeyFromJwk } from "../../lib/crypto/ed25519.ts";
-import { fail } from "../../lib/errors.ts";
+import { fail, isAgentdError } from "../../lib/errors.ts";
 import { defineRoute } from "../http/route.ts";
 import {
   encodeEnrollmentToken,
@@ -170,37 +170,40 @@ export function enrollmentGroup(ctx: ApiContext): ApiGroup {
       const now = unixSeconds(ctx.clock);
       const object = `worker:${workerId}`;
       const actor = `enrollment_token:${parsed.id}`;
-      // An existing worker: the store throws AGENTD_E_CP_CONFLICT (409) and burns no token.
-      const result = await ctx.store.enrollWorker(
-        {
-          token_id: parsed.id,
-          secret_sha256: tokenSecretSha256(parsed.secret),
-          now,
-          ...(c.body.owner === undefined ? {} : { expect_owner: c.body.owner }),
-          worker: {
-            worker_id: workerId,
-            jwk: { ...publicJwk(key) },
-            facts: { ...c.body.facts },
-            registered_at: now,
+      // An existing worker: the store throws AGENTD_E_CP_CONFLICT (409) and burns no token;
+      // alreadyRegistered says why.
+      const result = await ctx.store
+        .enrollWorker(
+          {
+            token_id: parsed.id,
+            secret_sha256: tokenSecretSha256(parsed.secret),
+            now,
+            ...(c.body.owner === undefined ? {} : { expect_owner: c.body.owner }),
+            worker: {
+              worker_id: workerId,
+              jwk: { ...publicJwk(key) },
+              facts: { ...c.body.facts },
+              registered_at: now,
+            },
           },
-        },
-        {
-          audit: (r) =>
-            r.ok
-              ? {
-                  actor,
-                  type: "worker.registered",
-                  object,
-                  data: { worker: workerId, owner: r.worker.owner_id, token_id: parsed.id },
-                }
-              : {
-                  actor,
-                  type: "enrollment.refused",
-                  object: actor,
-                  data: { reason: r.reason, worker: workerId },
-                },
-        },
-      );
+          {
+            audit: (r) =>
+              r.ok
+                ? {
+                    actor,
+                    type: "worker.registered",
+                    object,
+                    data: { worker: workerId, owner: r.worker.owner_id, token_id: parsed.id },
+                  }
+                : {
+                    actor,
+                    type: "enrollment.refused",
+                    object: actor,
+                    data: { reason: r.reason, worker: workerId },
+                  },
+          },
+        )
+        .catch((err: unknown) => alreadyRegistered(ctx, err, workerId, actor));
       if (!result.ok) {
         if (result.reason === "owner_mismatch") {
           throw fail(
@@ -221,4 +224,43 @@ export function enrollmentGroup(ctx: ApiContext): ApiGroup {
   });
 
   return { routes: [createToken, register] };
+}
+
+/**
+ * A machine key is registered once (it is the worker id). Enrolling it again — `agentd enroll
+ * --force` with the same key — is refused (409, audited, no token used) and the answer says
+ * why and what to do instead. It is not made to succeed: nothing it could change would help
+ * (the worker's consents, revocations, quarantine and counters stay with the worker id; a
+ * counter spent by a stolen key recovers with the owner's next consent), and on the machine
+ * a new enrollment starts its states over, which must not lift a quarantine while the key —
+ * perhaps a cloned one — stays the same: a machine that needs a new start needs a new key.
+ */
+async function alreadyRegistered(
+  ctx: ApiContext,
+  err: unknown,
+  workerId: string,
+  actor: string,
+): Promise<never> {
+  if (!isAgentdError(err) || err.code !== "AGENTD_E_CP_CONFLICT") throw err;
+  const w = await ctx.store.getWorker(workerId);
+  if (w === null) throw err;
+  const decommissioned = w.decommissioned_at !== null;
+  await ctx.store.appendAudit({
+    actor,
+    type: "enrollment.refused",
+    object: `worker:${workerId}`,
+    data: { reason: "registered", worker: workerId, decommissioned },
+  });
+  throw fail(
+    "AGENTD_E_CP_CONFLICT",
+    decommissioned
+      ? `this machine key is registered already as worker ${workerId}, which its owner ` +
+          "decommissioned: it is never enrolled again; make a new key (agentd init --force) " +
+          "and enroll that"
+      : `this machine key is registered already as worker ${workerId}: a key is enrolled ` +
+          "once, and its consent, revocations and counters stay with it. A counter spent by " +
+          "a stolen key recovers with the owner's next consent, without enrolling again; to " +
+          "enroll this machine as a new worker, make a new key first (agentd init --force)",
+    { reason: "registered", worker: workerId },
+  );
 }

@@ -284,7 +284,10 @@ export interface Consent {
 
 export interface Publication {
   readonly worker_id: string;
-  /** max(previous + 1, now_ms) per worker: never goes down, even after a restore. */
+  /**
+   * max(previous + 1, now_ms) per worker and consent: never goes down within a consent, even
+   * after a restore; a newer consent starts afresh (DOCUMENTS.md section 4).
+   */
   readonly version: number;
   /** The consent it countersigns; null for a stop publication with no consent. */
   readonly consent_identity: string | null;
@@ -394,7 +397,10 @@ export interface CommandInput {
   readonly jws: string;
   readonly iat: number;
   readonly exp: number;
+  /** Increasing per worker and consent (its `consent_identity`). */
   readonly seq: number;
+  /** The consent the command was issued under; null for commands from before issue 15. */
+  readonly consent_identity: string | null;
 }
 
 export interface CommandResult {
@@ -416,6 +422,8 @@ export interface IssueCommandInput {
   readonly iat: number;
   readonly exp: number;
   readonly now_ms: number;
+  /** The consent in force it is issued under: must still be the worker's latest. */
+  readonly consent_identity: string;
 }
 
 export interface CommandResultInput {
@@ -679,13 +687,22 @@ export interface Store {
     build: (version: number) => string,
     options?: WriteOptions<{ publication: Publication; event: StreamEvent }>,
   ): Promise<{ publication: Publication; event: StreamEvent }>;
-  /** The two halves of publish, for signing outside the transaction: max(last + 1, now_ms). */
+  /**
+   * The two halves of publish, for signing outside the transaction: max(last + 1, now_ms)
+   * within the consent the counter counts for, max(1, now_ms) for another consent (the
+   * counter then counts for it); CONFLICT with reason `counter_exhausted` past 2^53 − 1.
+   */
   allocateVersion(
     worker_id: string,
+    consent_identity: string | null,
     now_ms: number,
     options?: WriteOptions<number>,
   ): Promise<number>;
-  /** CONFLICT if (worker_id, version) exists. Appends the `publication` stream event. */
+  /**
+   * CONFLICT if (worker_id, version) exists. Appends the `publication` stream event. The
+   * latest pointer moves to it if it is of a newer consent (by seq; whatever its version), or
+   * of the same one and higher; the version counter likewise (sql/ops/allocate.ts).
+   */
   storePublication(
     publication: Publication,
     options?: WriteOptions<{ publication: Publication; event: StreamEvent }>,
@@ -764,11 +781,13 @@ export interface Store {
 
   // commands
   /**
-   * Allocates the worker's next command seq, max(last + 1, now_ms): increasing per worker, even
-   * after a restore. NOT_FOUND for an unknown worker.
+   * Allocates the worker's next command seq for a consent, as allocateVersion allocates
+   * versions: increasing per worker and consent, even after a restore; a newer consent starts
+   * afresh. NOT_FOUND for an unknown worker; CONFLICT (`counter_exhausted`) past 2^53 − 1.
    */
   nextCommandSeq(
     worker_id: string,
+    consent_identity: string | null,
     now_ms: number,
     options?: WriteOptions<number>,
   ): Promise<number>;
@@ -780,7 +799,11 @@ export interface Store {
     command: CommandInput,
     options?: WriteOptions<{ command: Command; event: StreamEvent }>,
   ): Promise<{ command: Command; event: StreamEvent }>;
-  /** nextCommandSeq + sign (`build(seq)`, synchronous) + createCommand in one transaction. */
+  /**
+   * nextCommandSeq + sign (`build(seq)`, synchronous) + createCommand in one transaction,
+   * under the worker's lock: CONFLICT with reason `stale_consent` when `consent_identity` is
+   * not the worker's latest consent any more (nothing stored).
+   */
   issueCommand(
     input: IssueCommandInput,
     build: (seq: number) => string,

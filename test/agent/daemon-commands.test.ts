@@ -116,6 +116,7 @@ describe("agentd run, commands and the stream", () => {
         iat: now,
         exp: now + 600,
         seq: cp.clock.now() * 10,
+        consent_identity: first.consent_sha256,
       });
       await until(
         () => auditOf(m.stateDir).some((r) => r.type === "stream.event_refused"),
@@ -156,6 +157,7 @@ describe("agentd run, commands and the stream", () => {
         action: "mining.pause",
         args: {},
         seq: cp.clock.now() * 10,
+        consentSha256: p.consent_sha256,
         clock: cp.clock,
       });
       await cp.serving.store.createCommand({
@@ -167,6 +169,7 @@ describe("agentd run, commands and the stream", () => {
         iat: forged.payload.iat,
         exp: forged.payload.exp,
         seq: forged.payload.seq,
+        consent_identity: p.consent_sha256,
       });
       await until(() => refusals() === 1, "refused once");
       await agent.close();

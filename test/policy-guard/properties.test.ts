@@ -213,6 +213,7 @@ const counters = fc.record({
   highestSeqId: fc.constantFrom(null, "0".repeat(64)),
   highestVersion: fc.constantFrom(0, VERSION, VERSION + 1),
   highestVersionId: fc.constantFrom(null, "1".repeat(64)),
+  versionConsentId: fc.constantFrom(null, "2".repeat(64)),
   revokedThroughSeq: fc.constantFrom(0, SEQ - 1, SEQ),
   clockFloorS: fc.integer({ min: NOW_S - DAY_S, max: NOW_S + 600 }),
   decommissioned: fc.boolean(),

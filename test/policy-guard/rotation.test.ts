@@ -330,11 +330,13 @@ describe("the rotation history (policy-guard/rotation.ts)", () => {
     const old = loadGuardState(path);
     expect(old.rotation).toEqual(NO_ROTATIONS);
     expect(old.rotatedOwner && jwkThumbprint(old.rotatedOwner)).toBe(thumb(keys.newOwner));
-    writeStateFile(path, 2, { counters, bundle: null, rotated_owner_jwk: rotated });
-    expect(() => loadGuardState(path)).toThrow(/rotation/);
+    // format 2 binds the version counter to a consent (versionConsentId) and needs a history
+    const counters2 = { ...counters, versionConsentId: null };
+    writeStateFile(path, 2, { counters: counters2, bundle: null, rotated_owner_jwk: rotated });
+    expect(() => loadGuardState(path)).toThrow(/policy-state\.json: rotation\. is malformed/);
     const seen = ["x"];
     writeStateFile(path, 2, {
-      counters,
+      counters: counters2,
       bundle: null,
       rotated_owner_jwk: null,
       rotation: { last_iat: 0, seen, base: null, retained: null },

@@ -18,9 +18,9 @@ import {
 
 /**
  * Commands (`agentd-command+jwt`), signed by a control-plane `command` key. The agent
- * executes one only if it verifies here, its `seq` is above the highest it has executed (so
- * at most once, in order), it has not expired, and the owner's consent lists its action
- * (`isActionAllowedByConsent`).
+ * executes one only if it verifies here, names the consent in force (`consent_sha256`), its
+ * `seq` is above the highest it has executed under that consent (so at most once, in order),
+ * it has not expired, and the owner's consent lists its action (`isActionAllowedByConsent`).
  */
 
 export const COMMAND_TYP = "agentd-command+jwt";
@@ -30,6 +30,8 @@ export type CommandSignArgs = {
   readonly privateKey: KeyObject;
   readonly worker: string;
   readonly seq: number;
+  /** The identity of the consent in force the command is issued under. */
+  readonly consentSha256: string;
   readonly clock: Clock;
   readonly ttlS?: number;
   /** A fresh UUID unless given (tests, idempotent re-signing). */
@@ -46,6 +48,7 @@ export function signCommand(a: CommandSignArgs): { jws: string; payload: Command
     args: a.args,
     iat,
     exp: iat + (a.ttlS ?? DEFAULT_COMMAND_TTL_S),
+    consent_sha256: a.consentSha256,
     seq: a.seq,
   } as CommandPayload;
   if (payload.exp - payload.iat > MAX_COMMAND_TTL_S || payload.exp <= payload.iat) {
@@ -56,8 +59,9 @@ export function signCommand(a: CommandSignArgs): { jws: string; payload: Command
 
 /**
  * A command signed by one of the pinned `command` keys (`key` resolves only those), for
- * `worker`, not yet expired, living at most a day. Seq and at-most-once are the agent's
- * (it persists the highest seq executed); the consent check is `isActionAllowedByConsent`.
+ * `worker`, not yet expired, living at most a day. The consent binding, seq and
+ * at-most-once are the agent's (agent/command-executor.ts: the highest seq executed per
+ * consent); the action check is `isActionAllowedByConsent`.
  */
 export function verifyCommand(
   token: string,

@@ -20,6 +20,7 @@ import {
   requires,
   root,
   SAFE_COUNT,
+  SHA256_HEX,
   SMALL_JWS,
   THUMBPRINT,
   UNIX_TIME,
@@ -88,6 +89,8 @@ export interface CommandCreateResponse {
   readonly cmd_id: string;
   readonly worker: string;
   readonly seq: number;
+  /** The consent the command was issued under (its `consent_sha256`). */
+  readonly consent_sha256: string;
   readonly exp: number;
   readonly command: string;
   readonly event_id: number;
@@ -114,6 +117,7 @@ export const commandCreateResponseSchema = frozen(
       cmd_id: UUID,
       worker: THUMBPRINT,
       seq: POSITIVE,
+      consent_sha256: SHA256_HEX,
       exp: UNIX_TIME,
       command: SMALL_JWS,
       event_id: POSITIVE,

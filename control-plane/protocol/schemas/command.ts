@@ -50,7 +50,15 @@ export type CommandPayload = {
   readonly worker: string;
   readonly iat: number;
   readonly exp: number;
-  /** Strictly increasing per worker: the agent executes a command at most once. */
+  /**
+   * The identity of the consent the command was issued under (the consent in force at the
+   * control plane). The agent runs it only while that consent is in force on the machine.
+   */
+  readonly consent_sha256: string;
+  /**
+   * Strictly increasing per worker and consent: the agent executes a command at most once.
+   * A newer consent starts a fresh space (docs/protocol.md, "Commands").
+   */
   readonly seq: number;
 } & CommandActionArgs;
 
@@ -93,6 +101,7 @@ export const commandSchema = frozen(
       args: { type: "object" },
       iat: UNIX_TIME,
       exp: UNIX_TIME,
+      consent_sha256: SHA256_HEX,
       seq: POSITIVE,
     }),
     allOf: argsByAction(),

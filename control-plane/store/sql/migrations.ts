@@ -4,6 +4,7 @@ import { all, type Dialect, exec, LOCKS, lock, type Op, run } from "./op.ts";
 import { SCHEMA_V1 } from "./schema-v1.ts";
 import { SCHEMA_V2 } from "./schema-v2.ts";
 import { SCHEMA_V3 } from "./schema-v3.ts";
+import { SCHEMA_V4 } from "./schema-v4.ts";
 
 /**
  * Versioned migrations, the same versions on both backends. A migration is a list of
@@ -26,6 +27,7 @@ export const MIGRATIONS: readonly Migration[] = [
     statements: SCHEMA_V2,
   },
   { version: 3, name: "owner-key rotations and their stream events", statements: SCHEMA_V3 },
+  { version: 4, name: "counters per consent", statements: SCHEMA_V4 },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

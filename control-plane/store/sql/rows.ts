@@ -139,7 +139,8 @@ export function toOwnerRotation(r: Row): OwnerRotation {
 }
 
 export const COMMAND_COLUMNS =
-  "cmd_id, worker_id, action, args, jws, iat, exp, seq, result_status, result_jws, result_at";
+  "cmd_id, worker_id, action, args, jws, iat, exp, seq, consent_identity, result_status, " +
+  "result_jws, result_at";
 
 export function toCommand(r: Row): Command {
   return {
@@ -151,6 +152,7 @@ export function toCommand(r: Row): Command {
     iat: n(r.iat),
     exp: n(r.exp),
     seq: n(r.seq),
+    consent_identity: sOrNull(r.consent_identity),
     result:
       r.result_status === null
         ? null

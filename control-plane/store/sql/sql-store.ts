@@ -336,10 +336,11 @@ export class SqlStore implements Store {
 
   allocateVersion(
     workerId: string,
+    consentIdentity: string | null,
     nowMs: number,
     options?: WriteOptions<number>,
   ): Promise<number> {
-    return this.#write(() => allocateOp("last_version", workerId, nowMs), options);
+    return this.#write(() => allocateOp("last_version", workerId, consentIdentity, nowMs), options);
   }
 
   storePublication(
@@ -428,8 +429,16 @@ export class SqlStore implements Store {
 
   // commands
 
-  nextCommandSeq(workerId: string, nowMs: number, options?: WriteOptions<number>): Promise<number> {
-    return this.#write(() => allocateOp("last_command_seq", workerId, nowMs), options);
+  nextCommandSeq(
+    workerId: string,
+    consentIdentity: string | null,
+    nowMs: number,
+    options?: WriteOptions<number>,
+  ): Promise<number> {
+    return this.#write(
+      () => allocateOp("last_command_seq", workerId, consentIdentity, nowMs),
+      options,
+    );
   }
 
   createCommand(

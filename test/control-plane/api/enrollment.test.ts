@@ -367,6 +367,43 @@ describe.each(["sqlite", "postgres"] as const)("enrollment (%s)", (backend) => {
     expect((await register(t, token, machineKey().privateKey)).status).toBe(200);
   });
 
+  it("a registered key enrolled again (agentd enroll --force, same key) is 409 saying why, audited, no token burnt", async () => {
+    const t = await cp();
+    const owner = await t.owner();
+    const m = machineKey();
+    const first = await register(t, await newToken(t, owner), m.privateKey);
+    expect(first.status).toBe(200);
+    const worker = first.json.worker as string;
+    const token = await newToken(t, owner);
+    const again = await register(t, token, m.privateKey);
+    expect([again.status, again.json.error.code]).toEqual([409, "AGENTD_E_CP_CONFLICT"]);
+    // The message says why, and what to do instead: a newer consent recovers the counters.
+    expect(again.json.error.message).toContain(`registered already as worker ${worker}`);
+    expect(again.json.error.message).toContain("owner's next consent");
+    expect(again.json.error.message).toContain("agentd init --force");
+    expect((await t.store.listAudit({ type: "enrollment.refused" })).at(-1)).toMatchObject({
+      object: `worker:${worker}`,
+      data: { reason: "registered", worker, decommissioned: false },
+    });
+    // A decommissioned worker's key: never enrolled again, and it says so.
+    await t.store.storeRevocation({
+      worker_id: worker,
+      kind: "decommission",
+      through_seq: null,
+      jws: "d",
+      at: Math.floor(t.clock.now() / 1000),
+    });
+    const ended = await register(t, token, m.privateKey);
+    expect([ended.status, ended.json.error.code]).toEqual([409, "AGENTD_E_CP_CONFLICT"]);
+    expect(ended.json.error.message).toContain("decommissioned");
+    expect((await t.store.listAudit({ type: "enrollment.refused" })).at(-1)?.data).toMatchObject({
+      reason: "registered",
+      decommissioned: true,
+    });
+    // The token was never consumed: a new key enrolls with it.
+    expect((await register(t, token, machineKey().privateKey)).status).toBe(200);
+  });
+
   it("refuses a mis-shaped registration with 400 before the token is looked at", async () => {
     const t = await cp();
     const owner = await t.owner();

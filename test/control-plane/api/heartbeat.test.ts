@@ -76,6 +76,7 @@ describe.each(["sqlite", "postgres"] as const)("heartbeats (%s)", (backend) => {
         iat: now,
         exp: now + 600,
         seq: i + 1,
+        consent_identity: null,
       });
     }
     const r = await send(t, m, heartbeat(t, m, body(1)));

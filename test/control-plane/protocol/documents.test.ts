@@ -213,6 +213,7 @@ describe("command", () => {
       privateKey: CP_KEY,
       worker: WORKER,
       seq: 4,
+      consentSha256: "ab".repeat(32),
       clock: clock(),
       cmdId: UUID,
       action: "service.restart",
@@ -225,12 +226,19 @@ describe("command", () => {
     const { jws, payload } = sign();
     const doc = verifyCommand(jws, o);
     expect(doc.payload).toEqual(payload);
-    expect(doc.payload).toMatchObject({ cmd_id: UUID, seq: 4, iat: NOW, exp: NOW + 600 });
+    expect(doc.payload).toMatchObject({
+      cmd_id: UUID,
+      seq: 4,
+      consent_sha256: "ab".repeat(32),
+      iat: NOW,
+      exp: NOW + 600,
+    });
     if (doc.payload.action === "service.restart") expect(doc.payload.args.service).toBe("bitcoind");
     const fresh = signCommand({
       privateKey: CP_KEY,
       worker: WORKER,
       seq: 5,
+      consentSha256: "ab".repeat(32),
       clock: clock(),
       action: "mining.pause",
       args: {},

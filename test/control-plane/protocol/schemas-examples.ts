@@ -69,6 +69,7 @@ const commandFields = {
   worker: WORKER,
   iat: NOW,
   exp: NOW + 600,
+  consent_sha256: HEX,
   seq: 3,
 };
 
@@ -221,7 +222,15 @@ export const EXAMPLES: Examples = {
     { worker: WORKER, action: "mining.pause", args: {} },
   ],
   "command-create-response": [
-    { cmd_id: UUID, worker: WORKER, seq: 3, exp: NOW + 600, command: JWS, event_id: 5 },
+    {
+      cmd_id: UUID,
+      worker: WORKER,
+      seq: 3,
+      consent_sha256: HEX,
+      exp: NOW + 600,
+      command: JWS,
+      event_id: 5,
+    },
   ],
   "worker-commands-query": [{ after: "12" }, {}],
   "worker-commands-response": [

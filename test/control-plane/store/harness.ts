@@ -151,3 +151,17 @@ export async function seed(store: Store, workerIds: readonly string[] = [WORKER]
 }
 
 export const hex = (c: string) => c.repeat(64).slice(0, 64);
+
+/** Accepts a consent (identity hex(`id`)) for the worker: commands are issued under one. */
+export async function consentIn(store: Store, id = "c", seq = 1, worker = WORKER): Promise<string> {
+  await store.acceptConsent({
+    identity: hex(id),
+    worker_id: worker,
+    owner_id: OWNER,
+    seq,
+    jws: `consent-${id}`,
+    exp: T0 + 86_400,
+    accepted_at: T0,
+  });
+  return hex(id);
+}

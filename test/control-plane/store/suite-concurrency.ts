@@ -173,6 +173,7 @@ export function concurrencySuite(f: StoreFixture): void {
         iat: T0,
         exp: T0 + 60,
         seq: 1,
+        consent_identity: null,
       });
       await a.createEmergencyStop({ id: "e", scope: { all: true }, requested_by: "op1", at: T0 });
       const pick = (i: number) => (i % 2 === 0 ? a : b);

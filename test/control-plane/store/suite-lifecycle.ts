@@ -3,7 +3,16 @@ import { openStore } from "../../../control-plane/store/open.ts";
 import { SCHEMA_VERSION } from "../../../control-plane/store/sql/migrations.ts";
 import type { Store } from "../../../control-plane/store/store.ts";
 import { isAgentdError } from "../../../lib/errors.ts";
-import { expectCode, hex, OWNER, type StoreFixture, seed, T0, WORKER } from "./harness.ts";
+import {
+  consentIn,
+  expectCode,
+  hex,
+  OWNER,
+  type StoreFixture,
+  seed,
+  T0,
+  WORKER,
+} from "./harness.ts";
 import { hb } from "./suite-heartbeats.ts";
 import { rotation } from "./suite-rotations.ts";
 
@@ -74,6 +83,7 @@ async function populate(s: Store): Promise<void> {
       iat: T0,
       exp: T0 + 60,
       now_ms: 1,
+      consent_identity: hex("c"),
     },
     (q) => `c${q}`,
   );
@@ -102,6 +112,13 @@ async function snapshot(s: Store) {
     verify: await s.verifyAudit(),
   };
 }
+
+/** What undoes migration 4 (the counters' consents; commands' consents). */
+const MIGRATION_4_UNDONE = [
+  "ALTER TABLE workers DROP COLUMN version_consent",
+  "ALTER TABLE workers DROP COLUMN command_seq_consent",
+  "ALTER TABLE commands DROP COLUMN consent_identity",
+];
 
 export function lifecycleSuite(f: StoreFixture): void {
   describe("lifecycle", () => {
@@ -139,6 +156,7 @@ export function lifecycleSuite(f: StoreFixture): void {
           "ALTER TABLE emergency_stops DROP COLUMN claimed_until",
           "ALTER TABLE api_keys DROP COLUMN revoked_at",
           "ALTER TABLE api_keys DROP COLUMN revoked_by",
+          ...MIGRATION_4_UNDONE,
           "DROP TABLE owner_rotations",
           "DELETE FROM schema_version WHERE version >= 2",
         ].join(";\n"),
@@ -170,6 +188,7 @@ export function lifecycleSuite(f: StoreFixture): void {
       await f.backend.raw(
         f.url(),
         [
+          ...MIGRATION_4_UNDONE,
           "DROP TABLE owner_rotations",
           ...(f.backend.name === "postgres"
             ? [
@@ -200,6 +219,46 @@ export function lifecycleSuite(f: StoreFixture): void {
         expect(await upgraded.streamEventsSince(WORKER, 0)).toEqual([kept.event]);
         const r = await upgraded.storeOwnerRotation(rotation(OWNER, "b", T0));
         expect(r.event).toMatchObject({ id: kept.event.id + 1, kind: "owner_rotation" });
+      } finally {
+        await upgraded.close();
+      }
+    });
+
+    it("migration 4 binds a worker's counters to its consent in force at the upgrade", async () => {
+      const s = f.store();
+      await seed(s, [WORKER, "w2"]);
+      const consent = (id: string, seq: number, worker = WORKER) => ({
+        identity: hex(id),
+        worker_id: worker,
+        owner_id: OWNER,
+        seq,
+        jws: `consent-${id}`,
+        exp: T0 + 86_400,
+        accepted_at: T0,
+      });
+      await s.acceptConsent(consent("1", 1));
+      await s.acceptConsent(consent("2", 2));
+      await f.close(s);
+      // The database as migration 3 left it, its counters high (issued under consent 2).
+      await f.backend.raw(
+        f.url(),
+        [
+          ...MIGRATION_4_UNDONE,
+          "UPDATE workers SET last_version = 90000, last_command_seq = 80000",
+          "DELETE FROM schema_version WHERE version >= 4",
+        ].join(";\n"),
+      );
+      const upgraded = openStore(f.url());
+      try {
+        expect(await upgraded.migrate()).toEqual({ from: 3, to: SCHEMA_VERSION });
+        // The counters count for consent 2, the one in force: they go on from where they were.
+        expect(await upgraded.allocateVersion(WORKER, hex("2"), 10)).toBe(90001);
+        expect(await upgraded.nextCommandSeq(WORKER, hex("2"), 10)).toBe(80001);
+        // A worker with no consent: its counters count for none, and a first consent starts them.
+        expect(await upgraded.allocateVersion("w2", hex("3"), 10)).toBe(10);
+        // The next consent starts afresh.
+        await upgraded.acceptConsent(consent("3", 3));
+        expect(await upgraded.allocateVersion(WORKER, hex("3"), 10)).toBe(10);
       } finally {
         await upgraded.close();
       }
@@ -253,6 +312,7 @@ export function lifecycleSuite(f: StoreFixture): void {
     it("after restoring an older backup, versions and command seqs still go up (time-based)", async () => {
       let s = f.store();
       await seed(s);
+      const consent = await consentIn(s);
       const pub = (now_ms: number) => ({
         worker_id: WORKER,
         consent_identity: null,
@@ -269,6 +329,7 @@ export function lifecycleSuite(f: StoreFixture): void {
         iat: T0,
         exp: T0 + 60,
         now_ms,
+        consent_identity: consent,
       });
       const issued: number[] = [];
       const seqs: number[] = [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { StreamEvent } from "../../../control-plane/store/store.ts";
-import { expectCode, type StoreFixture, seed, T0, WORKER } from "./harness.ts";
+import { consentIn, expectCode, type StoreFixture, seed, T0, WORKER } from "./harness.ts";
 
 /** Resolves with the first `n` events a subscription delivers. */
 export function collect(n: number): {
@@ -89,6 +89,7 @@ export function operationsSuite(f: StoreFixture): void {
       it("an event written through one Store reaches subscribers of another (LISTEN/NOTIFY)", async () => {
         const s = f.store();
         await seed(s);
+        const consent = await consentIn(s);
         const other = await f.open();
         const c = collect(1);
         await other.subscribe({ onEvent: c.onEvent });
@@ -101,6 +102,7 @@ export function operationsSuite(f: StoreFixture): void {
             iat: T0,
             exp: T0 + 60,
             now_ms: 1,
+            consent_identity: consent,
           },
           (seq) => `jws-${seq}`,
         );

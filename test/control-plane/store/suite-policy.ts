@@ -12,6 +12,17 @@ const consent = (seq: number): Consent => ({
   accepted_at: T0 + seq,
 });
 
+const MAX = Number.MAX_SAFE_INTEGER;
+
+/** What acceptConsentAndPublish (and publish, with the worker and consent) is given. */
+const publishAt = (now_ms: number, expect_version: number | null) => ({
+  iat: T0,
+  exp: T0 + 3600,
+  stop: false,
+  now_ms,
+  expect_version,
+});
+
 export function policySuite(f: StoreFixture): void {
   describe("consents", () => {
     it("accepts strictly increasing seqs per worker", async () => {
@@ -135,6 +146,9 @@ export function policySuite(f: StoreFixture): void {
         build,
       );
       expect(second.publication.consent_identity).toBe(consent(2).identity);
+      // Consent 2's versions start afresh, at now_ms — which consent 1's publication holds
+      // (the same millisecond): the next free version is taken.
+      expect(second.publication.version).toBe(1001);
       expect(await s.latestPublication(WORKER)).toEqual(second.publication);
       expect((await s.listAudit({ type: "consent.accepted" })).length).toBe(1);
     });
@@ -229,7 +243,7 @@ export function policySuite(f: StoreFixture): void {
       }
       expect(versions).toEqual([1000, 1001, 5000, 5001]);
       expect(built).toEqual(versions);
-      expect(await s.allocateVersion(WORKER, 20)).toBe(5002);
+      expect(await s.allocateVersion(WORKER, hex("1"), 20)).toBe(5002);
       const latest = await s.latestPublication(WORKER);
       expect(latest).toEqual({
         worker_id: WORKER,
@@ -254,8 +268,8 @@ export function policySuite(f: StoreFixture): void {
     it("storePublication: the latest pointer only moves up; a stored version is a conflict", async () => {
       const s = f.store();
       await seed(s);
-      const v1 = await s.allocateVersion(WORKER, 100);
-      const v2 = await s.allocateVersion(WORKER, 100);
+      const v1 = await s.allocateVersion(WORKER, null, 100);
+      const v2 = await s.allocateVersion(WORKER, null, 100);
       expect([v1, v2]).toEqual([100, 101]);
       const pub = (version: number, stop = false) => ({
         worker_id: WORKER,
@@ -274,7 +288,123 @@ export function policySuite(f: StoreFixture): void {
       await expectCode(s.publish({ ...input(1), worker_id: "x" }, String), "AGENTD_E_CP_NOT_FOUND");
       // A version stored without allocation still raises the allocator.
       await s.storePublication(pub(900));
-      expect(await s.allocateVersion(WORKER, 0)).toBe(901);
+      expect(await s.allocateVersion(WORKER, null, 0)).toBe(901);
+    });
+
+    it("versions are per consent: 2^53 − 1 spent under one consent locks out nothing under the next", async () => {
+      const s = f.store();
+      await seed(s);
+      const c1 = consent(1);
+      const c2 = consent(2);
+      const build = (v: number) => `pub-${v}`;
+      const first = await s.acceptConsentAndPublish(c1, publishAt(5000, null), build);
+      // A stolen key's publication stored, or the database edited: consent 1's versions are
+      // spent and the latest pointer is at 2^53 − 1.
+      await s.storePublication({
+        worker_id: WORKER,
+        version: MAX,
+        consent_identity: c1.identity,
+        jws: "stolen",
+        iat: T0,
+        exp: T0 + 3600,
+        stop: false,
+      });
+      expect((await s.latestPublication(WORKER))?.version).toBe(MAX);
+      const spent = await s
+        .publish(
+          { ...publishAt(6000, MAX), worker_id: WORKER, consent_identity: c1.identity },
+          build,
+        )
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      expect(spent).toMatchObject({
+        code: "AGENTD_E_CP_CONFLICT",
+        context: { reason: "counter_exhausted", counter: "last_version" },
+      });
+      // The owner's consent 2 is published with a fresh, time-based version, which becomes
+      // the latest although it is lower.
+      const second = await s.acceptConsentAndPublish(c2, publishAt(7000, MAX), build);
+      expect(second.publication).toMatchObject({ version: 7000, consent_identity: c2.identity });
+      expect(await s.latestPublication(WORKER)).toEqual(second.publication);
+      expect((await s.getWorker(WORKER))?.publication_version).toBe(7000);
+      // Within consent 2 versions go up again; the pointer follows.
+      const next = await s.publish(
+        {
+          ...publishAt(10, 7000),
+          worker_id: WORKER,
+          consent_identity: c2.identity,
+          expect_latest_consent: true,
+        },
+        build,
+      );
+      expect(next.publication.version).toBe(7001);
+      expect((await s.latestPublication(WORKER))?.version).toBe(7001);
+      // A publication of the older consent stored behind the API's back moves nothing: not
+      // the latest pointer, not consent 2's versions.
+      await s.storePublication({
+        worker_id: WORKER,
+        version: MAX - 1,
+        consent_identity: c1.identity,
+        jws: "stolen-again",
+        iat: T0,
+        exp: T0 + 3600,
+        stop: false,
+      });
+      expect((await s.latestPublication(WORKER))?.version).toBe(7001);
+      expect(await s.allocateVersion(WORKER, c2.identity, 10)).toBe(7002);
+      expect(first.publication.version).toBe(5000);
+    });
+
+    it("a database edited to 2^53 − 1 (counters and latest pointer) recovers with the owner's next consent", async () => {
+      let s = f.store();
+      await seed(s);
+      const c1 = consent(1);
+      const cmd = (cmd_id: string, consent_identity: string) => ({
+        cmd_id,
+        worker_id: WORKER,
+        action: "mining.pause",
+        args: {},
+        iat: T0,
+        exp: T0 + 60,
+        now_ms: 6000,
+        consent_identity,
+      });
+      await s.acceptConsentAndPublish(c1, publishAt(5000, null), String);
+      await s.issueCommand(cmd("a0", c1.identity), String);
+      await f.close(s);
+      await f.backend.raw(
+        f.url(),
+        `UPDATE workers SET last_version = ${MAX}, last_command_seq = ${MAX}, pub_version = ${MAX}`,
+      );
+      s = await f.open();
+      // The pointer names nothing stored: no latest publication, and a plan that saw none
+      // commits — but consent 1's versions are spent.
+      expect(await s.latestPublication(WORKER)).toBeNull();
+      for (const attempt of [
+        s.publish(
+          { ...publishAt(6000, null), worker_id: WORKER, consent_identity: c1.identity },
+          String,
+        ),
+        s.issueCommand(cmd("a", c1.identity), String),
+      ]) {
+        expect(
+          await attempt.then(
+            () => null,
+            (e: unknown) => e,
+          ),
+        ).toMatchObject({
+          code: "AGENTD_E_CP_CONFLICT",
+          context: { reason: "counter_exhausted" },
+        });
+      }
+      const c2 = consent(2);
+      const second = await s.acceptConsentAndPublish(c2, publishAt(7000, null), String);
+      expect(second.publication.version).toBe(7000);
+      expect(await s.latestPublication(WORKER)).toEqual(second.publication);
+      // 6000 is command a0's (consent 1): the next free seq.
+      expect((await s.issueCommand(cmd("b", c2.identity), String)).command.seq).toBe(6001);
     });
 
     it("lists the latest publications expiring before a time, skipping decommissioned workers", async () => {

@@ -10,6 +10,7 @@ import type {
 import { all, type Op, type OpContext, one, run } from "../op.ts";
 import { COMMAND_COLUMNS, type Row, toCommand, toJsonText } from "../rows.ts";
 import { allocateOp, raiseCounterOp } from "./allocate.ts";
+import { latestConsentOp } from "./policy.ts";
 import { appendStreamEventOp } from "./stream.ts";
 import { lockWorker } from "./workers.ts";
 
@@ -21,14 +22,24 @@ export interface Queued {
 export function* createCommandOp(ctx: OpContext, c: CommandInput): Op<Queued> {
   yield* lockWorker(ctx, c.worker_id);
   const inserted = yield* all<Row>(
-    `INSERT INTO commands (cmd_id, worker_id, seq, action, args, jws, iat, exp)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING cmd_id`,
-    [c.cmd_id, c.worker_id, c.seq, c.action, toJsonText(c.args), c.jws, c.iat, c.exp],
+    `INSERT INTO commands (cmd_id, worker_id, seq, action, args, jws, iat, exp, consent_identity)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING cmd_id`,
+    [
+      c.cmd_id,
+      c.worker_id,
+      c.seq,
+      c.action,
+      toJsonText(c.args),
+      c.jws,
+      c.iat,
+      c.exp,
+      c.consent_identity,
+    ],
   );
   if (inserted.length === 0) {
     throw conflict("a command with this cmd_id or seq exists", { cmd_id: c.cmd_id, seq: c.seq });
   }
-  yield* raiseCounterOp("last_command_seq", c.worker_id, c.seq);
+  yield* raiseCounterOp("last_command_seq", c.worker_id, c.consent_identity, c.seq);
   const event = yield* appendStreamEventOp({
     worker_id: c.worker_id,
     kind: "command",
@@ -38,12 +49,30 @@ export function* createCommandOp(ctx: OpContext, c: CommandInput): Op<Queued> {
   return { command: { ...c, result: null }, event };
 }
 
+/**
+ * Under the worker's lock, the command's consent must still be the worker's latest: a command
+ * planned under a consent superseded since is refused (CONFLICT, reason `stale_consent`), so
+ * the seq counter only ever moves to a newer consent (allocate.ts) and the agent, which runs
+ * commands of the consent in force only, is never sent one it must refuse.
+ */
 export function* issueCommandOp(
   ctx: OpContext,
   input: IssueCommandInput,
   build: (seq: number) => string,
 ): Op<Queued> {
-  const seq = yield* allocateOp("last_command_seq", input.worker_id, input.now_ms);
+  yield* lockWorker(ctx, input.worker_id);
+  const latest = yield* latestConsentOp(input.worker_id);
+  if (latest?.identity !== input.consent_identity) {
+    throw conflict("the worker's consent changed since this command was planned", {
+      reason: "stale_consent",
+    });
+  }
+  const seq = yield* allocateOp(
+    "last_command_seq",
+    input.worker_id,
+    input.consent_identity,
+    input.now_ms,
+  );
   return yield* createCommandOp(ctx, {
     cmd_id: input.cmd_id,
     worker_id: input.worker_id,
@@ -53,6 +82,7 @@ export function* issueCommandOp(
     iat: input.iat,
     exp: input.exp,
     seq,
+    consent_identity: input.consent_identity,
   });
 }
 

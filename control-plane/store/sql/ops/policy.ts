@@ -19,7 +19,7 @@ import {
   toPublication,
   toRevocation,
 } from "../rows.ts";
-import { allocateOp, raiseCounterOp } from "./allocate.ts";
+import { allocateOp, consentSeqOp, raiseCounterOp } from "./allocate.ts";
 import { appendStreamEventOp } from "./stream.ts";
 import { lockWorker } from "./workers.ts";
 
@@ -123,13 +123,25 @@ export function* storePublicationOp(ctx: OpContext, p: Publication): Op<Publishe
   if (inserted.length === 0) {
     throw conflict(`version ${p.version} is published already`, { version: p.version });
   }
-  // The latest pointer only moves up (two versions allocated, stored in the other order).
-  yield* run(
-    `UPDATE workers SET pub_version = ?, pub_exp = ?
-     WHERE worker_id = ? AND (pub_version IS NULL OR pub_version < ?)`,
-    [p.version, p.exp, p.worker_id, p.version],
-  );
-  yield* raiseCounterOp("last_version", p.worker_id, p.version);
+  // The latest pointer: within one consent it only moves up (two versions allocated, stored
+  // in the other order). Versions are per consent (allocate.ts), so a publication of a newer
+  // consent moves it whatever its version, and one of an older consent never does. A pointer
+  // to no stored publication (a database edited) counts as none.
+  const current = yield* latestPublicationOp(p.worker_id);
+  const moves =
+    current === null ||
+    (current.consent_identity === p.consent_identity
+      ? current.version < p.version
+      : (yield* consentSeqOp(p.consent_identity)) >=
+        (yield* consentSeqOp(current.consent_identity)));
+  if (moves) {
+    yield* run("UPDATE workers SET pub_version = ?, pub_exp = ? WHERE worker_id = ?", [
+      p.version,
+      p.exp,
+      p.worker_id,
+    ]);
+  }
+  yield* raiseCounterOp("last_version", p.worker_id, p.consent_identity, p.version);
   const event = yield* appendStreamEventOp({
     worker_id: p.worker_id,
     kind: "publication",
@@ -151,7 +163,8 @@ export function* publishOp(
       [input.worker_id],
     );
     if (row === undefined) throw notFound("worker", input.worker_id);
-    const current = row.pub_version === null ? null : Number(row.pub_version);
+    // What a plan saw: latestPublication, so a pointer to nothing stored is none here too.
+    const current = (yield* latestPublicationOp(input.worker_id))?.version ?? null;
     if (input.expect_version !== undefined && current !== input.expect_version) {
       throw conflict("the worker's publication changed since this one was planned", {
         reason: "stale_plan",
@@ -169,7 +182,12 @@ export function* publishOp(
       }
     }
   }
-  const version = yield* allocateOp("last_version", input.worker_id, input.now_ms);
+  const version = yield* allocateOp(
+    "last_version",
+    input.worker_id,
+    input.consent_identity,
+    input.now_ms,
+  );
   return yield* storePublicationOp(ctx, {
     worker_id: input.worker_id,
     version,
