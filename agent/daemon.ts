@@ -159,6 +159,11 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     const attested = attestation.first;
     const policy = startPolicySync(ctx, { driver, attested, longPollS: o.longPollS ?? 25 });
     const operator = operatorActions(ctx, { pause, driver });
+    // A remote pause is the control plane's, under the consent it was sent with: the owner's
+    // next consent ends it, as it ends everything the control plane's keys did before.
+    policy.onNewConsent(() => {
+      if (operator.pauses().remote !== null) operator.resume("remote", "the owner's newer consent");
+    });
     const commands = agentCommands(ctx, { operator, services, driver });
     const stream = startPushStream(ctx, { attested, policy, commands });
     parts.add("push stream", () => stream.stop());

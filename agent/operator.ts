@@ -11,7 +11,9 @@ import type { StateDriver } from "./state-driver.ts";
  *
  * Who lifts what: a remote resume (`mining.resume`) lifts only the remote pause — a hold set on
  * the machine is lifted only on the machine, so a control plane can never make a machine its
- * operator stopped mine again. A resume on the machine lifts the local pause only, and says
+ * operator stopped mine again. The owner's next consent also ends a remote pause (daemon.ts):
+ * it was the control plane's, under the consent before, and nothing a control-plane key did
+ * outlives the owner signing again. A resume on the machine lifts the local pause only, and says
  * whether a remote one remains (the operator sees it and decides; the remote pause is the
  * owner's consent at work, and `agentd mining resume` is not a way around it).
  *

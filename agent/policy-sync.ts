@@ -4,6 +4,7 @@ import { sleep, stopwatch } from "../lib/timers.ts";
 import { DOC_TYP } from "../policy-guard/documents.ts";
 import type { SubmitResult } from "../policy-guard/engine.ts";
 import type { AgentContext } from "./agent-context.ts";
+import { consentInForce } from "./assignment.ts";
 import { rotationsByPolling } from "./owner-rotations.ts";
 import type { StateDriver } from "./state-driver.ts";
 
@@ -31,6 +32,11 @@ export interface PolicySync {
   applyOwnerDocument(jws: string, source: "push" | "local"): Promise<SubmitResult>;
   /** An owner-key rotation signed by the owner key in force. */
   rotateOwner(jws: string, source: DocumentSource): Promise<SubmitResult>;
+  /**
+   * Called when a bundle put a newer consent in force (the owner signed again): what the
+   * control plane's keys did under the old one ends here (operator.ts lifts a remote pause).
+   */
+  onNewConsent(listener: (consent: string, source: DocumentSource) => void): void;
 }
 
 const LABEL = { push: "push", poll: "poll", local: "local API" } as const;
@@ -75,7 +81,9 @@ export function startPolicySync(
     return polling;
   };
 
+  const newConsentListeners: ((consent: string, source: DocumentSource) => void)[] = [];
   const submitBundle = async (bundle: unknown, source: DocumentSource) => {
+    const before = consentInForce(engine)?.identity ?? null;
     const seq0 = keys.current().seq;
     let r = await engine.submitBundle(bundle, source);
     if (!r.accepted && r.reasons.includes("publication.unknown_key")) {
@@ -86,7 +94,11 @@ export function startPolicySync(
     if (!r.accepted && r.reasons.includes("consent.unknown_key")) {
       if (await pollRotations()) r = await engine.submitBundle(bundle, source);
     }
-    if (r.accepted) o.driver.bundleAccepted(source);
+    if (r.accepted) {
+      const now = consentInForce(engine)?.identity ?? null;
+      if (now !== null && now !== before) for (const l of newConsentListeners) l(now, source);
+      o.driver.bundleAccepted(source);
+    }
     return r;
   };
 
@@ -136,6 +148,9 @@ export function startPolicySync(
     revoke,
     decommission,
     rotateOwner,
+    onNewConsent: (l) => {
+      newConsentListeners.push(l);
+    },
     async applyOwnerDocument(jws, source) {
       let typ: unknown;
       try {

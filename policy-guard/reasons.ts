@@ -89,7 +89,7 @@ export const REASONS = Object.freeze({
   "agent.paused":
     "The operator paused mining on the machine itself (agentd mining pause, the local API) until resumed there: a remote mining.resume never lifts it.",
   "agent.paused_remotely":
-    "An owner-allowed mining.pause command paused mining until a mining.resume command lifts it (a resume on the machine lifts only the machine's own pause).",
+    "An owner-allowed mining.pause command paused mining until a mining.resume command or the owner's next consent lifts it (a resume on the machine lifts only the machine's own pause).",
   // an owner-key rotation refused (policy-guard/rotation.ts): single-use and in order, so
   // that a rotation seen once can never hand control back to a key retired after it
   "rotation.replayed": "This owner-key rotation was accepted before: a rotation is single-use.",

@@ -94,7 +94,15 @@ export function defaultSpecs(dataDir: string): Readonly<Record<ServiceKind, Serv
       health: {
         type: "lnd-rest",
         port: 8080,
-        macaroonFile: join(dataDir, "lnd", "data", "chain", "bitcoin", "mainnet", "admin.macaroon"),
+        macaroonFile: join(
+          dataDir,
+          "lnd",
+          "data",
+          "chain",
+          "bitcoin",
+          "mainnet",
+          "readonly.macaroon",
+        ),
         tls: true,
       },
       dependsOn: ["bitcoind"],

@@ -19,7 +19,7 @@ export type HealthProbe =
       readonly port: number;
       readonly cookieFile: string;
     }
-  /** lnd's REST `GET /v1/getinfo` with the admin macaroon (hex in a header). */
+  /** lnd's REST `GET /v1/getinfo` with a macaroon (hex in a header): the read-only one is enough. */
   | {
       readonly type: "lnd-rest";
       readonly port: number;

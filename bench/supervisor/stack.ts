@@ -99,7 +99,7 @@ export function servicesFile(
           "chain",
           "bitcoin",
           "regtest",
-          "admin.macaroon",
+          "readonly.macaroon",
         ),
         tls: true,
       },

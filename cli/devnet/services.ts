@@ -104,7 +104,7 @@ export async function prepareServices(dir: string, user: string): Promise<Devnet
     "[lnd]",
     `command = ${run("lnd.ts", "--lnddir", data("lnd"), "--network", "regtest", "--restlisten", `127.0.0.1:${lndRest}`, "--bitcoind", bitcoind, "--bitcoind-cookie", cookie, "--treasury-pubkey", treasuryPubkey)}`,
     `volumes = [{ source = ${toml(data("lnd"))}, target = "/data" }]`,
-    `health = { type = "lnd-rest", port = ${lndRest}, macaroon_file = ${toml(join(data("lnd"), "data", "chain", "bitcoin", "regtest", "admin.macaroon"))}, tls = true }`,
+    `health = { type = "lnd-rest", port = ${lndRest}, macaroon_file = ${toml(join(data("lnd"), "data", "chain", "bitcoin", "regtest", "readonly.macaroon"))}, tls = true }`,
     ...common,
     "",
   ];

@@ -9,6 +9,7 @@ import type { KeysResponse } from "../protocol/schemas/api-admin.ts";
 import { validate } from "../protocol/validate.ts";
 import type { ApiContext, ApiGroup } from "./context.ts";
 import { actorOf } from "./owners.ts";
+import { republishRetired } from "./republish-retired.ts";
 
 /**
  * The control plane's key set (docs/protocol.md section 2, "Key set"): `GET /v1/keys` serves
@@ -129,6 +130,14 @@ export function keysGroup(ctx: ApiContext): ApiGroup {
           },
         },
       );
+      // A compromise: machines drop the old keys as soon as they take this set, so their
+      // publications are re-issued under the new key now, in the background.
+      if (!keepPrevious) {
+        void republishRetired(ctx).then(
+          (r) => ctx.logger.info(r, "publications re-issued under the rotated key"),
+          (err: unknown) => ctx.logger.error({ err }, "re-issuing under the rotated key failed"),
+        );
+      }
       const body: KeysResponse = { keyset: next.keysetJws };
       return { status: 200, body };
     },

@@ -30,7 +30,7 @@ import { FACTS, until, useServedCp } from "../control-plane/protocol/client-fixt
  * can be checked on the pool, the agent's state and its audit log.
  *
  * `recover(seq)` is the owner's way back after an attack: the control plane's operator
- * rotates its keys (the stolen ones retire), the malicious handlers go, and the owner signs
+ * rotates its keys (the stolen ones dropped at once), the malicious handlers go, and the owner signs
  * the next consent; with the honest publication the machine must mine again under the same
  * machine key.
  */
@@ -248,7 +248,8 @@ export function useHostileWorld() {
       attacks.withholdRevocations = false;
       attacks.keys = null;
       attacks.bundles.length = 0;
-      await cp.api(cp.adminKey).rotateKeys();
+      // dropping the stolen keys at once (a compromise), not keeping them verify-only
+      await cp.api(cp.adminKey).rotateKeys({ keep_previous: false });
       const c = await owner.consent(seq);
       await mines(3, `mining again under consent ${seq}`);
       expect(agent.workerId).toBe(workerId);

@@ -50,10 +50,13 @@ describe("a stolen control plane cannot lock the owner out", { timeout: 120_000 
     await w.inject.command(pause);
     await until(() => w.status().holds.includes("agent.paused_remotely"), "the remote pause");
     expect(await sharesOver(w, 1_000)).toBe(0);
-    // The owner signs consent 2. The attacker (keys not rotated yet) sends a command bound to
-    // consent 1 with a fresh seq: refused, it names another consent.
+    // The owner signs consent 2: the remote pause, the stolen key's doing, ends with it.
     const c2 = await w.owner.consent(2);
-    const stale = w.forge.command("mining.resume", 5, w.c1.identity);
+    await until(() => !w.status().holds.includes("agent.paused_remotely"), "the pause ended");
+    await w.mines(3, "mining under consent 2");
+    // The attacker (keys not rotated yet) sends a command bound to consent 1 with a fresh seq:
+    // refused, it names another consent.
+    const stale = w.forge.command("mining.pause", 5, w.c1.identity);
     await w.inject.command(stale);
     await until(
       () =>
@@ -62,17 +65,24 @@ describe("a stolen control plane cannot lock the owner out", { timeout: 120_000 
         ),
       "the old consent's command refused",
     );
-    expect(w.status().holds).toContain("agent.paused_remotely");
-    // Keys rotated; the honest control plane's resume under consent 2 runs (a fresh seq space).
-    await w.cp.api(w.cp.adminKey).rotateKeys();
+    expect(w.status().holds).not.toContain("agent.paused_remotely");
+    // Keys rotated (the stolen ones dropped); the honest control plane's commands under
+    // consent 2 run, in a fresh seq space.
+    await w.cp.api(w.cp.adminKey).rotateKeys({ keep_previous: false });
     const op = await w.cp.api(w.cp.adminKey).createApiKey({ role: "operator" });
-    const resume = await w.cp.api(op.api_key).createCommand({
-      worker: w.workerId,
-      action: "mining.resume",
-      args: {},
-    });
-    expect(resume.seq).toBeLessThan(MAX);
-    await until(() => !w.status().holds.includes("agent.paused_remotely"), "the honest resume");
+    for (const action of ["mining.pause", "mining.resume"] as const) {
+      const sent = await w.cp.api(op.api_key).createCommand({
+        worker: w.workerId,
+        action,
+        args: {},
+      });
+      expect(sent.seq).toBeLessThan(MAX);
+      await until(
+        () => refusals(w, "command.executed").some((r) => r.cmd_id === sent.cmd_id),
+        `the honest ${action}`,
+      );
+    }
+    expect(w.status().holds).not.toContain("agent.paused_remotely");
     await w.mines(3, "mining again under consent 2");
     expect(w.status().policy.consent_sha256).toBe(c2.identity);
   });

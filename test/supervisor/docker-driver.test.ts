@@ -136,7 +136,7 @@ describe.skipIf(!availability.available)("the supervisor on the Docker driver (P
               "chain",
               "bitcoin",
               "regtest",
-              "admin.macaroon",
+              "readonly.macaroon",
             ),
             tls: true,
           },

@@ -7,9 +7,11 @@ import {
   publishForWorker,
   stopWorker,
 } from "../../../control-plane/api/publish.ts";
+import { republishRetired } from "../../../control-plane/api/republish-retired.ts";
+import { rotateKeys } from "../../../control-plane/keys/rotate.ts";
 import type { Store } from "../../../control-plane/store/store.ts";
 import { publicKeyOf } from "../../../lib/crypto/ed25519.ts";
-import { documentIdentity } from "../../../lib/crypto/jws.ts";
+import { decodeJwsUnverified, documentIdentity } from "../../../lib/crypto/jws.ts";
 import { isAgentdError } from "../../../lib/errors.ts";
 import { signConsent } from "../../../policy-guard/sign.ts";
 import { EMPTY_COUNTERS, verifyDocuments } from "../../../policy-guard/verify.ts";
@@ -101,6 +103,34 @@ describe.each(["sqlite", "postgres"] as const)("publishForWorker (%s)", (backend
     expect((await t.store.streamEventsSince(m.workerId, 0)).map((e) => e.ref)).toEqual(
       [p1, p2, p3].map((p) => String(p.version)),
     );
+  });
+
+  it("re-issues under the rotated key what the dropped key signed, with the same consent and stop (keys rotated after a compromise)", async () => {
+    const t = await cp();
+    const o = await t.owner();
+    const [a, b, c] = [await t.machine(o), await t.machine(o), await t.machine(o)];
+    const consents = [await accept(t, o, a, 1), await accept(t, o, b, 1)];
+    await publishForWorker(t.ctx, a.workerId, { stop: false, ...SYSTEM });
+    await publishForWorker(t.ctx, b.workerId, { stop: true, ...SYSTEM });
+    const old = t.ctx.keys().signing.publication.kid;
+    t.ctx.setKeys(rotateKeys(t.ctx.keys().dir, nowS(t), { keepPrevious: false }));
+    const now = t.ctx.keys().signing.publication.kid;
+    expect(now).not.toBe(old);
+    t.clock.advance(1000);
+    expect(await republishRetired(t.ctx)).toEqual({ reissued: 2, failed: 0 });
+    for (const [m, consent, stop] of [
+      [a, consents[0], false],
+      [b, consents[1], true],
+    ] as const) {
+      const p = await t.store.latestPublication(m.workerId);
+      if (p === null) throw new Error("no publication");
+      expect(decodeJwsUnverified(p.jws).header.kid).toBe(now);
+      expect(p.consent_identity).toBe(documentIdentity(consent as string));
+      expect(p.stop).toBe(stop);
+    }
+    expect(await t.store.latestPublication(c.workerId)).toBeNull();
+    // a second sweep finds nothing signed by a dropped key
+    expect(await republishRetired(t.ctx)).toEqual({ reissued: 0, failed: 0 });
   });
 
   it("keeps exp - iat within the consent's and the control plane's limits, never past the consent", async () => {
