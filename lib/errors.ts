@@ -107,6 +107,23 @@ export const ERROR_CODES = Object.freeze({
   AGENTD_E_API_TOO_LARGE: "denied",
   AGENTD_E_API_RATE_LIMITED: "failure",
   AGENTD_E_STORE: "failure",
+
+  // ASIC drivers and the driver host (plugins/)
+  AGENTD_E_MINER_UNREACHABLE: "failure",
+  AGENTD_E_MINER_TIMEOUT: "failure",
+  AGENTD_E_MINER_REPLY_INVALID: "failure",
+  AGENTD_E_MINER_REPLY_TOO_LARGE: "failure",
+  AGENTD_E_MINER_AUTH: "denied",
+  AGENTD_E_MINER_ACCESS_DENIED: "denied",
+  AGENTD_E_MINER_UNSUPPORTED: "failure",
+  AGENTD_E_MINER_NOT_CONFIRMED: "failure",
+  AGENTD_E_MINER_REFUSED: "failure",
+  AGENTD_E_MINER_UNKNOWN_FIRMWARE: "failure",
+  AGENTD_E_MINER_IDENTITY_CHANGED: "denied",
+  AGENTD_E_METER_READ: "failure",
+  AGENTD_E_DRIVER_HOST_UNAVAILABLE: "failure",
+  AGENTD_E_DRIVER_USER_MISSING: "denied",
+  AGENTD_E_DRIVER_MESSAGE_INVALID: "denied",
   AGENTD_E_STORE_SCHEMA_NEWER: "failure",
 } as const satisfies Record<string, ExitClass>);
 

@@ -8,7 +8,7 @@ import { AgentdError, fail } from "../errors.ts";
  *
  * The checks run on the open descriptor (fstat), so the file checked is the file read.
  */
-export type TrustedFileKind = "private-key" | "public-key" | "config" | "state";
+export type TrustedFileKind = "private-key" | "secret" | "public-key" | "config" | "state";
 
 export interface TrustOptions {
   /** The uid agentd runs as; defaults to the process's. Injected for tests. */
@@ -33,10 +33,10 @@ export function checkTrustedStats(
   }
   const mode = st.mode & 0o777;
   const octal = `0${mode.toString(8).padStart(3, "0")}`;
-  if (kind === "private-key" && (mode & 0o077) !== 0) {
+  if ((kind === "private-key" || kind === "secret") && (mode & 0o077) !== 0) {
     throw fail(
       "AGENTD_E_FILE_INSECURE_MODE",
-      `${path}: private key has mode ${octal}; group and others must have no access (expected 0600)`,
+      `${path}: ${kind === "secret" ? "a file holding a secret" : "private key"} has mode ${octal}; group and others must have no access (expected 0600)`,
       { path, kind, mode: octal },
     );
   }

@@ -98,6 +98,24 @@ export const CODE_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
   AGENTD_E_API_METHOD_NOT_ALLOWED: 405,
   AGENTD_E_API_TOO_LARGE: 413,
   AGENTD_E_API_RATE_LIMITED: 429,
+
+  // A miner or the driver host answered badly, or an action on a miner failed (the local API's
+  // miner views and actions): the agent is fine, the miner is the one to look at.
+  AGENTD_E_MINER_UNREACHABLE: 502,
+  AGENTD_E_MINER_TIMEOUT: 504,
+  AGENTD_E_MINER_REPLY_INVALID: 502,
+  AGENTD_E_MINER_REPLY_TOO_LARGE: 502,
+  AGENTD_E_MINER_AUTH: 502,
+  AGENTD_E_MINER_ACCESS_DENIED: 502,
+  AGENTD_E_MINER_UNSUPPORTED: 409,
+  AGENTD_E_MINER_NOT_CONFIRMED: 502,
+  AGENTD_E_MINER_REFUSED: 502,
+  AGENTD_E_MINER_UNKNOWN_FIRMWARE: 502,
+  AGENTD_E_MINER_IDENTITY_CHANGED: 409,
+  AGENTD_E_METER_READ: 502,
+  AGENTD_E_DRIVER_HOST_UNAVAILABLE: 503,
+  AGENTD_E_DRIVER_USER_MISSING: 503,
+  AGENTD_E_DRIVER_MESSAGE_INVALID: 502,
 } satisfies Record<ErrorCode, number>);
 
 /**

@@ -1,0 +1,48 @@
+/**
+ * Firmware acknowledges writes it then ignores, or applies them 20 s later (the S19's
+ * set_miner_conf). So an action holds only once a read shows it: `confirm` reads until `holds`
+ * says so or the deadline passes, and then rejects AGENTD_E_MINER_NOT_CONFIRMED — an
+ * unconfirmed action is a reported failure, never a success.
+ */
+import type { Clock } from "../lib/clock.ts";
+import { AgentdError, isAgentdError } from "../lib/errors.ts";
+import { sleep, type Timers } from "../lib/timers.ts";
+import type { ActionName, Confirmed } from "./driver.ts";
+
+export interface ConfirmOptions {
+  readonly clock: Clock;
+  readonly timers: Timers;
+  readonly deadlineMs: number;
+  readonly intervalMs: number;
+}
+
+export async function confirm<T>(
+  action: ActionName,
+  read: () => Promise<T>,
+  holds: (reading: T) => boolean,
+  o: ConfirmOptions,
+): Promise<Confirmed> {
+  const start = o.clock.now();
+  let reads = 0;
+  let lastError: string | null = null;
+  for (;;) {
+    reads++;
+    try {
+      if (holds(await read())) return { action, confirmedAt: o.clock.now(), reads };
+      lastError = null;
+    } catch (err) {
+      // A miner rebooting to apply a change is unreachable for a while: keep reading.
+      if (!isAgentdError(err)) throw err;
+      lastError = err.code;
+    }
+    if (o.clock.now() - start >= o.deadlineMs) break;
+    await sleep(o.timers, o.intervalMs);
+  }
+  throw new AgentdError(
+    "AGENTD_E_MINER_NOT_CONFIRMED",
+    `${action}: acknowledged, but not seen in ${reads} read(s) over ${o.deadlineMs} ms${
+      lastError ? ` (last read: ${lastError})` : ""
+    }`,
+    { context: { action, reads, last_error: lastError } },
+  );
+}
