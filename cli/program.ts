@@ -38,6 +38,7 @@ const VERBS: readonly {
     load: async () => [
       (await import("./commands/sim-pool.ts")).registerSimPool,
       (await import("./commands/sim-asic.ts")).registerSimAsic,
+      (await import("./commands/sim-meter.ts")).registerSimMeter,
     ],
   },
   {

@@ -9,6 +9,8 @@ export function simCommand(program: Command): Command {
     program.commands.find((c) => c.name() === "sim") ??
     program
       .command("sim")
-      .description("simulators for tests and CI: a Stratum pool, ASICs (no hardware needed)")
+      .description(
+        "simulators for tests and CI: a Stratum pool, ASICs, a power meter (no hardware needed)",
+      )
   );
 }

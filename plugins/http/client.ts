@@ -16,6 +16,12 @@ export interface HttpOptions {
   readonly timeoutMs: number;
   readonly credentials?: Credentials | null;
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Answer a Basic challenge too (RFC 7617: the password in clear on the wire). Off for
+   * miners — stock firmware speaks digest, so a Basic challenge from a "miner" is a downgrade
+   * to refuse; on for meters, some of which speak nothing else (docs/drivers.md).
+   */
+  readonly allowBasic?: boolean;
 }
 
 export interface HttpReply {
@@ -37,10 +43,18 @@ export async function httpSend(
   const first = await once(method, url, body, o, null);
   if (first.status !== 401) return first;
   const challenge = first.headers["www-authenticate"];
-  if (!o.credentials || typeof challenge !== "string" || !/^digest\s/i.test(challenge)) {
+  const basic =
+    o.allowBasic === true && typeof challenge === "string" && /^basic(\s|$)/i.test(challenge);
+  if (
+    !o.credentials ||
+    typeof challenge !== "string" ||
+    (!/^digest\s/i.test(challenge) && !basic)
+  ) {
     throw authError(url, o.credentials ? "no digest challenge" : "credentials needed");
   }
-  const auth = digestAuthorization(method, url, challenge, o.credentials);
+  const auth = basic
+    ? basicAuthorization(o.credentials)
+    : digestAuthorization(method, url, challenge, o.credentials);
   const second = await once(method, url, body, o, auth);
   if (second.status === 401) throw authError(url, "credentials refused");
   return second;
@@ -135,7 +149,16 @@ function netError(url: string, err: NodeJS.ErrnoException, signal: AbortSignal):
   });
 }
 
-/** The Authorization header answering a digest challenge (RFC 7616 section 3.4, MD5). */
+/** The Authorization header answering a Basic challenge (RFC 7617). */
+export function basicAuthorization(credentials: Credentials): string {
+  const pair = `${credentials.username}:${credentials.password}`;
+  return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
+}
+
+/** What each digest algorithm hashes with: MD5 (Antminer lighttpd), SHA-256 (Shelly Gen2+). */
+const DIGEST_HASHES: Readonly<Record<string, string>> = { MD5: "md5", "SHA-256": "sha256" };
+
+/** The Authorization header answering a digest challenge (RFC 7616 section 3.4). */
 export function digestAuthorization(
   method: string,
   url: string,
@@ -147,14 +170,15 @@ export function digestAuthorization(
   const realm = p.realm ?? "";
   const nonce = p.nonce ?? "";
   const algorithm = (p.algorithm ?? "MD5").toUpperCase();
-  if (algorithm !== "MD5") {
+  const hash = DIGEST_HASHES[algorithm];
+  if (hash === undefined) {
     throw new AgentdError("AGENTD_E_MINER_AUTH", `digest algorithm ${algorithm} is not supported`);
   }
   const u = new URL(url);
   const uri = `${u.pathname}${u.search}`;
-  const md5 = (s: string) => createHash("md5").update(s).digest("hex");
-  const ha1 = md5(`${credentials.username}:${realm}:${credentials.password}`);
-  const ha2 = md5(`${method}:${uri}`);
+  const h = (s: string) => createHash(hash).update(s).digest("hex");
+  const ha1 = h(`${credentials.username}:${realm}:${credentials.password}`);
+  const ha2 = h(`${method}:${uri}`);
   const qop = p.qop
     ?.split(",")
     .map((q) => q.trim())
@@ -163,14 +187,14 @@ export function digestAuthorization(
     : null;
   const nc = "00000001";
   const response = qop
-    ? md5(`${ha1}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`)
-    : md5(`${ha1}:${nonce}:${ha2}`);
+    ? h(`${ha1}:${nonce}:${nc}:${cnonce}:${qop}:${ha2}`)
+    : h(`${ha1}:${nonce}:${ha2}`);
   const parts = [
     `username="${credentials.username}"`,
     `realm="${realm}"`,
     `nonce="${nonce}"`,
     `uri="${uri}"`,
-    `algorithm=MD5`,
+    `algorithm=${algorithm}`,
     `response="${response}"`,
   ];
   if (p.opaque !== undefined) parts.push(`opaque="${p.opaque}"`);
