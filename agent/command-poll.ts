@@ -1,5 +1,6 @@
 import type { WorkerCommandsResponse } from "../control-plane/protocol/schemas/api-worker.ts";
 import { decodeJwsUnverified } from "../lib/crypto/jws.ts";
+import { eventPages } from "./event-pages.ts";
 
 /**
  * Push's fallback for commands: every page of the worker's events (the control plane answers
@@ -19,17 +20,12 @@ export async function newCommandsByPolling(o: {
   readonly maxPages?: number;
 }): Promise<string[]> {
   const fresh: string[] = [];
-  for (let after = 0, page = 0; page < (o.maxPages ?? 1000); page++) {
-    const r = await o.poll(after);
-    for (const e of r.events) {
-      if (e.kind !== "command") continue;
-      const id = commandIdOf(e.jws);
-      if (id === null || o.handled(id) || o.seen.has(id, e.jws)) continue;
-      o.seen.add(id, e.jws);
-      fresh.push(e.jws);
-    }
-    if (r.events.length === 0 || r.last_event_id <= after) break;
-    after = r.last_event_id;
+  for await (const e of eventPages(o.poll, o.maxPages)) {
+    if (e.kind !== "command") continue;
+    const id = commandIdOf(e.jws);
+    if (id === null || o.handled(id) || o.seen.has(id, e.jws)) continue;
+    o.seen.add(id, e.jws);
+    fresh.push(e.jws);
   }
   return fresh;
 }

@@ -1,4 +1,5 @@
 import type { WorkerCommandsResponse } from "../control-plane/protocol/schemas/api-worker.ts";
+import { eventPages } from "./event-pages.ts";
 
 /**
  * The push stream's fallback for owner-key rotations: every page of the worker's events (the
@@ -16,13 +17,8 @@ export async function rotationsByPolling(o: {
   readonly maxPages?: number;
 }): Promise<string[]> {
   const fresh: string[] = [];
-  for (let after = 0, page = 0; page < (o.maxPages ?? 1000); page++) {
-    const r = await o.poll(after);
-    for (const e of r.events) {
-      if (e.kind === "owner_rotation" && !o.known(e.jws)) fresh.push(e.jws);
-    }
-    if (r.events.length === 0 || r.last_event_id <= after) break;
-    after = r.last_event_id;
+  for await (const e of eventPages(o.poll, o.maxPages)) {
+    if (e.kind === "owner_rotation" && !o.known(e.jws)) fresh.push(e.jws);
   }
   return fresh;
 }
