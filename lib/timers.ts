@@ -69,6 +69,23 @@ export function timeoutSignal(timers: Timers, ms: number): AbortSignal {
 }
 
 /**
+ * A timeout for one request: its signal aborts after `ms`, and `clear` cancels the timer once
+ * the request is done, so that thousands of finished requests leave no timer behind (nor keep
+ * a one-shot process alive for the rest of their timeout).
+ */
+export function requestDeadline(
+  timers: Timers,
+  ms: number,
+): { signal: AbortSignal; clear(): void } {
+  const ac = new AbortController();
+  const handle = timers.setTimeout(
+    () => ac.abort(new DOMException(`timed out after ${ms} ms`, "TimeoutError")),
+    ms,
+  );
+  return { signal: ac.signal, clear: () => timers.clearTimeout(handle) };
+}
+
+/**
  * Runs `fn` after the current turn of the event loop (I/O callbacks first): for work split
  * into slices so that one large job does not starve sockets, and for batching what callers
  * submit within one turn. Not time: fake time does not hold it back.

@@ -5,7 +5,7 @@
  */
 import { createConnection, type Socket } from "node:net";
 import { AgentdError } from "../../lib/errors.ts";
-import { type Timers, timeoutSignal } from "../../lib/timers.ts";
+import { requestDeadline, type Timers } from "../../lib/timers.ts";
 import { parseCgminerReply } from "./repair.ts";
 
 export interface CgminerTarget {
@@ -52,7 +52,8 @@ export async function cgminerRaw(
 ): Promise<string> {
   const request: Record<string, unknown> = { command, ...o.extra };
   if (parameter !== null) request.parameter = parameter;
-  const signal = timeoutSignal(o.timers, o.timeoutMs);
+  const deadline = requestDeadline(o.timers, o.timeoutMs);
+  const signal = deadline.signal;
   const socket = (o.connect ?? ((h, p) => createConnection({ host: h, port: p })))(
     target.host,
     target.port,
@@ -65,6 +66,7 @@ export async function cgminerRaw(
       if (settled) return;
       settled = true;
       signal.removeEventListener("abort", onAbort);
+      deadline.clear();
       socket.destroy();
       if (err) reject(err);
       else resolve(text ?? "");

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { AgentdError } from "../../lib/errors.ts";
-import { type Timers, timeoutSignal } from "../../lib/timers.ts";
+import { requestDeadline, type Timers } from "../../lib/timers.ts";
 import type { Credentials } from "../driver.ts";
 
 export interface HttpOptions {
@@ -85,13 +85,15 @@ async function once(
   o: HttpOptions,
   authorization: string | null,
 ): Promise<HttpReply> {
-  const signal = timeoutSignal(o.timers, o.timeoutMs);
+  const deadline = requestDeadline(o.timers, o.timeoutMs);
+  const signal = deadline.signal;
   const where = new URL(url).host;
   return await new Promise<HttpReply>((resolve, reject) => {
     let settled = false;
     const fail = (err: AgentdError) => {
       if (settled) return;
       settled = true;
+      deadline.clear();
       req.destroy();
       reject(err);
     };
@@ -121,6 +123,7 @@ async function once(
       res.on("end", () => {
         if (settled) return;
         settled = true;
+        deadline.clear();
         resolve({
           status: res.statusCode ?? 0,
           headers: res.headers,
