@@ -47,6 +47,10 @@ const VERBS: readonly {
   },
   { names: ["cp"], load: async () => [(await import("./commands/cp.ts")).registerCp] },
   { names: ["devnet"], load: async () => [(await import("./commands/devnet.ts")).registerDevnet] },
+  {
+    names: ["driver-host"],
+    load: async () => [(await import("./commands/driver-host.ts")).registerDriverHost],
+  },
 ];
 
 /** The root options that take a value: their value is not the verb. */
