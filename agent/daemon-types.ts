@@ -35,6 +35,11 @@ export interface AgentDaemonOptions {
   readonly attestIntervalMs?: number;
   /** The driver the supervisor runs services with, injected by tests (default from config). */
   readonly serviceDriver?: ServiceDriver;
+  /**
+   * Run the ASIC drivers as the agent's own user instead of `drivers.user`: the devnet only
+   * (no separate user on a developer's machine); the driver host warns when it does.
+   */
+  readonly driversAsInvokingUser?: boolean;
   /** How often the audit log is probed while it cannot be written (default 2 s). */
   readonly auditProbeMs?: number;
   /** Free space the audit log's disk needs before mining resumes after it was full (1 MiB). */

@@ -13,6 +13,7 @@ import { openAgentAudit } from "./audit-log.ts";
 import { agentCommands } from "./commands.ts";
 import type { AgentDaemonOptions, RunningAgent } from "./daemon-types.ts";
 import { createDataPath } from "./data-path.ts";
+import { startDrivers } from "./drivers.ts";
 import { createEnforcement } from "./enforcement.ts";
 import { readEnrollment } from "./enrollment.ts";
 import { startHeartbeats } from "./heartbeats.ts";
@@ -128,6 +129,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     dataPath.attach(engine);
     const services = startServices(base, engine, o.serviceDriver);
     parts.add("supervisor", () => services.close());
+    const drivers = startDrivers(base, { asInvokingUser: o.driversAsInvokingUser === true });
+    parts.add("drivers", () => drivers.stop());
     const stratum = await dataPath.proxy.listen();
     parts.add("stratum proxy", () => dataPath.proxy.close());
     await engine.start();
@@ -190,6 +193,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       attestation,
       heartbeats,
       pauses: () => operator.pauses(),
+      drivers: () => drivers.status(),
     });
     const local = await startLocalEndpoints(ctx, {
       apiSocket: o.apiSocket,

@@ -1,3 +1,4 @@
+import type { DriverHostStatus } from "../plugins/host/launcher.ts";
 import type { AgentContext } from "./agent-context.ts";
 import type { Attestation } from "./attestation.ts";
 import type { Heartbeats } from "./heartbeats.ts";
@@ -8,7 +9,7 @@ import type { PauseHold, Pauses } from "./pause-state.ts";
  * what the data path was given (the holds applied) next to what the documents alone decide,
  * the documents in force, the control plane's side (key set, attestation, heartbeats), the
  * data path's telemetry and whether it reaches its upstream, the audit log and the process's
- * memory. `pause` says who paused and since when: `local` (on the machine, lifted only there)
+ * memory, and whether the ASIC drivers can run (`drivers`: state, user, why not). `pause` says who paused and since when: `local` (on the machine, lifted only there)
  * and `remote` (a `mining.pause` command), each `{"by", "since"}` (Unix ms) or null.
  */
 export function statusView(
@@ -19,6 +20,7 @@ export function statusView(
     readonly attestation: Attestation;
     readonly heartbeats: Heartbeats;
     readonly pauses: () => Pauses;
+    readonly drivers: () => DriverHostStatus;
   },
 ): () => Record<string, unknown> {
   const pause = (p: PauseHold | null) => (p === null ? null : { by: p.by, since: p.at });
@@ -51,6 +53,7 @@ export function statusView(
       telemetry: ctx.dataPath.telemetry(),
       upstream: ctx.dataPath.proxy.upstreamStatus(),
       stratum: o.stratum,
+      drivers: o.drivers(),
       audit: { writable: ctx.audit.writable, head: ctx.audit.head() },
       memory: memoryMib(),
     };

@@ -270,6 +270,8 @@ async function devnet(
       stratum: { host: "127.0.0.1", port: 0 },
       longPollS: 5,
       recentLogs: (n) => ring.lines(n),
+      // No drivers' user on a developer's machine: the driver host warns that it runs as you.
+      driversAsInvokingUser: true,
     });
     stops.push(() => agent.close());
     const now = Math.floor(clock.now() / 1000);

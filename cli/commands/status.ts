@@ -62,6 +62,12 @@ export interface StatusDoc {
   } | null;
   readonly stratum?: { readonly host: string; readonly port: number };
   readonly audit?: { readonly writable: boolean };
+  readonly drivers?: {
+    readonly state: string;
+    readonly user: string | null;
+    readonly isolated: boolean;
+    readonly reason: string | null;
+  };
 }
 
 /** One pause as GET /v1/status gives it: who (`local API`, `command <id>`) and since when. */
@@ -132,6 +138,19 @@ export function statusText(s: StatusDoc, now: number): string {
       "control plane",
       `${s.url}${a === undefined || a === null ? ", not attested yet" : `, attested ${formatAgo(a.at, now)} (${a.verdict})`}`,
     );
+  }
+  const d = s.drivers;
+  if (d !== undefined) {
+    const who = d.isolated
+      ? `as ${d.user ?? "?"}`
+      : "as the agent's own user (devnet), not isolated";
+    const what =
+      d.state === "refused"
+        ? `do not run: ${d.reason ?? "refused"}`
+        : d.state === "idle"
+          ? `ready ${who} (the host starts with the first miner)`
+          : `${d.state} ${who}`;
+    row("ASIC drivers", what);
   }
   if (s.audit !== undefined && !s.audit.writable) {
     row("audit log", "cannot be written: mining is held until it can");

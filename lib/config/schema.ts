@@ -145,6 +145,13 @@ export const CONFIG_SCHEMA = {
       doc: "Where the services keep their data (<data_dir>/<kind>), and the translator its configuration.",
     }),
   },
+  drivers: {
+    user: text({
+      default: "agentd-drivers",
+      optional: false,
+      doc: "The OS user the ASIC drivers run as (plugins/host/README.md): not root, and not the agent's own user. Where it does not exist, drivers do not run and status says why.",
+    }),
+  },
   eligibility: {
     treasury_pubkey: text({
       default: "",

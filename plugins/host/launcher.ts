@@ -37,6 +37,17 @@ import {
 
 export const DEFAULT_DRIVER_USER = "agentd-drivers";
 
+export interface DriverHostStatus {
+  /** idle: not started yet (it starts with the first request); refused: drivers do not run. */
+  readonly state: "idle" | "running" | "restarting" | "refused" | "stopping" | "stopped";
+  /** The drivers' OS user; null when they run as the invoking user (the devnet). */
+  readonly user: string | null;
+  readonly isolated: boolean;
+  readonly code: string | null;
+  readonly reason: string | null;
+  readonly starts: number;
+}
+
 export type HostEvent =
   | { readonly type: "started"; readonly pid: number | null }
   | { readonly type: "ready"; readonly pid: number }
@@ -181,6 +192,52 @@ export class DriverHost {
     });
   }
 
+  /**
+   * Whether drivers can run here, without starting anything: the user and the code's
+   * readability checked now (the agent says why at start, not at the first miner). Null: fine.
+   */
+  preflight(): AgentdError | null {
+    if (this.#refusal !== null) return this.#refusal;
+    try {
+      const user = this.#o.runAsInvokingUser === true ? null : this.#lookup();
+      if (user !== null) {
+        const saved = this.#user;
+        this.#user = user;
+        try {
+          this.#checkReadable();
+        } finally {
+          this.#user = saved;
+        }
+      }
+      return null;
+    } catch (err) {
+      if (err instanceof AgentdError) return err;
+      throw err;
+    }
+  }
+
+  /** What status shows: whether the host runs, under whom, and why not. */
+  status(): DriverHostStatus {
+    const state: DriverHostStatus["state"] =
+      this.#refusal !== null
+        ? "refused"
+        : this.#session !== null
+          ? "running"
+          : this.#state === "running"
+            ? "restarting"
+            : this.#state === "refused"
+              ? "refused"
+              : this.#state;
+    return {
+      state,
+      user: this.#o.runAsInvokingUser === true ? null : (this.#o.user ?? DEFAULT_DRIVER_USER),
+      isolated: this.#o.runAsInvokingUser !== true,
+      code: this.#refusal?.code ?? null,
+      reason: this.#refusal?.message ?? null,
+      starts: this.#stats.starts,
+    };
+  }
+
   stats(): {
     starts: number;
     exits: Partial<Record<ExitReason, number>>;
@@ -192,6 +249,8 @@ export class DriverHost {
 
   #call<O extends Op>(op: O, limits: DriverLimits, body: RequestBody): Promise<Results[O]> {
     if (this.#refusal !== null) return Promise.reject(this.#refusal);
+    // Started by the first request: no process while there is nothing to drive.
+    if (this.#state === "idle") return this.start().then(() => this.#call(op, limits, body));
     const session = this.#session;
     if (session === null) {
       const why = this.#state === "running" ? "restarting" : this.#state;
@@ -209,6 +268,10 @@ export class DriverHost {
       );
       return null;
     }
+    return this.#lookup();
+  }
+
+  #lookup(): OsUser {
     const name = this.#o.user ?? DEFAULT_DRIVER_USER;
     const user = lookupUser(name);
     if (user === null) {
