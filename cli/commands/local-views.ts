@@ -6,6 +6,7 @@ import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
 import { parseInstant } from "../time.ts";
+import { registerMinersProbe } from "./miners-probe.ts";
 import { pauseLines, type StatusDoc } from "./status.ts";
 
 /**
@@ -50,6 +51,8 @@ export function registerLocalViews(program: Command, io: CliIo, run: Run): void 
     () => "/v1/miners",
     (d) => minersText(d, io.clock.now()),
   );
+  const miners = program.commands.find((c) => c.name() === "miners");
+  if (miners !== undefined) registerMinersProbe(miners, io, run);
   view(
     program,
     io,
