@@ -15,6 +15,7 @@ import { AgentdError, type ErrorCode, isAgentdError } from "../../lib/errors.ts"
 import type { Logger } from "../../lib/log/logger.ts";
 import type { Timers } from "../../lib/timers.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "../driver.ts";
+import { readMeter } from "../meter/http-json.ts";
 import { LineReader } from "./lines.ts";
 import {
   decodeRequest,
@@ -89,6 +90,14 @@ export function runDriverHost(o: HostOptions): Promise<void> {
 
 async function run(r: Request, o: HostOptions): Promise<unknown> {
   if (r.op === "ping") return "pong";
+  if (r.op === "meter") {
+    return readMeter(r.meter, {
+      clock: o.clock,
+      timers: o.timers,
+      limits: r.limits,
+      credentials: r.credentials,
+    });
+  }
   const ctx: DriverContext = {
     clock: o.clock,
     timers: o.timers,

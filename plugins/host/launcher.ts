@@ -21,6 +21,8 @@ import {
   type DriverLimits,
   type Family,
   type Identity,
+  type MeterReading,
+  type MeterSpec,
   type MinerDriver,
   type MinerEndpoint,
 } from "../driver.ts";
@@ -89,7 +91,7 @@ const IO_ROUNDS = 6;
 export function requestDeadlineMs(op: Op, limits: DriverLimits, timing: HostTiming): number {
   if (op === "ping") return timing.pingTimeoutMs;
   const io = IO_ROUNDS * limits.requestTimeoutMs;
-  const action = op !== "detect" && op !== "read";
+  const action = op !== "detect" && op !== "read" && op !== "meter";
   return timing.marginMs + (action ? 2 * io + limits.confirmDeadlineMs : io);
 }
 
@@ -178,6 +180,16 @@ export class DriverHost {
       setPowerTarget: (watts) => call("setPowerTarget", { watts }),
       reboot: () => call("reboot"),
     };
+  }
+
+  /** One power meter's reading, through the host like every other device on the LAN. */
+  readMeter(
+    meter: MeterSpec,
+    credentials: Credentials | null,
+    limits: DriverLimits = DEFAULT_LIMITS,
+  ): Promise<MeterReading> {
+    const wire = { ...meter, feeds: [...meter.feeds] };
+    return this.#call("meter", limits, { meter: wire, credentials, limits });
   }
 
   /** Who answers at `endpoint`, the family found by the host unless given. */

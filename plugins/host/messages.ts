@@ -14,6 +14,8 @@ import type {
   DriverLimits,
   Family,
   Identity,
+  MeterReading,
+  MeterSpec,
   MinerEndpoint,
   PoolTarget,
   PowerMode,
@@ -52,6 +54,11 @@ export type Request =
   | (Base<"setPowerTarget"> & {
       readonly miner: MinerSpec;
       readonly args: { readonly watts: number };
+    })
+  | (Base<"meter"> & {
+      readonly meter: MeterSpec;
+      readonly credentials: Credentials | null;
+      readonly limits: DriverLimits;
     });
 
 /** What a successful reply carries, by op. */
@@ -65,6 +72,7 @@ export interface Results {
   setPools: Confirmed;
   setPowerMode: Confirmed;
   setPowerTarget: Confirmed;
+  meter: MeterReading;
 }
 
 export interface WireError {

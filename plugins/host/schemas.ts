@@ -55,6 +55,18 @@ const request = (op: string, extra: Record<string, unknown>) =>
 
 const POOL_TARGET = closed({ url: str(512, 1), user: str(512), password: str(512) });
 
+/** A meter as plugins/meter/spec.ts allows it (the agent parsed it already; checked again). */
+const METER = closed(
+  {
+    id: str(64, 1),
+    url: { type: "string", minLength: 8, maxLength: 2048, pattern: "^https?://" },
+    pointer: str(512),
+    feeds: list(str(128, 1), 4096),
+    scale: { type: "number", exclusiveMinimum: 0 },
+  },
+  ["id", "url", "pointer", "feeds"],
+);
+
 export const REQUEST_SCHEMAS = {
   ping: request("ping", {}),
   detect: request("detect", { miner: miner([...FAMILIES, "auto"]) }),
@@ -74,6 +86,7 @@ export const REQUEST_SCHEMAS = {
     miner: miner(FAMILIES),
     args: closed({ watts: { type: "number", exclusiveMinimum: 0, maximum: 100_000 } }),
   }),
+  meter: request("meter", { meter: METER, credentials: CREDENTIALS, limits: LIMITS }),
 } as const;
 
 // ---- what the host sends --------------------------------------------------------------
@@ -179,6 +192,14 @@ const CONFIRMED = closed({
   reads: int(0, 1_000_000),
 });
 
+const METER_READING = closed({
+  id: str(64, 1),
+  at: num,
+  watts: { type: "number", minimum: 0, maximum: 1_000_000 },
+  provenance: { const: "measured" },
+  feeds: list(str(128, 1), 4096),
+});
+
 /** What a successful reply's `result` must be, by the request's op. */
 export const RESULT_SCHEMAS = {
   ping: { const: "pong" },
@@ -190,6 +211,7 @@ export const RESULT_SCHEMAS = {
   setPools: CONFIRMED,
   setPowerMode: CONFIRMED,
   setPowerTarget: CONFIRMED,
+  meter: METER_READING,
 } as const;
 
 export type Op = keyof typeof REQUEST_SCHEMAS;
