@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { AgentdError } from "../../lib/errors.ts";
-import { type Timers, timeoutSignal } from "../../lib/timers.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { Credentials } from "../driver.ts";
 
 export interface HttpOptions {
@@ -71,13 +71,20 @@ async function once(
   o: HttpOptions,
   authorization: string | null,
 ): Promise<HttpReply> {
-  const signal = timeoutSignal(o.timers, o.timeoutMs);
+  const abort = new AbortController();
+  const signal = abort.signal;
   const where = new URL(url).host;
   return await new Promise<HttpReply>((resolve, reject) => {
     let settled = false;
+    // Cleared once settled: a timer left to fire would pile up across a fleet's reads.
+    const timer = o.timers.setTimeout(
+      () => abort.abort(new DOMException(`timed out after ${o.timeoutMs} ms`, "TimeoutError")),
+      o.timeoutMs,
+    );
     const fail = (err: AgentdError) => {
       if (settled) return;
       settled = true;
+      o.timers.clearTimeout(timer);
       req.destroy();
       reject(err);
     };
@@ -107,6 +114,7 @@ async function once(
       res.on("end", () => {
         if (settled) return;
         settled = true;
+        o.timers.clearTimeout(timer);
         resolve({
           status: res.statusCode ?? 0,
           headers: res.headers,
