@@ -113,6 +113,13 @@ export class AntminerS9Driver implements MinerDriver {
     for (const s of slots)
       await this.#io.rpc("addpool", cgminerParams([s.url, s.user, s.password]));
     const firstNew = before.length;
+    // Firmware can acknowledge an addpool it did not do: switch only to slots that exist.
+    await confirm(
+      "setPools",
+      async () => parsePools(await this.#io.rpc("pools")),
+      (pools) => poolsMatch(pools.slice(firstNew), slots),
+      confirmOptions(this.#ctx),
+    );
     await this.#io.rpc("switchpool", String(firstNew));
     const old = before.map((p) => p.index).sort((a, b) => b - a);
     for (const index of old) await this.#removeWhenIdle(index);
