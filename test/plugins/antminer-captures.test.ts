@@ -1,6 +1,6 @@
 /**
- * The S19 driver against replies captured from real hardware (test/fixtures/captures/
- * antminer-s19/PROVENANCE.md), served byte for byte by sim/asic/replay.ts.
+ * The S19 driver against replies captured from real hardware, served byte for byte by
+ * sim/asic/replay.ts (provenance: test/fixtures/captures/antminer-s19/PROVENANCE.md).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
