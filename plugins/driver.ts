@@ -1,5 +1,5 @@
 /**
- * The one interface every ASIC firmware family is driven through (docs/drivers.md).
+ * The one interface every ASIC firmware family is driven through (plugins/README.md).
  *
  * A driver sees one miner through the management surfaces its firmware really has (the
  * cgminer API on TCP 4028, the web UI's CGI, a REST API) and reports what it reads; it carries

@@ -1,24 +1,79 @@
 /**
- * Which driver drives which firmware family. A placeholder with the registry's exact
- * signatures, so that the driver host (plugins/host/) compiles and is tested on its own; the
- * drivers' branch replaces this file with the real one. The host depends on these two
- * functions only.
+ * The two entry points the driver host calls: `detectFamily` finds which firmware answers at
+ * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
+ * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
+ * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
+ * closed. Firmware that is not a stock Antminer (Braiins OS, LuxOS, VNish…) has no driver yet:
+ * AGENTD_E_MINER_UNKNOWN_FIRMWARE.
  */
-import { AgentdError } from "../lib/errors.ts";
+import { AgentdError, isAgentdError } from "../lib/errors.ts";
+import { AntminerIo } from "./antminer/io.ts";
+import { parseVersionRow, type VersionFacts } from "./antminer/parse-legacy.ts";
+import { AntminerS9Driver } from "./antminer/s9.ts";
+import { AntminerS19Driver } from "./antminer/s19.ts";
+import { parseSystemInfo } from "./antminer/web-conf.ts";
+import { section } from "./cgminer/client.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "./driver.ts";
 
 export function createDriver(
   family: Family,
   endpoint: MinerEndpoint,
-  _ctx: DriverContext,
+  ctx: DriverContext,
 ): MinerDriver {
-  throw new AgentdError("AGENTD_E_MINER_UNKNOWN_FIRMWARE", `no driver for ${family} yet`, {
-    context: { family, host: endpoint.host },
-  });
+  switch (family) {
+    case "antminer-s9":
+      return new AntminerS9Driver(endpoint, ctx);
+    case "antminer-s19":
+      return new AntminerS19Driver(endpoint, ctx);
+  }
 }
 
-export async function detectFamily(endpoint: MinerEndpoint, _ctx: DriverContext): Promise<Family> {
-  throw new AgentdError("AGENTD_E_MINER_UNKNOWN_FIRMWARE", "no driver can detect a family yet", {
-    context: { host: endpoint.host },
-  });
+/** Other firmware that prints an Antminer model but is not stock bmminer. */
+const FOREIGN = /bosminer|braiins|luxminer|luxos|vnish|btminer|whatsminer|hive/i;
+
+export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext): Promise<Family> {
+  // The credentials only matter for the web UI, and both families ship the same default.
+  const io = new AntminerIo("antminer-s19", endpoint, ctx);
+  let facts: VersionFacts | null = null;
+  let description = "";
+  try {
+    const reply = await io.rpc("version");
+    description = reply.status.Description;
+    facts = parseVersionRow(section(reply, "VERSION")[0], "version");
+  } catch (err) {
+    if (!isAgentdError(err)) throw err;
+    if (err.code === "AGENTD_E_MINER_UNSUPPORTED" || err.code === "AGENTD_E_MINER_REPLY_INVALID") {
+      const reply = await io.rpc("stats");
+      description = reply.status.Description;
+      facts = parseVersionRow(section(reply, "STATS")[0], "stats");
+    } else if (err.code !== "AGENTD_E_MINER_UNREACHABLE") throw err;
+  }
+  if (facts) {
+    if (FOREIGN.test(`${description} ${facts.firmware}`)) throw unknown(endpoint, facts.model);
+    return familyOf(facts.model, facts.bmminerMajor) ?? throwUnknown(endpoint, facts.model);
+  }
+  // 4028 closed (an owner may turn the API off): the web UI still says the model.
+  const info = parseSystemInfo(await io.cgi("get_system_info"));
+  return familyOf(info.model ?? "", null) ?? throwUnknown(endpoint, info.model ?? "no model");
+}
+
+/** S9/S9i/S9j/T9 run bmminer 2.x; S19/S19 Pro/S19j/T19 bmminer 1.x. */
+export function familyOf(model: string, bmminerMajor: number | null): Family | null {
+  if (/\b[ST]9/i.test(model)) return "antminer-s9";
+  if (/\b[ST]19/i.test(model)) return "antminer-s19";
+  if (/antminer/i.test(model) && bmminerMajor === 2) return "antminer-s9";
+  if (/antminer/i.test(model) && bmminerMajor === 1) return "antminer-s19";
+  return null;
+}
+
+function unknown(endpoint: MinerEndpoint, model: string): AgentdError {
+  return new AgentdError(
+    "AGENTD_E_MINER_UNKNOWN_FIRMWARE",
+    `${endpoint.host}: no driver for ${JSON.stringify(model.slice(0, 80))}`,
+    { context: { host: endpoint.host } },
+  );
+}
+
+function throwUnknown(endpoint: MinerEndpoint, model: string): never {
+  throw unknown(endpoint, model);
 }

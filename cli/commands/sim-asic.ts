@@ -18,6 +18,9 @@ interface SimAsicOpts {
   apiListen: string;
   listen?: string;
   apiAllow: string;
+  webListen: string;
+  webPassword?: string;
+  webApplyDelay: string;
   fault?: string[];
   silenceTimeout: string;
   retryDelay: string;
@@ -61,6 +64,13 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
       "cgminer --api-allow list: W:addr[/bits] write, addr read-only, * any",
       "W:*",
     )
+    .option(
+      "--web-listen <host:port>",
+      "Antminer web UI address (s9, s19); port 0: free ports, else miner i gets port+i",
+      "127.0.0.1:0",
+    )
+    .option("--web-password <password>", "web UI password (default root, as shipped)")
+    .option("--web-apply-delay <s>", "seconds set_miner_conf takes to apply", "20")
     .option("--fault <kind[:n]>", "inject a fault (sim/README.md); repeatable", repeat)
     .option("--silence-timeout <s>", "seconds without pool data before failing over", "90")
     .option("--retry-delay <s>", "seconds to wait once every slot has failed", "5")
@@ -81,6 +91,8 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
         const api = parseHostPort(listen);
         if (!api)
           throw usage(opts.listen === undefined ? "--api-listen" : "--listen", "HOST:PORT", listen);
+        const web = parseHostPort(opts.webListen);
+        if (!web) throw usage("--web-listen", "HOST:PORT", opts.webListen);
         const faults: FaultSpec[] = (opts.fault ?? []).map(parseFault);
         const count = integer("--count", opts.count, 1);
         const { SimCluster } = await import("../../sim/asic/cluster.ts");
@@ -94,6 +106,10 @@ export function registerSimAsic(program: Command, io: CliIo, run: Run): void {
           apiPort: api.port,
           apiAllow: opts.apiAllow.split(",").filter((s) => s !== ""),
           faults,
+          webHost: web.host,
+          webPort: web.port,
+          ...(opts.webPassword === undefined ? {} : { webPassword: opts.webPassword }),
+          webApplyDelayMs: millis("--web-apply-delay", opts.webApplyDelay),
           silenceTimeoutMs: millis("--silence-timeout", opts.silenceTimeout),
           retryDelayMs: millis("--retry-delay", opts.retryDelay),
           rebootMs: millis("--reboot-time", opts.rebootTime),

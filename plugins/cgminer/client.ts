@@ -5,7 +5,7 @@
  */
 import { createConnection, type Socket } from "node:net";
 import { AgentdError } from "../../lib/errors.ts";
-import { requestDeadline, type Timers } from "../../lib/timers.ts";
+import type { Timers } from "../../lib/timers.ts";
 import { parseCgminerReply } from "./repair.ts";
 
 export interface CgminerTarget {
@@ -52,8 +52,6 @@ export async function cgminerRaw(
 ): Promise<string> {
   const request: Record<string, unknown> = { command, ...o.extra };
   if (parameter !== null) request.parameter = parameter;
-  const deadline = requestDeadline(o.timers, o.timeoutMs);
-  const signal = deadline.signal;
   const socket = (o.connect ?? ((h, p) => createConnection({ host: h, port: p })))(
     target.host,
     target.port,
@@ -65,8 +63,8 @@ export async function cgminerRaw(
     const done = (err: AgentdError | null, text?: string) => {
       if (settled) return;
       settled = true;
-      signal.removeEventListener("abort", onAbort);
-      deadline.clear();
+      // Cleared, not left to fire: a fleet read every 15 s must not pile up pending timers.
+      o.timers.clearTimeout(timer);
       socket.destroy();
       if (err) reject(err);
       else resolve(text ?? "");
@@ -82,7 +80,7 @@ export async function cgminerRaw(
           },
         ),
       );
-    signal.addEventListener("abort", onAbort, { once: true });
+    const timer = o.timers.setTimeout(onAbort, o.timeoutMs);
     socket.on("connect", () => socket.write(JSON.stringify(request)));
     socket.on("data", (chunk: Buffer) => {
       size += chunk.length;
@@ -113,6 +111,14 @@ export async function cgminerRaw(
         );
       } else done(null, Buffer.concat(chunks).toString("utf8"));
     });
+    // A close with neither an end nor an error (a destroyed socket) is still an answer.
+    socket.on("close", () =>
+      done(
+        new AgentdError("AGENTD_E_MINER_UNREACHABLE", `${where} closed during ${command}`, {
+          context: { command },
+        }),
+      ),
+    );
     socket.on("error", (err: NodeJS.ErrnoException) => {
       done(
         new AgentdError(
@@ -143,8 +149,15 @@ export async function cgminerRequest(
 export function checkEnvelope(command: string, parsed: unknown): CgminerReply {
   if (!isObject(parsed)) invalidReply(command, "not an object");
   const list = parsed.STATUS;
-  // `restart`/`quit` answer a bare {"STATUS":"RESTART"} / "BYE"
-  const first = Array.isArray(list) ? list[0] : typeof list === "string" ? { STATUS: list } : null;
+  // `restart`/`quit` answer a bare {"STATUS":"RESTART"} / "BYE"; the S19's `new_api` replies
+  // carry STATUS as one object ({"STATUS":"S","when":…,"Msg":"stats","api_version":…}).
+  const first = Array.isArray(list)
+    ? list[0]
+    : typeof list === "string"
+      ? { STATUS: list }
+      : isObject(list)
+        ? list
+        : null;
   if (!isObject(first) || typeof first.STATUS !== "string") invalidReply(command, "no STATUS");
   const status: CgminerStatus = {
     STATUS: first.STATUS,

@@ -1,7 +1,7 @@
 /**
  * The cgminer API's commands, their status codes and messages (cgminer api.c), and which
- * need write access. Per firmware: the stock S9 has no sleep; the S19's sleep is its web
- * UI's miner-mode (offered here as `sleep`/`wake`, see sim/README.md); bosminer pauses.
+ * need write access. Per firmware: neither stock Antminer sleeps through 4028 (the S19 sleeps
+ * through its web UI's miner-mode, web-ui.ts; the S9 cannot); bosminer pauses.
  */
 import { unixSeconds } from "../../lib/clock.ts";
 import {
@@ -175,6 +175,13 @@ const COMMON: Readonly<Record<string, Command>> = {
         return ok(68, `Removed pool ${id}:'${url}'`);
       }),
   },
+  // cgminer's own check of this client's write access: 46 when granted, else (as for every
+  // privileged command) 45 "Access denied" — what a driver asks before it tries a write.
+  privileged: {
+    privileged: true,
+    joinable: false,
+    run: () => ({ status: ok(46, "Privileged access OK") }),
+  },
   // bmminer is restarted by its watchdog after quit, so both come back as a restart.
   restart: {
     privileged: true,
@@ -185,26 +192,6 @@ const COMMON: Readonly<Record<string, Command>> = {
     privileged: true,
     joinable: false,
     run: (m) => ({ status: ok(0, "BYE"), bare: "BYE", after: () => m.reboot() }),
-  },
-};
-
-/** The S19's sleep mode (miner-mode 1 in its web UI); a simulator stand-in on the 4028 API. */
-const SLEEP: Readonly<Record<string, Command>> = {
-  sleep: {
-    privileged: true,
-    joinable: false,
-    run: (m) => {
-      m.setMode("sleep");
-      return { status: ok(300, "Miner mode set to sleep") };
-    },
-  },
-  wake: {
-    privileged: true,
-    joinable: false,
-    run: (m) => {
-      m.setMode("normal");
-      return { status: ok(301, "Miner mode set to normal") };
-    },
   },
 };
 
@@ -238,14 +225,29 @@ const BOSMINER: Readonly<Record<string, Command>> = {
 };
 
 export function commandsFor(m: SimMiner): Readonly<Record<string, Command>> {
-  switch (m.profile.sleep) {
-    case "sleep":
-      return { ...COMMON, ...SLEEP };
-    case "pause":
-      return { ...COMMON, ...BOSMINER };
-    default:
-      return COMMON;
+  return m.profile.sleep === "pause" ? { ...COMMON, ...BOSMINER } : COMMON;
+}
+
+/**
+ * The `write-ignored` fault: a pool write answered with its success code and not applied.
+ * null for commands it does not touch (and for a bad pool id, still refused as usual).
+ */
+export function ignoredWrite(m: SimMiner, command: string, param: string): Status | null {
+  const codes: Readonly<Record<string, [number, string]>> = {
+    switchpool: [27, "Switching to pool"],
+    enablepool: [47, "Enabling pool"],
+    disablepool: [48, "Disabling pool"],
+    removepool: [68, "Removed pool"],
+  };
+  if (command === "addpool") {
+    const url = param.split(",")[0] ?? "";
+    return ok(55, `Added pool ${m.slots.length}: '${url}'`);
   }
+  const entry = codes[command];
+  if (!entry) return null;
+  const id = poolId(m, param);
+  if (typeof id !== "number") return null;
+  return ok(entry[0], `${entry[1]} ${id}:'${m.slots[id]?.url.text ?? ""}'`);
 }
 
 /** Whether the firmware accepts `a+b` joins (the S19's does not). */

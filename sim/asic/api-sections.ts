@@ -15,8 +15,12 @@ function r2(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
+/** The S19's low-power mode (miner-mode 3) hashes at this share of nominal. */
+const LOW_POWER_SHARE = 0.7;
+
 export function ghs5s(m: SimMiner): number {
-  return m.hashing ? m.profile.nominalGhs : 0;
+  if (!m.hashing) return 0;
+  return m.mode === "low" ? r2(m.profile.nominalGhs * LOW_POWER_SHARE) : m.profile.nominalGhs;
 }
 
 function ghsAv(m: SimMiner): number {
@@ -316,7 +320,7 @@ function s19Stats(m: SimMiner): Obj {
     "GHS av": r2(ghsAv(m)),
     rate_30m: r2(ghsAv(m)),
     // bmminer's work mode: 0 normal, 1 sleep (set through the web UI's miner-mode).
-    Mode: m.mode === "sleep" ? 1 : 0,
+    Mode: minerModeNumber(m),
     miner_count: n,
     frequency: p.chains.freq,
     fan_num: p.fans.slots.length,
@@ -347,6 +351,66 @@ function s19Stats(m: SimMiner): Obj {
   o.miner_version = p.firmware.version.Miner ?? "";
   o.miner_id = "a4d2b1c0e8f0a4d2";
   return o;
+}
+
+/** The web UI's miner-mode numbers: 0 normal, 1 sleep, 3 low power. */
+export function minerModeNumber(m: SimMiner): number {
+  return m.mode === "sleep" ? 1 : m.mode === "low" ? 3 : 0;
+}
+
+/**
+ * The S19's `{"command":"stats","new_api":true}` reply: a different envelope (STATUS is an
+ * object, INFO carries the versions) and per-chain objects with arrays of temperatures and the
+ * board serial `sn`. Shape as pyasic's and asic-rs's Antminer backends read it
+ * (`STATS[0].chain[]`: `index`, `rate_real`, `asic_num`, `temp_pcb[]`, `temp_chip[]`, `sn`)
+ * and as Bitmain-derived firmware prints it (plugins/README.md has the sources).
+ */
+export function newApiStats(m: SimMiner): Obj {
+  const p = m.profile;
+  const t = temps(m);
+  const fans = fanSpeeds(m);
+  const n = p.chains.slots.length;
+  const perChain = r2(ghs5s(m) / n);
+  const when = Math.floor(m.clock.now() / 1000);
+  return {
+    STATUS: { STATUS: "S", when, timestamp: when, api_version: "1.0.0", Msg: "stats" },
+    INFO: {
+      miner_version: p.firmware.version.Miner ?? "",
+      CompileTime: p.firmware.version.CompileTime ?? "",
+      type: p.model,
+    },
+    STATS: [
+      {
+        elapsed: m.elapsedSeconds,
+        rate_5s: r2(ghs5s(m)),
+        rate_30m: r2(ghsAv(m)),
+        rate_avg: r2(ghsAv(m)),
+        rate_ideal: r2(p.nominalGhs),
+        rate_unit: "GH/s",
+        chain_num: n,
+        fan_num: p.fans.slots.length,
+        fan: p.fans.slots.map((s) => fans.get(s) ?? 0),
+        hwp_total: 0,
+        "miner-mode": minerModeNumber(m),
+        "freq-level": 100,
+        chain: p.chains.slots.map((_, i) => ({
+          index: i,
+          freq_avg: p.chains.freq,
+          rate_ideal: r2(p.nominalGhs / n),
+          rate_real: perChain,
+          asic_num: p.chains.chips,
+          asic: chipString(p.chains.chips, true),
+          temp_pic: [t.pcb - 10, t.pcb - 8, t.pcb - 3, t.pcb - 2],
+          temp_pcb: [t.pcb - 8, t.pcb - 6, t.pcb - 1, t.pcb],
+          temp_chip: [t.chip - 8, t.chip - 6, t.chip - 1, t.chip],
+          hw: 0,
+          eeprom_loaded: true,
+          sn: m.boardSerials[i] ?? "",
+          hwp: 0,
+        })),
+      },
+    ],
+  };
 }
 
 /** bosminer's temps and fans commands. */

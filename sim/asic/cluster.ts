@@ -1,14 +1,17 @@
 /**
  * N simulated miners of one profile in one process: one hashing scheduler shared round-robin,
- * one management API per miner (for the profiles that have one). This is the programmatic
+ * one management API per miner (for the profiles that have one) and, for the stock Antminers
+ * (s9, s19), one web UI per miner (web-ui.ts). This is the programmatic
  * API end-to-end tests use; `agentd sim asic` is a thin wrapper around it.
  */
 import type { Clock } from "../../lib/clock.ts";
+import type { Timers } from "../../lib/timers.ts";
 import type { FaultSpec } from "./faults.ts";
 import { MgmtApi } from "./mgmt-api.ts";
 import { type MinerEvent, SimMiner } from "./miner.ts";
 import { PROFILES, type ProfileName } from "./profiles.ts";
 import { HashScheduler } from "./scheduler.ts";
+import { WebUi } from "./web-ui.ts";
 
 export interface ClusterOptions {
   readonly count: number;
@@ -25,6 +28,16 @@ export interface ClusterOptions {
   /** cgminer --api-allow entries (mgmt-api.ts); default W:* as stock Antminer firmware. */
   readonly apiAllow?: readonly string[];
   readonly faults?: readonly FaultSpec[];
+  /** Where the Antminer web UIs listen (default: apiHost). */
+  readonly webHost?: string;
+  /** First web UI port (miner i gets webPort + i); 0 (default): each a free port. */
+  readonly webPort?: number;
+  /** The web UI password (default root, as shipped). */
+  readonly webPassword?: string;
+  /** How long set_miner_conf takes to apply (default 20 s, as hardware). */
+  readonly webApplyDelayMs?: number;
+  /** What the web UI's apply delay waits on (default Node's timers). */
+  readonly webTimers?: Timers;
   readonly silenceTimeoutMs?: number;
   readonly retryDelayMs?: number;
   readonly rebootMs?: number;
@@ -45,6 +58,8 @@ export interface ClusterMiner {
   readonly miner: SimMiner;
   /** null for profiles without a cgminer API (bitaxe, cpuminer). */
   readonly api: MgmtApi | null;
+  /** The stock Antminer web UI; null for other profiles. */
+  readonly web: WebUi | null;
 }
 
 /** The CLI's ready line (sim/README.md). */
@@ -55,6 +70,10 @@ export interface ClusterReady {
     readonly profile: ProfileName;
     readonly worker: string;
     readonly api: { readonly host: string; readonly port: number } | null;
+    readonly web: { readonly host: string; readonly port: number } | null;
+    /** The miner's hardware identity: the same after a reboot or an address change. */
+    readonly mac: string;
+    readonly serial: string;
   }[];
 }
 
@@ -104,8 +123,20 @@ export class SimCluster {
                 port: o.apiPort ? o.apiPort + i : 0,
                 ...(o.apiAllow === undefined ? {} : { allow: o.apiAllow }),
               });
-        miners.push({ id, profile: o.profile, worker, miner, api });
+        const antminer = profile.api === "bmminer-s9" || profile.api === "bmminer-s19";
+        const web = antminer
+          ? new WebUi({
+              miner,
+              host: o.webHost ?? o.apiHost ?? "127.0.0.1",
+              port: o.webPort ? o.webPort + i : 0,
+              ...(o.webPassword === undefined ? {} : { password: o.webPassword }),
+              ...(o.webApplyDelayMs === undefined ? {} : { applyDelayMs: o.webApplyDelayMs }),
+              ...(o.webTimers === undefined ? {} : { timers: o.webTimers }),
+            })
+          : null;
+        miners.push({ id, profile: o.profile, worker, miner, api, web });
         await api?.listen();
+        await web?.listen();
       }
     } catch (err) {
       await cluster.stop();
@@ -129,12 +160,17 @@ export class SimCluster {
         profile: m.profile,
         worker: m.worker,
         api: m.api ? m.api.address : null,
+        web: m.web ? m.web.address : null,
+        mac: m.miner.mac,
+        serial: m.miner.serial,
       })),
     };
   }
 
   async stop(): Promise<void> {
     this.scheduler.stop();
-    await Promise.all(this.miners.map(async (m) => Promise.all([m.miner.stop(), m.api?.close()])));
+    await Promise.all(
+      this.miners.map(async (m) => Promise.all([m.miner.stop(), m.api?.close(), m.web?.close()])),
+    );
   }
 }

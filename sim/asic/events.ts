@@ -32,4 +32,5 @@ export type MinerEvent =
   | { type: "reboot" }
   | { type: "boot" };
 
-export type MinerMode = "normal" | "sleep";
+/** `low`: the S19's low-power mode (miner-mode 3): hashing at a lower rate. */
+export type MinerMode = "normal" | "sleep" | "low";

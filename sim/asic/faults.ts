@@ -26,13 +26,48 @@ export const FAULT_KINDS = [
   "reboot",
   /** The S9's stats come out with `}{` and no comma between the STATS objects. */
   "api-glitch",
+  /** Every 4028 reply carries bare `nan` and `inf` numbers (bmminer prints C's %f). */
+  "api-nan",
+  /** Every 4028 reply has trailing commas (`,}` and `,]`) and a leading one (`[,{`). */
+  "api-trailing-comma",
+  /** 4028 replies end without the NUL byte (the socket just closes). */
+  "api-no-nul",
+  /** The 4028 socket is destroyed half-way through the reply. */
+  "api-reset",
+  /** Every 4028 reply is 10 MB long. */
+  "api-huge",
+  /**
+   * Writes are acknowledged and not applied: the web UI's set_miner_conf answers success and
+   * changes nothing, 4028 addpool/removepool/switchpool/enablepool/disablepool answer their
+   * success codes and change nothing (firmware that ignores what it acknowledged).
+   */
+  "write-ignored",
+  /** The web UI's socket is destroyed half-way through the reply body. */
+  "web-reset",
+  /** Every web UI CGI reply is 10 MB long. */
+  "web-huge",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** Faults that change one share (at most one applies to a share). */
 export const SHARE_FAULTS: readonly FaultKind[] = ["stale", "duplicate", "lowdiff", "malformed"];
 /** Faults that are a lasting condition once they fire. */
-export const CONDITION_FAULTS: readonly FaultKind[] = ["overheat", "fan", "api-glitch"];
+export const CONDITION_FAULTS: readonly FaultKind[] = [
+  "overheat",
+  "fan",
+  "api-glitch",
+  "api-nan",
+  "api-trailing-comma",
+  "api-no-nul",
+  "api-reset",
+  "api-huge",
+  "write-ignored",
+  "web-reset",
+  "web-huge",
+];
+
+/** How big the `api-huge` and `web-huge` replies are. */
+export const HUGE_REPLY_BYTES = 10 * 1024 * 1024;
 
 export interface FaultSpec {
   readonly kind: FaultKind;
@@ -51,6 +86,14 @@ const DEFAULT_EVERY: Readonly<Record<FaultKind, number>> = {
   fan: 0,
   reboot: 10,
   "api-glitch": 0,
+  "api-nan": 0,
+  "api-trailing-comma": 0,
+  "api-no-nul": 0,
+  "api-reset": 0,
+  "api-huge": 0,
+  "write-ignored": 0,
+  "web-reset": 0,
+  "web-huge": 0,
 };
 
 /** Parses `KIND[:N]`. */

@@ -11,8 +11,11 @@ import {
   commandsFor,
   envelope,
   INVALID_COMMAND,
+  ignoredWrite,
   joinsSupported,
 } from "./api-commands.ts";
+import { malformReply, sendReply } from "./api-faults.ts";
+import { newApiStats } from "./api-sections.ts";
 import type { SimMiner } from "./miner.ts";
 
 const MAX_REQUEST_BYTES = 8 * 1024;
@@ -111,7 +114,8 @@ export class MgmtApi {
       answered = true;
       const { text, after } = this.handle(buf, access === "write");
       // A restart runs once the reply has left, so that the client still gets it.
-      socket.end(`${text}\0`, () => after?.());
+      const conditions = this.miner.conditions;
+      sendReply(socket, malformReply(text, conditions), conditions, after);
     };
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
@@ -156,6 +160,14 @@ export class MgmtApi {
     if (cmd.privileged && !write) {
       return { text: JSON.stringify(envelope(m, { status: accessDenied(req.command) })) };
     }
+    if (m.conditions.has("write-ignored")) {
+      const ack = ignoredWrite(m, req.command, req.parameter);
+      if (ack) return { text: JSON.stringify(envelope(m, { status: ack })) };
+    }
+    // The S19's bmminer answers `new_api: true` with its newer format; the S9's ignores it.
+    if (req.command === "stats" && req.newApi && m.profile.api === "bmminer-s19") {
+      return { text: JSON.stringify(newApiStats(m)) };
+    }
     const answer = cmd.run(m, req.parameter);
     const after = answer.after;
     if (answer.bare !== undefined) {
@@ -185,7 +197,14 @@ function isCompleteJson(s: string): boolean {
   }
 }
 
-function parseRequest(raw: string): { command: string; parameter: string } | null {
+interface Request {
+  readonly command: string;
+  readonly parameter: string;
+  /** The S19's `"new_api": true` request field. */
+  readonly newApi: boolean;
+}
+
+function parseRequest(raw: string): Request | null {
   const text = raw.replace(/[\0\r\n]+$/g, "").trim();
   if (text === "") return null;
   if (text.startsWith("{")) {
@@ -202,12 +221,13 @@ function parseRequest(raw: string): { command: string; parameter: string } | nul
     return {
       command: o.command.trim(),
       parameter: typeof p === "string" ? p : typeof p === "number" ? String(p) : "",
+      newApi: o.new_api === true,
     };
   }
   const bar = text.indexOf("|");
   return bar < 0
-    ? { command: text, parameter: "" }
-    : { command: text.slice(0, bar), parameter: text.slice(bar + 1) };
+    ? { command: text, parameter: "", newApi: false }
+    : { command: text.slice(0, bar), parameter: text.slice(bar + 1), newApi: false };
 }
 
 interface AllowEntry {

@@ -6,6 +6,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { type Clock, systemClock } from "../../lib/clock.ts";
+import { systemTimers, type TimerHandle, type Timers } from "../../lib/timers.ts";
 import type { MinerEvent, MinerMode } from "./events.ts";
 import {
   type FaultKind,
@@ -18,6 +19,7 @@ import {
 } from "./faults.ts";
 import { type HandshakeMessage, handshakeMessages } from "./handshake.ts";
 import { type FoundShare, Hasher, type Job, lowDifficultyVariant } from "./hasher.ts";
+import { simIdentity } from "./identity.ts";
 import {
   isStaleReason,
   parseNotify,
@@ -50,6 +52,11 @@ export interface MinerOptions {
   readonly pools: readonly PoolConfig[];
   readonly scheduler: HashScheduler;
   readonly clock?: Clock;
+  /**
+   * What the miner's own delays (reboot, reconnect, retry) wait on: Node's timers by default,
+   * fake time in tests that drive a reboot on the driver's clock.
+   */
+  readonly timers?: Timers;
   /** No data for this long: the connection is dead, fail over (firmware: 90 s). */
   readonly silenceTimeoutMs?: number;
   /** Pause before trying the slots again once all of them failed. */
@@ -62,6 +69,13 @@ export interface MinerOptions {
   /** Opens the TCP connection to a pool (injected for tests). */
   readonly connect?: (host: string, port: number) => Socket;
   readonly onEvent?: (event: MinerEvent & { miner: string }) => void;
+  /**
+   * The miner's hardware identity (identity.ts): a MAC and a serial that belong to the
+   * machine, not to its address, so a reboot or a DHCP move keeps them. Default: derived from
+   * `id`.
+   */
+  readonly mac?: string;
+  readonly serial?: string;
 }
 
 const MAX_JOBS = 16;
@@ -71,6 +85,10 @@ export type { MinerEvent, MinerMode } from "./events.ts";
 export class SimMiner {
   readonly id: string;
   readonly profile: Profile;
+  readonly mac: string;
+  readonly serial: string;
+  /** One serial per hash board, as the S19's new API reports (`chain[].sn`). */
+  readonly boardSerials: readonly string[];
   readonly #opts: MinerOptions;
   readonly #clock: Clock;
   readonly #slots: Slot[];
@@ -87,7 +105,8 @@ export class SimMiner {
   #switchTo: number | null = null;
   #attempts = 0;
   #retriedSame = false;
-  #timers = new Set<NodeJS.Timeout>();
+  readonly #waits: Timers;
+  #timers = new Set<TimerHandle>();
   #jobs = new Map<string, Job>();
   #hasher: Hasher | null = null;
   #extranonce2 = 0n;
@@ -107,8 +126,13 @@ export class SimMiner {
     if (options.pools.length === 0) throw new RangeError("a miner needs at least one pool");
     this.id = options.id;
     this.profile = options.profile;
+    const identity = simIdentity(options.id, options.profile.chains.slots.length);
+    this.mac = options.mac ?? identity.mac;
+    this.serial = options.serial ?? identity.serial;
+    this.boardSerials = identity.boardSerials;
     this.#opts = options;
     this.#clock = options.clock ?? systemClock;
+    this.#waits = options.timers ?? systemTimers;
     this.#slots = options.pools.map(newSlot);
     this.#silenceMs = options.silenceTimeoutMs ?? 90_000;
     this.#retryMs = options.retryDelayMs ?? 5_000;
@@ -127,7 +151,7 @@ export class SimMiner {
   /** Powers off: closes the pool connection, stops hashing. */
   async stop(): Promise<void> {
     this.#running = false;
-    for (const t of this.#timers) clearTimeout(t);
+    for (const t of this.#timers) this.#waits.clearTimeout(t);
     this.#timers.clear();
     this.#removeTask?.();
     this.#removeTask = null;
@@ -188,9 +212,13 @@ export class SimMiner {
 
   // ---- control (management API, tests) ---------------------------------------------------
 
-  /** Sleep (S19 miner-mode 1, bosminer pause) or wake; false if the model cannot. */
+  /**
+   * Sleep (S19 miner-mode 1, bosminer pause), low power (S19 miner-mode 3) or normal; false
+   * if the model cannot (the stock S9 has no modes; bosminer no low-power mode here).
+   */
   setMode(mode: MinerMode): boolean {
     if (this.profile.sleep === "none") return false;
+    if (mode === "low" && this.profile.sleep !== "sleep") return false;
     if (this.#mode !== mode) {
       this.#mode = mode;
       this.#emit({ type: "mode", mode });
@@ -245,6 +273,23 @@ export class SimMiner {
     if (this.#conn && this.#conn.slot > i) this.#conn.slot--;
   }
 
+  /**
+   * Replaces every pool slot, as the S19's set_miner_conf does (bmminer restarts with the new
+   * configuration): empty URLs are unused slots; the miner reconnects to the first one.
+   */
+  setPools(configs: readonly PoolConfig[]): void {
+    const used = configs.filter((c) => c.url !== "");
+    if (used.length === 0) throw new RangeError("no pool configured");
+    const fresh = used.map(newSlot);
+    this.#slots.splice(0, this.#slots.length, ...fresh);
+    if (this.#conn) {
+      this.#switchTo = 0;
+      this.#conn.close("switch");
+    } else if (this.#running && !this.#rebooting) {
+      this.#connect(0);
+    }
+  }
+
   /** Reboots: pool connection and API down for rebootMs, counters reset, back on slot 1. */
   reboot(): void {
     if (this.#rebooting || !this.#running) return;
@@ -280,7 +325,7 @@ export class SimMiner {
   }
 
   #later(ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
+    const t = this.#waits.setTimeout(() => {
       this.#timers.delete(t);
       if (this.#running) fn();
     }, ms);
@@ -587,7 +632,7 @@ export class SimMiner {
     return (
       this.#running &&
       !this.#rebooting &&
-      this.#mode === "normal" &&
+      this.#mode !== "sleep" &&
       !this.#conditions.has("overheat") &&
       !this.#conditions.has("fan") &&
       // cgminer-family firmware will not submit with extranonce2 wider than 8 bytes.

@@ -170,11 +170,41 @@ describe("S19 field set (bmminer 1.0.0)", () => {
     expect((await apiJson(port, "summary+pools")).STATUS[0]?.Code).toBe(14);
   });
 
-  it("sleep stops submitting and zeroes the hashrate; wake resumes", async () => {
-    const { port, c } = await minerWithApi("s19");
+  it("has no sleep command on 4028 (it sleeps through its web UI, asic-web.test.ts)", async () => {
+    const { port, miner } = await minerWithApi("s19");
+    expect((await apiJson(port, "sleep")).STATUS[0]).toMatchObject({ STATUS: "E", Code: 14 });
+    expect((await apiJson(port, "wake")).STATUS[0]).toMatchObject({ STATUS: "E", Code: 14 });
+    expect(miner.mode).toBe("normal");
+  });
+
+  it("stats with new_api: STATUS as an object, INFO, STATS[0].chain[] with board serials", async () => {
+    const { port, miner } = await minerWithApi("s19");
+    const r = await apiRequest(port, JSON.stringify({ command: "stats", new_api: true }));
+    const doc = JSON.parse(r.text);
+    expect(doc.STATUS).toMatchObject({ STATUS: "S", Msg: "stats", api_version: "1.0.0" });
+    expect(doc.INFO).toMatchObject({ type: "Antminer S19", miner_version: "uart_trans.1.3" });
+    const st = doc.STATS[0];
+    expect(st).toMatchObject({ rate_5s: 95000, rate_unit: "GH/s", chain_num: 3, fan_num: 4 });
+    expect(st.fan).toHaveLength(4);
+    expect(st.chain).toHaveLength(3);
+    for (const [i, c] of (st.chain as Row[]).entries()) {
+      expect(c).toMatchObject({ index: i, asic_num: 76, sn: miner.boardSerials[i] });
+      expect(c.rate_real).toBeCloseTo(95000 / 3, 1);
+      expect(c.temp_pcb).toHaveLength(4);
+      expect(c.temp_chip).toHaveLength(4);
+    }
+    // The S9 ignores the flag and answers its usual stats.
+    const s9 = await minerWithApi("s9");
+    const r9 = JSON.parse(
+      (await apiRequest(s9.port, JSON.stringify({ command: "stats", new_api: true }))).text,
+    );
+    expect(r9.STATUS[0].Code).toBe(70);
+  });
+
+  it("asleep (set by its web UI) the hashrate is 0 and Mode 1; no share is sent", async () => {
+    const { port, c, miner } = await minerWithApi("s19");
     await c.waitForCount(isSubmit, 3);
-    const slept = await apiJson(port, "sleep");
-    expect(slept.STATUS[0]?.STATUS).toBe("S");
+    miner.setMode("sleep");
     const st = rows(await apiJson(port, "stats"), "STATS")[1] as Row;
     // Counted after a further round trip, so that shares already on the wire have landed.
     const after = c.messages.filter(isSubmit).length;
@@ -184,8 +214,7 @@ describe("S19 field set (bmminer 1.0.0)", () => {
     await sleep(600);
     expect(c.messages.filter(isSubmit).length).toBe(after);
     expect(c.closed).toBe(false);
-
-    expect((await apiJson(port, "wake")).STATUS[0]?.STATUS).toBe("S");
+    miner.setMode("normal");
     await c.waitForCount(isSubmit, after + 3);
     const sum = rows(await apiJson(port, "summary"), "SUMMARY")[0] as Row;
     expect(sum["GHS 5s"]).toBe(95000);
@@ -208,10 +237,22 @@ describe("bosminer", () => {
 describe("write access", () => {
   it("privileged commands need W: in the allow list (code 45); reads work", async () => {
     const { port, miner } = await minerWithApi("s19", ["127.0.0.1"]);
-    expect((await apiJson(port, "sleep")).STATUS[0]).toMatchObject({ STATUS: "E", Code: 45 });
+    expect((await apiJson(port, "privileged")).STATUS[0]).toMatchObject({ STATUS: "E", Code: 45 });
     expect((await apiJson(port, "switchpool", "0")).STATUS[0]?.Code).toBe(45);
-    expect(miner.mode).toBe("normal");
+    expect((await apiJson(port, "addpool", "stratum+tcp://127.0.0.1:1,w,x")).STATUS[0]?.Code).toBe(
+      45,
+    );
+    expect(miner.slots).toHaveLength(1);
     expect((await apiJson(port, "summary")).STATUS[0]?.Code).toBe(11);
+  });
+
+  it("privileged answers 46 to a client with write access", async () => {
+    const { port } = await minerWithApi("s9", ["W:127.0.0.1"]);
+    expect((await apiJson(port, "privileged")).STATUS[0]).toMatchObject({
+      STATUS: "S",
+      Code: 46,
+      Msg: "Privileged access OK",
+    });
   });
 
   it("a client matching no entry is disconnected unanswered", async () => {

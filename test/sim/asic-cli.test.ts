@@ -91,12 +91,33 @@ describe("agentd sim asic", () => {
     await c0.waitClosed();
   });
 
+  it("an Antminer's ready line carries its web UI and its identity", async () => {
+    const pool = await h.pool();
+    const run = spawnAgentd(["sim", "asic", "--profile", "s19", "--pool", pool.url]);
+    const ready = JSON.parse(await run.line(0));
+    const m = ready.miners[0];
+    expect(m.web).toMatchObject({ host: "127.0.0.1" });
+    expect(m.web.port).toBeGreaterThan(0);
+    expect(m.web.port).not.toBe(m.api.port);
+    expect(m.mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    run.child.kill("SIGINT");
+    expect(await run.exited).toBe(0);
+  });
+
   it("bitaxe and cpuminer have no cgminer API: api is null in the ready line", async () => {
     const pool = await h.pool();
     const run = spawnAgentd(["sim", "asic", "--profile", "bitaxe", "--pool", pool.url]);
     const ready = JSON.parse(await run.line(0));
     expect(ready.miners).toEqual([
-      { id: "bitaxe-0", profile: "bitaxe", worker: "sim.bitaxe-0", api: null },
+      {
+        id: "bitaxe-0",
+        profile: "bitaxe",
+        worker: "sim.bitaxe-0",
+        api: null,
+        web: null,
+        mac: expect.stringMatching(/^02(:[0-9a-f]{2}){5}$/),
+        serial: expect.stringMatching(/^SIM/),
+      },
     ]);
     run.child.kill("SIGINT");
     expect(await run.exited).toBe(0);

@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { createDriver, detectFamily, familyOf } from "../../plugins/registry.ts";
+import { MgmtApi } from "../../sim/asic/mgmt-api.ts";
+import { SimMiner } from "../../sim/asic/miner.ts";
+import { PROFILES } from "../../sim/asic/profiles.ts";
+import { HashScheduler } from "../../sim/asic/scheduler.ts";
+import { context, rejection, steppedTime, useSimAntminers } from "./antminer-sim.ts";
+
+const time = steppedTime();
+const sim = useSimAntminers(() => time);
+
+describe("detectFamily and createDriver", () => {
+  it("tells the S9 from the S19 by 4028 version, and makes the matching driver", async () => {
+    const s9 = await sim("s9", { hashing: false, id: "reg-s9" });
+    const s19 = await sim("s19", { hashing: false, id: "reg-s19" });
+    const ctx = context(time);
+    expect(await detectFamily(s9.endpoint, ctx)).toBe("antminer-s9");
+    expect(await detectFamily(s19.endpoint, ctx)).toBe("antminer-s19");
+    const d = createDriver("antminer-s19", s19.endpoint, ctx);
+    expect(d.family).toBe("antminer-s19");
+    expect((await d.detect()).serial).toBe(s19.miner.serial);
+    expect(createDriver("antminer-s9", s9.endpoint, ctx).family).toBe("antminer-s9");
+  });
+
+  it("with 4028 closed, the web UI's minertype still says the family", async () => {
+    const s19 = await sim("s19", { hashing: false, id: "reg-web" });
+    await s19.api.close();
+    expect(await detectFamily(s19.endpoint, context(time))).toBe("antminer-s19");
+  });
+
+  it("Braiins OS on an S9 has no driver yet: AGENTD_E_MINER_UNKNOWN_FIRMWARE", async () => {
+    const scheduler = new HashScheduler();
+    const miner = new SimMiner({
+      id: "bos",
+      profile: PROFILES.bosminer,
+      pools: [{ url: "127.0.0.1:1", user: "x" }],
+      scheduler,
+    });
+    const api = new MgmtApi({ miner });
+    await api.listen();
+    try {
+      const err = await rejection(
+        detectFamily({ host: "127.0.0.1", apiPort: api.address.port, webPort: 1 }, context(time)),
+      );
+      expect(err.code).toBe("AGENTD_E_MINER_UNKNOWN_FIRMWARE");
+    } finally {
+      await api.close();
+      scheduler.stop();
+    }
+  });
+
+  it("model names: S9 variants and T9 are s9, S19 variants and T19 are s19", () => {
+    expect(
+      ["Antminer S9", "Antminer S9i", "Antminer S9j", "Antminer T9+"].map((m) => familyOf(m, null)),
+    ).toEqual(Array(4).fill("antminer-s9"));
+    expect(
+      ["Antminer S19", "Antminer S19 Pro", "Antminer S19j Pro", "Antminer T19"].map((m) =>
+        familyOf(m, null),
+      ),
+    ).toEqual(Array(4).fill("antminer-s19"));
+    expect(familyOf("Antminer L3+", null)).toBeNull();
+    expect(familyOf("Antminer X", 2)).toBe("antminer-s9");
+  });
+});
