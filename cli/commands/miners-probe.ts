@@ -7,7 +7,7 @@ import { parseHostPort } from "../../lib/http/host-port.ts";
 import { createLogger, type LogLevel } from "../../lib/log/logger.ts";
 import { backgroundTimers } from "../../lib/timers.ts";
 import { type CapturedReply, captureMiner } from "../../plugins/capture.ts";
-import { loadCredentials } from "../../plugins/credentials.ts";
+import { DEFAULT_CREDENTIALS, loadCredentials } from "../../plugins/credentials.ts";
 import {
   DEFAULT_LIMITS,
   FAMILIES,
@@ -65,7 +65,8 @@ export function registerMinersProbe(miners: Command, io: CliIo, run: Run): void 
         if (opts.capture !== undefined) {
           const replies = await captureMiner({
             ...endpoint,
-            credentials,
+            // the web surfaces recorded are stock Antminer's: its factory login unless given
+            credentials: credentials ?? DEFAULT_CREDENTIALS["antminer-s19"],
             timers: backgroundTimers,
             limits: DEFAULT_LIMITS,
           });
