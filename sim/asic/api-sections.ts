@@ -20,7 +20,11 @@ const LOW_POWER_SHARE = 0.7;
 
 export function ghs5s(m: SimMiner): number {
   if (!m.hashing) return 0;
-  return m.mode === "low" ? r2(m.profile.nominalGhs * LOW_POWER_SHARE) : m.profile.nominalGhs;
+  const base = m.mode === "low" ? r2(m.profile.nominalGhs * LOW_POWER_SHARE) : m.profile.nominalGhs;
+  if (!m.varyPerRead) return base;
+  const v = r2(base + m.drift * 0.01);
+  m.recordServed(v);
+  return v;
 }
 
 function ghsAv(m: SimMiner): number {
@@ -32,7 +36,7 @@ export function temps(m: SimMiner): { pcb: number; chip: number } {
   const t = m.profile.temps;
   if (m.conditions.has("overheat")) return { pcb: t.pcb + 25, chip: t.limitChip + 6 };
   if (!m.hashing) return { pcb: t.pcb - 25, chip: t.chip - 35 };
-  return { pcb: t.pcb, chip: t.chip };
+  return { pcb: t.pcb, chip: t.chip + (m.drift % 5) };
 }
 
 /** RPM per API fan position (1-based); a failed fan reads 0. */
@@ -40,7 +44,7 @@ export function fanSpeeds(m: SimMiner): Map<number, number> {
   const f = m.profile.fans;
   const out = new Map<number, number>();
   for (const [i, slot] of f.slots.entries()) {
-    out.set(slot, m.conditions.has("fan") && i === 0 ? 0 : f.rpm + 60 * i);
+    out.set(slot, m.conditions.has("fan") && i === 0 ? 0 : f.rpm + 60 * i + (m.drift % 50));
   }
   return out;
 }

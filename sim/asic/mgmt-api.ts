@@ -136,6 +136,7 @@ export class MgmtApi {
   handle(raw: string, write: boolean): { text: string; after?: () => void } {
     const req = parseRequest(raw);
     const m = this.miner;
+    m.noteRead();
     if (req === null) return { text: JSON.stringify(envelope(m, { status: INVALID_COMMAND })) };
     const table = commandsFor(m);
     const names = req.command.split("+");

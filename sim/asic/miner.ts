@@ -89,6 +89,14 @@ export class SimMiner {
   readonly serial: string;
   /** One serial per hash board, as the S19's new API reports (`chain[].sn`). */
   readonly boardSerials: readonly string[];
+  /**
+   * For benchmarks: every management request (4028 or web UI) moves the reported hashrate,
+   * chip temperatures and fan speeds a little, and the hashrates served are kept until taken,
+   * so a reader can be checked to show the values of its own requests — no cache can pass.
+   */
+  varyPerRead = false;
+  #reads = 0;
+  #served: number[] = [];
   readonly #opts: MinerOptions;
   readonly #clock: Clock;
   readonly #slots: Slot[];
@@ -181,6 +189,30 @@ export class SimMiner {
     return this.#conditions;
   }
   /** Hashing right now (what the API's 5 s hashrate reflects). */
+  /** A management request arrived (mgmt-api.ts, web-ui.ts). */
+  noteRead(): void {
+    this.#reads++;
+  }
+  /** Management requests answered since boot of this process (benchmarks count them). */
+  get reads(): number {
+    return this.#reads;
+  }
+  /** How far this request's values move (0 unless varyPerRead): 0..996, new each request. */
+  get drift(): number {
+    return this.varyPerRead ? this.#reads % 997 : 0;
+  }
+  /** A hashrate put in a reply (varyPerRead only; the last 256 kept). */
+  recordServed(ghs: number): void {
+    if (!this.varyPerRead) return;
+    this.#served.push(ghs);
+    if (this.#served.length > 256) this.#served.shift();
+  }
+  /** The hashrates served since the last call. */
+  takeServed(): number[] {
+    const s = this.#served;
+    this.#served = [];
+    return s;
+  }
   get hashing(): boolean {
     return this.#canHash();
   }

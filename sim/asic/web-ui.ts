@@ -144,6 +144,7 @@ export class WebUi {
     }
     const path = uri.split("?")[0];
     const m = this.miner;
+    m.noteRead();
     const s19 = m.profile.api === "bmminer-s19";
     switch (path) {
       case "/cgi-bin/get_system_info.cgi":
