@@ -4,7 +4,9 @@
  * reply is JSON followed by a NUL byte, then the server closes the socket. Privileged
  * commands need write access, granted by an `--api-allow`-style list.
  */
+
 import { createServer, isIPv4, type Server, type Socket } from "node:net";
+import { listenTcp } from "../../lib/http/listen.ts";
 import {
   type Answer,
   accessDenied,
@@ -71,15 +73,7 @@ export class MgmtApi {
   async listen(): Promise<{ host: string; port: number }> {
     if (this.#server) return this.address;
     const server = createServer({ allowHalfOpen: true }, (s) => this.#onConnection(s));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.#port, this.#host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const addr = server.address();
-    if (addr && typeof addr === "object") this.#port = addr.port;
+    this.#port = (await listenTcp(server, this.#port, this.#host)).port;
     this.#server = server;
     return this.address;
   }

@@ -10,8 +10,10 @@
  *
  * The password can be changed (`setPassword`) to simulate an owner who changed it.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { listenTcp } from "../../lib/http/listen.ts";
 import { systemTimers, type TimerHandle, type Timers } from "../../lib/timers.ts";
 import { HUGE_REPLY_BYTES } from "./faults.ts";
 import type { SimMiner } from "./miner.ts";
@@ -88,15 +90,7 @@ export class WebUi {
       this.#sockets.add(s);
       s.on("close", () => this.#sockets.delete(s));
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.#port, this.#host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const addr = server.address();
-    if (addr && typeof addr === "object") this.#port = addr.port;
+    this.#port = (await listenTcp(server, this.#port, this.#host)).port;
     this.#server = server;
     return this.address;
   }
