@@ -3,8 +3,8 @@
  * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
  * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
  * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
- * closed. LuxOS is recognised first, by name in the 4028 reply (as pyasic does); other firmware
- * that is not a stock Antminer (Braiins OS, VNish…) has no driver yet:
+ * closed. LuxOS and VNish are recognised first, by name in the 4028 reply (as pyasic does); other
+ * firmware that is not a stock Antminer (Braiins OS…) has no driver yet:
  * AGENTD_E_MINER_UNKNOWN_FIRMWARE.
  */
 import { AgentdError, isAgentdError } from "../lib/errors.ts";
@@ -16,6 +16,7 @@ import { parseSystemInfo } from "./antminer/web-conf.ts";
 import { section } from "./cgminer/client.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "./driver.ts";
 import { LuxosDriver } from "./luxos/luxos.ts";
+import { VnishDriver } from "./vnish/vnish.ts";
 
 export function createDriver(
   family: Family,
@@ -29,6 +30,8 @@ export function createDriver(
       return new AntminerS19Driver(endpoint, ctx);
     case "luxos":
       return new LuxosDriver(endpoint, ctx);
+    case "vnish":
+      return new VnishDriver(endpoint, ctx);
   }
 }
 
@@ -37,12 +40,13 @@ const FOREIGN = /bosminer|braiins|luxminer|luxos|vnish|btminer|whatsminer|hive/i
 
 /**
  * Firmware with a driver of its own, found as pyasic finds it (`pyasic/miners/factory.py`
- * `_parse_socket_type`): its name anywhere in the 4028 reply ("LUXminer" in the `version`
- * reply's Description and VERSION[0]).
+ * `_parse_socket_type`; asic-rs `identify_rpc`): its name anywhere in the 4028 reply
+ * ("LUXminer" in the `version` reply's Description and VERSION[0]; "VNISH", any case).
  */
 function ownFamily(reply: unknown): Family | null {
   const text = JSON.stringify(reply).toUpperCase();
   if (text.includes("LUXMINER")) return "luxos";
+  if (text.includes("VNISH")) return "vnish";
   return null;
 }
 
