@@ -15,6 +15,11 @@ import type { Credentials, Family } from "./driver.ts";
 export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials>> = Object.freeze({
   "antminer-s9": { username: "root", password: "root" },
   "antminer-s19": { username: "root", password: "root" },
+  // LuxOS web UI's default; its 4028 sessions take no password (plugins/luxos/io.ts).
+  luxos: { username: "root", password: "root" },
+  // VNish unlocks with a password alone ({"pw": …}); "admin" as pyasic's default
+  // (`pyasic/web/vnish.py`). The username is not sent.
+  vnish: { username: "admin", password: "admin" },
 });
 
 const MAX_BYTES = 4096;

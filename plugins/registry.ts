@@ -3,7 +3,8 @@
  * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
  * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
  * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
- * closed. Firmware that is not a stock Antminer (Braiins OS, LuxOS, VNish…) has no driver yet:
+ * closed. LuxOS and VNish are recognised first, by name in the 4028 reply (as pyasic does); other
+ * firmware that is not a stock Antminer (Braiins OS…) has no driver yet:
  * AGENTD_E_MINER_UNKNOWN_FIRMWARE.
  */
 import { AgentdError, isAgentdError } from "../lib/errors.ts";
@@ -14,6 +15,8 @@ import { AntminerS19Driver } from "./antminer/s19.ts";
 import { parseSystemInfo } from "./antminer/web-conf.ts";
 import { section } from "./cgminer/client.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "./driver.ts";
+import { LuxosDriver } from "./luxos/luxos.ts";
+import { VnishDriver } from "./vnish/vnish.ts";
 
 export function createDriver(
   family: Family,
@@ -25,11 +28,27 @@ export function createDriver(
       return new AntminerS9Driver(endpoint, ctx);
     case "antminer-s19":
       return new AntminerS19Driver(endpoint, ctx);
+    case "luxos":
+      return new LuxosDriver(endpoint, ctx);
+    case "vnish":
+      return new VnishDriver(endpoint, ctx);
   }
 }
 
 /** Other firmware that prints an Antminer model but is not stock bmminer. */
 const FOREIGN = /bosminer|braiins|luxminer|luxos|vnish|btminer|whatsminer|hive/i;
+
+/**
+ * Firmware with a driver of its own, found as pyasic finds it (`pyasic/miners/factory.py`
+ * `_parse_socket_type`; asic-rs `identify_rpc`): its name anywhere in the 4028 reply
+ * ("LUXminer" in the `version` reply's Description and VERSION[0]; "VNISH", any case).
+ */
+function ownFamily(reply: unknown): Family | null {
+  const text = JSON.stringify(reply).toUpperCase();
+  if (text.includes("LUXMINER")) return "luxos";
+  if (text.includes("VNISH")) return "vnish";
+  return null;
+}
 
 export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext): Promise<Family> {
   // The credentials only matter for the web UI, and both families ship the same default.
@@ -38,12 +57,16 @@ export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext):
   let description = "";
   try {
     const reply = await io.rpc("version");
+    const own = ownFamily(reply.body);
+    if (own) return own;
     description = reply.status.Description;
     facts = parseVersionRow(section(reply, "VERSION")[0], "version");
   } catch (err) {
     if (!isAgentdError(err)) throw err;
     if (err.code === "AGENTD_E_MINER_UNSUPPORTED" || err.code === "AGENTD_E_MINER_REPLY_INVALID") {
       const reply = await io.rpc("stats");
+      const own = ownFamily(reply.body);
+      if (own) return own;
       description = reply.status.Description;
       facts = parseVersionRow(section(reply, "STATS")[0], "stats");
     } else if (err.code !== "AGENTD_E_MINER_UNREACHABLE") throw err;
