@@ -15,6 +15,9 @@ import type { Credentials, Family } from "./driver.ts";
 export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials>> = Object.freeze({
   "antminer-s9": { username: "root", password: "root" },
   "antminer-s19": { username: "root", password: "root" },
+  // pyasic's default for Braiins OS (settings `default_bosminer_web_password`, BOSerWebAPI):
+  // root/root. Releases that ship with no password need a per-miner file with "".
+  "braiins-os": { username: "root", password: "root" },
 });
 
 const MAX_BYTES = 4096;

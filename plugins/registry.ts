@@ -3,8 +3,9 @@
  * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
  * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
  * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
- * closed. Firmware that is not a stock Antminer (Braiins OS, LuxOS, VNish…) has no driver yet:
- * AGENTD_E_MINER_UNKNOWN_FIRMWARE.
+ * closed. Braiins OS says "BOSminer" or "BOSer" in its `version` reply (pyasic
+ * `_parse_socket_type`): `braiins-os`, whatever model it runs on. Other firmware that is not a
+ * stock Antminer (LuxOS, VNish…) has no driver yet: AGENTD_E_MINER_UNKNOWN_FIRMWARE.
  */
 import { AgentdError, isAgentdError } from "../lib/errors.ts";
 import { AntminerIo } from "./antminer/io.ts";
@@ -12,6 +13,8 @@ import { parseVersionRow, type VersionFacts } from "./antminer/parse-legacy.ts";
 import { AntminerS9Driver } from "./antminer/s9.ts";
 import { AntminerS19Driver } from "./antminer/s19.ts";
 import { parseSystemInfo } from "./antminer/web-conf.ts";
+import { BraiinsOsDriver } from "./braiins/driver.ts";
+import { isBraiinsReply } from "./braiins/parse.ts";
 import { section } from "./cgminer/client.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "./driver.ts";
 
@@ -25,11 +28,13 @@ export function createDriver(
       return new AntminerS9Driver(endpoint, ctx);
     case "antminer-s19":
       return new AntminerS19Driver(endpoint, ctx);
+    case "braiins-os":
+      return new BraiinsOsDriver(endpoint, ctx);
   }
 }
 
 /** Other firmware that prints an Antminer model but is not stock bmminer. */
-const FOREIGN = /bosminer|braiins|luxminer|luxos|vnish|btminer|whatsminer|hive/i;
+const FOREIGN = /luxminer|luxos|vnish|btminer|whatsminer|hive/i;
 
 export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext): Promise<Family> {
   // The credentials only matter for the web UI, and both families ship the same default.
@@ -38,12 +43,15 @@ export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext):
   let description = "";
   try {
     const reply = await io.rpc("version");
+    // BOSer's version row has no `Type` (the model is in `devdetails`): look before parsing.
+    if (isBraiinsReply(reply)) return "braiins-os";
     description = reply.status.Description;
     facts = parseVersionRow(section(reply, "VERSION")[0], "version");
   } catch (err) {
     if (!isAgentdError(err)) throw err;
     if (err.code === "AGENTD_E_MINER_UNSUPPORTED" || err.code === "AGENTD_E_MINER_REPLY_INVALID") {
       const reply = await io.rpc("stats");
+      if (isBraiinsReply(reply)) return "braiins-os";
       description = reply.status.Description;
       facts = parseVersionRow(section(reply, "STATS")[0], "stats");
     } else if (err.code !== "AGENTD_E_MINER_UNREACHABLE") throw err;
