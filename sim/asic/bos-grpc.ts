@@ -7,7 +7,7 @@
  *   token lapses `tokenTtlS` after its last use (the proto: "refreshed to this value with
  *   each request"), on the miner's clock; `expireTokens()` forgets them all (a restart).
  * - PoolService.GetPoolGroups / SetPoolGroups: one group holding the miner's slots; a set
- *   replaces every slot with the groups' pools, in order.
+ *   replaces every slot with the groups' pools, in order (not under `write-ignored`).
  * - PerformanceService.SetPowerTarget: bos-tuner.ts (with `ignoreRaises`, a raise is
  *   acknowledged with the asked value and not applied).
  * - ActionsService.Reboot, MinerService.GetMinerDetails (uid, version, hostname, MAC, serial).
@@ -86,7 +86,8 @@ export class BosGrpcServer {
           user: String(p.user ?? ""),
           pass: String(p.password ?? ""),
         }));
-        m.setPools(configs);
+        // `write-ignored`: acknowledged, not applied.
+        if (!m.conditions.has("write-ignored")) m.setPools(configs);
         return { pool_groups: groups };
       }),
     });

@@ -3,7 +3,8 @@
  * bos-grpc.ts) and what 4028 `tunerstatus` prints of it — `PowerLimit`, the firmware's
  * estimate `ApproximateMinerPowerConsumption`, and `TunerChainStatus` per board (the fields
  * pyasic reads, pyasic/miners/backends/braiins_os.py). With `ignoreRaises` (a fault seen on
- * some releases, PROTOCOLS.md section 4) a raise is acknowledged and not applied.
+ * some releases, PROTOCOLS.md section 4), or the `write-ignored` fault, a raise is acknowledged
+ * and not applied.
  */
 import type { SimMiner } from "./miner.ts";
 
@@ -26,7 +27,9 @@ export function tunerOf(m: SimMiner): BosTuner {
 /** Applies a target as the tuner does; returns what the firmware answers (always the ask). */
 export function setPowerTarget(m: SimMiner, watts: number): number {
   const t = tunerOf(m);
-  if (!(t.ignoreRaises && watts > t.powerLimitW)) t.powerLimitW = watts;
+  // The `write-ignored` fault (faults.ts) does the same from the CLI.
+  const ignoring = t.ignoreRaises || m.conditions.has("write-ignored");
+  if (!(ignoring && watts > t.powerLimitW)) t.powerLimitW = watts;
   return watts;
 }
 

@@ -6,7 +6,7 @@
 import { createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { BraiinsOsDriver } from "../../plugins/braiins/driver.ts";
-import { context, LIMITS, rejection, steppedTime } from "./antminer-sim.ts";
+import { context, drive, LIMITS, rejection, steppedTime } from "./antminer-sim.ts";
 import { useSimBraiins } from "./braiins-sim.ts";
 
 let time = steppedTime();
@@ -49,6 +49,23 @@ describe("braiins-os faults", () => {
     s.miner.setCondition("api-huge", true);
     const err = await rejection(new BraiinsOsDriver(s.endpoint, context(time)).read());
     expect(err.code).toBe("AGENTD_E_MINER_REPLY_TOO_LARGE");
+  });
+
+  it("write-ignored: SetPoolGroups acknowledged and not applied is AGENTD_E_MINER_NOT_CONFIRMED", async () => {
+    time = steppedTime();
+    const s = await sim({ hashing: false });
+    s.miner.setCondition("write-ignored", true);
+    const d = new BraiinsOsDriver(s.endpoint, context(time));
+    const err = await rejection(drive(time, () => d.setPools(TARGETS)));
+    expect(err.code).toBe("AGENTD_E_MINER_NOT_CONFIRMED");
+    expect(err.context).toMatchObject({ action: "setPools" });
+    expect(s.grpc.requests).toContain("SetPoolGroups");
+    expect(s.miner.slots.map((x) => x.url.text)).toEqual([s.pool.url]);
+    // and the same fault drops a power-target raise (a cut still holds)
+    expect((await rejection(drive(time, () => d.setPowerTarget(1300)))).code).toBe(
+      "AGENTD_E_MINER_NOT_CONFIRMED",
+    );
+    expect(await drive(time, () => d.setPowerTarget(1200))).toMatchObject({ reads: 1 });
   });
 
   it("no gRPC API: setPools is AGENTD_E_MINER_UNREACHABLE, nothing changed", async () => {
