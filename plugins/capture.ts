@@ -22,6 +22,10 @@ export const CAPTURE_REQUESTS: readonly CaptureRequest[] = [
   { surface: "4028", name: "devdetails", command: "devdetails" },
   { surface: "4028", name: "devs", command: "devs" },
   { surface: "4028", name: "privileged", command: "privileged" },
+  // Braiins OS (bosminer/BOSer): no public capture of these exists (plugins/README.md).
+  { surface: "4028", name: "temps", command: "temps" },
+  { surface: "4028", name: "fans", command: "fans" },
+  { surface: "4028", name: "tunerstatus", command: "tunerstatus" },
   { surface: "web", name: "get_system_info", path: "/cgi-bin/get_system_info.cgi" },
   { surface: "web", name: "get_miner_conf", path: "/cgi-bin/get_miner_conf.cgi" },
   { surface: "web", name: "summary.cgi", path: "/cgi-bin/summary.cgi" },

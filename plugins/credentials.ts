@@ -15,6 +15,9 @@ import type { Credentials, Family } from "./driver.ts";
 export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials>> = Object.freeze({
   "antminer-s9": { username: "root", password: "root" },
   "antminer-s19": { username: "root", password: "root" },
+  // pyasic's default for Braiins OS (settings `default_bosminer_web_password`, BOSerWebAPI):
+  // root/root. Releases that ship with no password need a per-miner file with "".
+  "braiins-os": { username: "root", password: "root" },
   // LuxOS web UI's default; its 4028 sessions take no password (plugins/luxos/io.ts).
   luxos: { username: "root", password: "root" },
   // VNish unlocks with a password alone ({"pw": …}); "admin" as pyasic's default

@@ -14,9 +14,9 @@ import type { Timers } from "../lib/timers.ts";
 
 /**
  * The firmware families with a driver. Part 1 (issue 16): stock Antminer S9 and S19; part 2
- * (issue 17) adds the others.
+ * (issue 17): Braiins OS (bosminer/BOSer), LuxOS, VNish.
  */
-export const FAMILIES = ["antminer-s9", "antminer-s19", "luxos", "vnish"] as const;
+export const FAMILIES = ["antminer-s9", "antminer-s19", "braiins-os", "luxos", "vnish"] as const;
 export type Family = (typeof FAMILIES)[number];
 
 /** Where a miner answers. Ports default to the firmware's (4028, 80). */
@@ -26,6 +26,8 @@ export interface MinerEndpoint {
   readonly apiPort?: number;
   /** The web UI (80 on hardware). */
   readonly webPort?: number;
+  /** Braiins OS's gRPC API (50051 on hardware). */
+  readonly grpcPort?: number;
 }
 
 /**

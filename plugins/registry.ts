@@ -3,9 +3,10 @@
  * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
  * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
  * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
- * closed. LuxOS and VNish are recognised first, by name in the 4028 reply (as pyasic does); other
- * firmware that is not a stock Antminer (Braiins OS…) has no driver yet:
- * AGENTD_E_MINER_UNKNOWN_FIRMWARE.
+ * closed. Braiins OS says "BOSminer" or "BOSer" in its `version` reply (pyasic
+ * `_parse_socket_type`): `braiins-os`, whatever model it runs on. LuxOS and VNish are recognised
+ * by name in the 4028 reply too (as pyasic does). Other firmware that is not a stock Antminer
+ * has no driver yet: AGENTD_E_MINER_UNKNOWN_FIRMWARE.
  */
 import { AgentdError, isAgentdError } from "../lib/errors.ts";
 import { AntminerIo } from "./antminer/io.ts";
@@ -13,6 +14,8 @@ import { parseVersionRow, type VersionFacts } from "./antminer/parse-legacy.ts";
 import { AntminerS9Driver } from "./antminer/s9.ts";
 import { AntminerS19Driver } from "./antminer/s19.ts";
 import { parseSystemInfo } from "./antminer/web-conf.ts";
+import { BraiinsOsDriver } from "./braiins/driver.ts";
+import { isBraiinsReply } from "./braiins/parse.ts";
 import { section } from "./cgminer/client.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "./driver.ts";
 import { LuxosDriver } from "./luxos/luxos.ts";
@@ -32,11 +35,13 @@ export function createDriver(
       return new LuxosDriver(endpoint, ctx);
     case "vnish":
       return new VnishDriver(endpoint, ctx);
+    case "braiins-os":
+      return new BraiinsOsDriver(endpoint, ctx);
   }
 }
 
 /** Other firmware that prints an Antminer model but is not stock bmminer. */
-const FOREIGN = /bosminer|braiins|luxminer|luxos|vnish|btminer|whatsminer|hive/i;
+const FOREIGN = /luxminer|luxos|vnish|btminer|whatsminer|hive/i;
 
 /**
  * Firmware with a driver of its own, found as pyasic finds it (`pyasic/miners/factory.py`
@@ -57,6 +62,8 @@ export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext):
   let description = "";
   try {
     const reply = await io.rpc("version");
+    // BOSer's version row has no `Type` (the model is in `devdetails`): look before parsing.
+    if (isBraiinsReply(reply)) return "braiins-os";
     const own = ownFamily(reply.body);
     if (own) return own;
     description = reply.status.Description;
@@ -65,6 +72,7 @@ export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext):
     if (!isAgentdError(err)) throw err;
     if (err.code === "AGENTD_E_MINER_UNSUPPORTED" || err.code === "AGENTD_E_MINER_REPLY_INVALID") {
       const reply = await io.rpc("stats");
+      if (isBraiinsReply(reply)) return "braiins-os";
       const own = ownFamily(reply.body);
       if (own) return own;
       description = reply.status.Description;

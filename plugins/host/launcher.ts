@@ -437,6 +437,7 @@ function minerSpec<F extends Family | "auto">(
       host: endpoint.host,
       ...(endpoint.apiPort === undefined ? {} : { apiPort: endpoint.apiPort }),
       ...(endpoint.webPort === undefined ? {} : { webPort: endpoint.webPort }),
+      ...(endpoint.grpcPort === undefined ? {} : { grpcPort: endpoint.grpcPort }),
     },
     credentials:
       credentials === null

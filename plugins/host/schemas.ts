@@ -31,9 +31,15 @@ const ID = int(1, Number.MAX_SAFE_INTEGER);
 
 // ---- what the agent sends -------------------------------------------------------------
 
-const ENDPOINT = closed({ host: str(253, 1), apiPort: int(1, 65535), webPort: int(1, 65535) }, [
-  "host",
-]);
+const ENDPOINT = closed(
+  {
+    host: str(253, 1),
+    apiPort: int(1, 65535),
+    webPort: int(1, 65535),
+    grpcPort: int(1, 65535),
+  },
+  ["host"],
+);
 const CREDENTIALS = {
   anyOf: [{ type: "null" }, closed({ username: str(256, 1), password: str(1024) })],
 };

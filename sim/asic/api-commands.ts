@@ -15,6 +15,7 @@ import {
   tempsSection,
   versionSection,
 } from "./api-sections.ts";
+import { tunerStatusSection } from "./bos-tuner.ts";
 import type { SimMiner } from "./miner.ts";
 
 type Obj = Record<string, unknown>;
@@ -221,6 +222,12 @@ const BOSMINER: Readonly<Record<string, Command>> = {
     privileged: false,
     joinable: true,
     run: (m) => data(202, `${m.profile.fans.slots.length} Fan(s)`, "FANS", fansSection(m)),
+  },
+  // The status code and message are this simulator's (no public capture shows them).
+  tunerstatus: {
+    privileged: false,
+    joinable: true,
+    run: (m) => data(203, "Tuner Status", "TUNERSTATUS", tunerStatusSection(m)),
   },
 };
 

@@ -197,6 +197,8 @@ export function devsSection(m: SimMiner): Obj[] {
     Temperature: t.pcb,
     "MHS av": r2(share(ghsAv(m)) * 1000),
     "MHS 5s": r2(share(ghs5s(m)) * 1000),
+    // bosminer's one-minute window (pyasic reads it per board).
+    ...(m.profile.api === "bosminer" ? { "MHS 1m": r2(share(ghs5s(m)) * 1000) } : {}),
     Accepted: Math.floor(share(m.totals.accepted)),
     Rejected: Math.floor(share(m.totals.rejected)),
     "Hardware Errors": 0,
@@ -220,8 +222,10 @@ export function devdetailsSection(m: SimMiner): Obj[] {
     ID: slot,
     Driver: m.profile.api === "bosminer" ? "bosminer" : "bitmain",
     Kernel: "",
-    Model: m.profile.model,
+    Model: m.profile.api === "bosminer" ? `Bitmain ${m.profile.model}` : m.profile.model,
     "Device Path": "",
+    // bosminer's chips per board (pyasic `_get_hashboards` reads `Chips`).
+    ...(m.profile.api === "bosminer" ? { Chips: m.profile.chains.chips } : {}),
   }));
 }
 

@@ -6,6 +6,7 @@
  */
 import type { Clock } from "../../lib/clock.ts";
 import type { Timers } from "../../lib/timers.ts";
+import { BosGrpcServer } from "./bos-grpc.ts";
 import type { FaultSpec } from "./faults.ts";
 import { MgmtApi } from "./mgmt-api.ts";
 import { type MinerEvent, SimMiner } from "./miner.ts";
@@ -60,6 +61,8 @@ export interface ClusterMiner {
   readonly api: MgmtApi | null;
   /** The stock Antminer web UI; null for other profiles. */
   readonly web: WebUi | null;
+  /** Braiins OS's gRPC API (bosminer); null for other profiles. */
+  readonly grpc: BosGrpcServer | null;
 }
 
 /** The CLI's ready line (sim/README.md). */
@@ -71,6 +74,8 @@ export interface ClusterReady {
     readonly worker: string;
     readonly api: { readonly host: string; readonly port: number } | null;
     readonly web: { readonly host: string; readonly port: number } | null;
+    /** bosminer only: its gRPC API (a free port on the web UI's host). */
+    readonly grpc?: { readonly host: string; readonly port: number };
     /** The miner's hardware identity: the same after a reboot or an address change. */
     readonly mac: string;
     readonly serial: string;
@@ -134,9 +139,19 @@ export class SimCluster {
               ...(o.webTimers === undefined ? {} : { timers: o.webTimers }),
             })
           : null;
-        miners.push({ id, profile: o.profile, worker, miner, api, web });
+        // Braiins OS's gRPC login takes the web password (root, as pyasic assumes, by default).
+        const grpc =
+          profile.api === "bosminer"
+            ? new BosGrpcServer({
+                miner,
+                host: o.webHost ?? o.apiHost ?? "127.0.0.1",
+                ...(o.webPassword === undefined ? {} : { password: o.webPassword }),
+              })
+            : null;
+        miners.push({ id, profile: o.profile, worker, miner, api, web, grpc });
         await api?.listen();
         await web?.listen();
+        await grpc?.listen();
       }
     } catch (err) {
       await cluster.stop();
@@ -161,6 +176,7 @@ export class SimCluster {
         worker: m.worker,
         api: m.api ? m.api.address : null,
         web: m.web ? m.web.address : null,
+        ...(m.grpc ? { grpc: m.grpc.address } : {}),
         mac: m.miner.mac,
         serial: m.miner.serial,
       })),
@@ -170,7 +186,9 @@ export class SimCluster {
   async stop(): Promise<void> {
     this.scheduler.stop();
     await Promise.all(
-      this.miners.map(async (m) => Promise.all([m.miner.stop(), m.api?.close(), m.web?.close()])),
+      this.miners.map(async (m) =>
+        Promise.all([m.miner.stop(), m.api?.close(), m.web?.close(), m.grpc?.close()]),
+      ),
     );
   }
 }

@@ -3,6 +3,7 @@ import { createDriver, detectFamily, familyOf } from "../../plugins/registry.ts"
 import { MgmtApi } from "../../sim/asic/mgmt-api.ts";
 import { SimMiner } from "../../sim/asic/miner.ts";
 import { PROFILES } from "../../sim/asic/profiles.ts";
+import { ReplayApi } from "../../sim/asic/replay.ts";
 import { HashScheduler } from "../../sim/asic/scheduler.ts";
 import { context, rejection, steppedTime, useSimAntminers } from "./antminer-sim.ts";
 
@@ -28,7 +29,7 @@ describe("detectFamily and createDriver", () => {
     expect(await detectFamily(s19.endpoint, context(time))).toBe("antminer-s19");
   });
 
-  it("Braiins OS on an S9 has no driver yet: AGENTD_E_MINER_UNKNOWN_FIRMWARE", async () => {
+  it("Braiins OS (its 4028 version says BOSminer) is braiins-os, with its own driver", async () => {
     const scheduler = new HashScheduler();
     const miner = new SimMiner({
       id: "bos",
@@ -39,13 +40,27 @@ describe("detectFamily and createDriver", () => {
     const api = new MgmtApi({ miner });
     await api.listen();
     try {
+      const endpoint = { host: "127.0.0.1", apiPort: api.address.port, webPort: 1 };
+      expect(await detectFamily(endpoint, context(time))).toBe("braiins-os");
+      expect(createDriver("braiins-os", endpoint, context(time)).family).toBe("braiins-os");
+    } finally {
+      await api.close();
+      scheduler.stop();
+    }
+  });
+
+  it("other firmware printing an Antminer model (LuxOS) still has no driver: UNKNOWN_FIRMWARE", async () => {
+    const reply =
+      '{"STATUS":[{"STATUS":"S","When":0,"Code":22,"Msg":"LUXminer versions","Description":"LUXminer 2024.1"}],"VERSION":[{"LUXminer":"2024.1","API":"3.7","Type":"Antminer S19"}],"id":1}';
+    const api = new ReplayApi({ replies: new Map([["version", Buffer.from(reply)]]) });
+    await api.listen();
+    try {
       const err = await rejection(
         detectFamily({ host: "127.0.0.1", apiPort: api.address.port, webPort: 1 }, context(time)),
       );
       expect(err.code).toBe("AGENTD_E_MINER_UNKNOWN_FIRMWARE");
     } finally {
       await api.close();
-      scheduler.stop();
     }
   });
 

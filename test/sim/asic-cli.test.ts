@@ -1,6 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
+import { systemClock } from "../../lib/clock.ts";
+import { systemTimers } from "../../lib/timers.ts";
+import { BraiinsOsDriver } from "../../plugins/braiins/driver.ts";
+import { DEFAULT_LIMITS } from "../../plugins/driver.ts";
 import { SimCluster } from "../../sim/asic/cluster.ts";
 import { AGENTD_BIN, agentd } from "../support/cli.ts";
 import { apiJson } from "./asic-api-client.ts";
@@ -100,6 +104,24 @@ describe("agentd sim asic", () => {
     expect(m.web.port).toBeGreaterThan(0);
     expect(m.web.port).not.toBe(m.api.port);
     expect(m.mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    run.child.kill("SIGINT");
+    expect(await run.exited).toBe(0);
+  });
+
+  it("bosminer's ready line carries its gRPC API, which the braiins-os driver logs in to", async () => {
+    const pool = await h.pool();
+    const run = spawnAgentd(["sim", "asic", "--profile", "bosminer", "--pool", pool.url]);
+    const ready = JSON.parse(await run.line(0));
+    const m = ready.miners[0];
+    expect(m.web).toBeNull();
+    expect(m.grpc).toMatchObject({ host: "127.0.0.1" });
+    expect(m.grpc.port).toBeGreaterThan(0);
+    const d = new BraiinsOsDriver(
+      { host: "127.0.0.1", apiPort: m.api.port, grpcPort: m.grpc.port },
+      { clock: systemClock, timers: systemTimers, limits: DEFAULT_LIMITS, credentials: null },
+    );
+    const id = await d.detect();
+    expect(id).toMatchObject({ family: "braiins-os", mac: m.mac, serial: m.serial });
     run.child.kill("SIGINT");
     expect(await run.exited).toBe(0);
   });
