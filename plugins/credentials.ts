@@ -11,10 +11,11 @@ import { readTrustedFile } from "../lib/fs/trust.ts";
 import { parseJsonObjectStrict } from "../lib/json/strict-parse.ts";
 import type { Credentials, Family } from "./driver.ts";
 
-/** What each family ships with. */
-export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials>> = Object.freeze({
+/** What each family ships with; null: the firmware asks for none (ESP-Miner has no login). */
+export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials | null>> = Object.freeze({
   "antminer-s9": { username: "root", password: "root" },
   "antminer-s19": { username: "root", password: "root" },
+  bitaxe: null,
 });
 
 const MAX_BYTES = 4096;
@@ -38,7 +39,7 @@ export function loadCredentials(path: string): Credentials {
   return { username, password };
 }
 
-export function credentialsFor(family: Family, given: Credentials | null): Credentials {
+export function credentialsFor(family: Family, given: Credentials | null): Credentials | null {
   return given ?? DEFAULT_CREDENTIALS[family];
 }
 

@@ -12,6 +12,8 @@ import { parseVersionRow, type VersionFacts } from "./antminer/parse-legacy.ts";
 import { AntminerS9Driver } from "./antminer/s9.ts";
 import { AntminerS19Driver } from "./antminer/s19.ts";
 import { parseSystemInfo } from "./antminer/web-conf.ts";
+import { BitaxeDriver } from "./bitaxe/bitaxe.ts";
+import { isBitaxe } from "./bitaxe/detect.ts";
 import { section } from "./cgminer/client.ts";
 import type { DriverContext, Family, MinerDriver, MinerEndpoint } from "./driver.ts";
 
@@ -25,6 +27,8 @@ export function createDriver(
       return new AntminerS9Driver(endpoint, ctx);
     case "antminer-s19":
       return new AntminerS19Driver(endpoint, ctx);
+    case "bitaxe":
+      return new BitaxeDriver(endpoint, ctx);
   }
 }
 
@@ -52,6 +56,8 @@ export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext):
     if (FOREIGN.test(`${description} ${facts.firmware}`)) throw unknown(endpoint, facts.model);
     return familyOf(facts.model, facts.bmminerMajor) ?? throwUnknown(endpoint, facts.model);
   }
+  // No 4028: ESP-Miner (Bitaxe) has only its HTTP API (plugins/bitaxe/detect.ts).
+  if (await isBitaxe(endpoint, ctx)) return "bitaxe";
   // 4028 closed (an owner may turn the API off): the web UI still says the model.
   const info = parseSystemInfo(await io.cgi("get_system_info"));
   return familyOf(info.model ?? "", null) ?? throwUnknown(endpoint, info.model ?? "no model");

@@ -6,6 +6,7 @@
  */
 import type { Clock } from "../../lib/clock.ts";
 import type { Timers } from "../../lib/timers.ts";
+import { AxeOsApi } from "./axeos.ts";
 import type { FaultSpec } from "./faults.ts";
 import { MgmtApi } from "./mgmt-api.ts";
 import { type MinerEvent, SimMiner } from "./miner.ts";
@@ -60,6 +61,8 @@ export interface ClusterMiner {
   readonly api: MgmtApi | null;
   /** The stock Antminer web UI; null for other profiles. */
   readonly web: WebUi | null;
+  /** The Bitaxe's AxeOS HTTP API (axeos.ts); null for other profiles. */
+  readonly axeos: AxeOsApi | null;
 }
 
 /** The CLI's ready line (sim/README.md). */
@@ -134,9 +137,19 @@ export class SimCluster {
               ...(o.webTimers === undefined ? {} : { timers: o.webTimers }),
             })
           : null;
-        miners.push({ id, profile: o.profile, worker, miner, api, web });
+        const axeos =
+          o.profile === "bitaxe"
+            ? new AxeOsApi({
+                miner,
+                host: o.webHost ?? o.apiHost ?? "127.0.0.1",
+                port: o.webPort ? o.webPort + i : 0,
+                ...(o.webTimers === undefined ? {} : { timers: o.webTimers }),
+              })
+            : null;
+        miners.push({ id, profile: o.profile, worker, miner, api, web, axeos });
         await api?.listen();
         await web?.listen();
+        await axeos?.listen();
       }
     } catch (err) {
       await cluster.stop();
@@ -160,7 +173,7 @@ export class SimCluster {
         profile: m.profile,
         worker: m.worker,
         api: m.api ? m.api.address : null,
-        web: m.web ? m.web.address : null,
+        web: m.web ? m.web.address : m.axeos ? m.axeos.address : null,
         mac: m.miner.mac,
         serial: m.miner.serial,
       })),
@@ -170,7 +183,9 @@ export class SimCluster {
   async stop(): Promise<void> {
     this.scheduler.stop();
     await Promise.all(
-      this.miners.map(async (m) => Promise.all([m.miner.stop(), m.api?.close(), m.web?.close()])),
+      this.miners.map(async (m) =>
+        Promise.all([m.miner.stop(), m.api?.close(), m.web?.close(), m.axeos?.close()]),
+      ),
     );
   }
 }
