@@ -10,6 +10,7 @@ import {
 import { readMeter } from "../../plugins/meter/http-json.ts";
 import { shellyStatusUrl } from "../../plugins/meter/shelly.ts";
 import { parseMeterSpec } from "../../plugins/meter/spec.ts";
+import type { Fault } from "../../sim/meter/faults.ts";
 import { SimMeter, type SimMeterOptions } from "../../sim/meter/server.ts";
 
 /** The `shelly-gen2` meter kind against the simulated Shelly Gen2+ (real sockets). */
@@ -93,7 +94,7 @@ describe("a Shelly Gen2+ plug as a meter (kind shelly-gen2)", () => {
     expect((await rejection(readMeter(spec(m), ctx(creds)))).code).toBe("AGENTD_E_MINER_AUTH");
   });
 
-  const readErrors: [string, SimMeterOptions["fault"], RegExp][] = [
+  const readErrors: [string, Fault, RegExp][] = [
     ["malformed JSON", "malformed", /not strict JSON/],
     ["NaN watts", "nan", /not strict JSON/],
     ["no apower (a switch without metering)", "missing", /no power metering/],
