@@ -2,8 +2,9 @@
  * The two entry points the driver host calls: `detectFamily` finds which firmware answers at
  * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
  * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
- * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
- * closed. Firmware that is not a stock Antminer (Braiins OS, LuxOS, VNish…) has no driver yet:
+ * for builds without `version`; when 4028 is closed, ESP-Miner's `GET /api/system/info`
+ * (a Bitaxe has no 4028 at all: plugins/bitaxe/detect.ts), then the web UI's get_system_info
+ * (`minertype`). Firmware that is not a stock Antminer (Braiins OS, LuxOS, VNish…) has no driver yet:
  * AGENTD_E_MINER_UNKNOWN_FIRMWARE.
  */
 import { AgentdError, isAgentdError } from "../lib/errors.ts";
