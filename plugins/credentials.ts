@@ -11,8 +11,8 @@ import { readTrustedFile } from "../lib/fs/trust.ts";
 import { parseJsonObjectStrict } from "../lib/json/strict-parse.ts";
 import type { Credentials, Family } from "./driver.ts";
 
-/** What each family ships with. */
-export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials>> = Object.freeze({
+/** What each family ships with; null: the firmware asks for none (ESP-Miner has no login). */
+export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials | null>> = Object.freeze({
   "antminer-s9": { username: "root", password: "root" },
   "antminer-s19": { username: "root", password: "root" },
   // pyasic's default for Braiins OS (settings `default_bosminer_web_password`, BOSerWebAPI):
@@ -23,6 +23,7 @@ export const DEFAULT_CREDENTIALS: Readonly<Record<Family, Credentials>> = Object
   // VNish unlocks with a password alone ({"pw": …}); "admin" as pyasic's default
   // (`pyasic/web/vnish.py`). The username is not sent.
   vnish: { username: "admin", password: "admin" },
+  bitaxe: null,
 });
 
 const MAX_BYTES = 4096;
@@ -46,7 +47,12 @@ export function loadCredentials(path: string): Credentials {
   return { username, password };
 }
 
-export function credentialsFor(family: Family, given: Credentials | null): Credentials {
+/** The families that have a login: their default is never null. */
+type WithLogin = Exclude<Family, "bitaxe">;
+
+export function credentialsFor(family: WithLogin, given: Credentials | null): Credentials;
+export function credentialsFor(family: Family, given: Credentials | null): Credentials | null;
+export function credentialsFor(family: Family, given: Credentials | null): Credentials | null {
   return given ?? DEFAULT_CREDENTIALS[family];
 }
 

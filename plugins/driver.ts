@@ -14,9 +14,16 @@ import type { Timers } from "../lib/timers.ts";
 
 /**
  * The firmware families with a driver. Part 1 (issue 16): stock Antminer S9 and S19; part 2
- * (issue 17): Braiins OS (bosminer/BOSer), LuxOS, VNish.
+ * (issue 17): Braiins OS (bosminer/BOSer), LuxOS, VNish, and ESP-Miner (Bitaxe, HTTP only).
  */
-export const FAMILIES = ["antminer-s9", "antminer-s19", "braiins-os", "luxos", "vnish"] as const;
+export const FAMILIES = [
+  "antminer-s9",
+  "antminer-s19",
+  "braiins-os",
+  "luxos",
+  "vnish",
+  "bitaxe",
+] as const;
 export type Family = (typeof FAMILIES)[number];
 
 /** Where a miner answers. Ports default to the firmware's (4028, 80). */
@@ -201,8 +208,16 @@ export interface DriverContext {
   readonly credentials: Credentials | null;
 }
 
+/**
+ * How a meter is read: `http-json` (the default) a GET and a JSON pointer; `shelly-gen2` a
+ * Shelly Gen2+ switch's `Switch.GetStatus` (plugins/meter/shelly.ts).
+ */
+export const METER_KINDS = ["http-json", "shelly-gen2"] as const;
+export type MeterKind = (typeof METER_KINDS)[number];
+
 /** A generic HTTP JSON power meter: a URL, a JSON pointer to watts, the miners it feeds. */
-export interface MeterSpec {
+export interface HttpJsonMeterSpec {
+  readonly kind?: "http-json";
   readonly id: string;
   readonly url: string;
   /** RFC 6901, e.g. "/emeters/0/power". */
@@ -212,6 +227,19 @@ export interface MeterSpec {
   /** Multiplies the number read (a meter reporting mW: 0.001). Default 1. */
   readonly scale?: number;
 }
+
+/** A Shelly Gen2+ smart plug or relay: its base URL and which switch feeds the miners. */
+export interface ShellyMeterSpec {
+  readonly kind: "shelly-gen2";
+  readonly id: string;
+  /** The device, `http://host[:port]`: the RPC path is the driver's. */
+  readonly url: string;
+  /** The Switch component's id (default 0; a Pro 4PM has 0–3). */
+  readonly channel?: number;
+  readonly feeds: readonly string[];
+}
+
+export type MeterSpec = HttpJsonMeterSpec | ShellyMeterSpec;
 
 export interface MeterReading {
   readonly id: string;

@@ -2,8 +2,9 @@
  * The two entry points the driver host calls: `detectFamily` finds which firmware answers at
  * an address, `createDriver` makes that family's driver. Detection as pyasic does it: the
  * 4028 `version` reply (`VERSION[0].Type`, the BMMiner version), then `stats` (`STATS[0].Type`)
- * for builds without `version`, then the web UI's get_system_info (`minertype`) when 4028 is
- * closed. Braiins OS says "BOSminer" or "BOSer" in its `version` reply (pyasic
+ * for builds without `version`; when 4028 is closed, ESP-Miner's `GET /api/system/info`
+ * (a Bitaxe has no 4028 at all: plugins/bitaxe/detect.ts), then the web UI's get_system_info
+ * (`minertype`). Braiins OS says "BOSminer" or "BOSer" in its `version` reply (pyasic
  * `_parse_socket_type`): `braiins-os`, whatever model it runs on. LuxOS and VNish are recognised
  * by name in the 4028 reply too (as pyasic does). Other firmware that is not a stock Antminer
  * has no driver yet: AGENTD_E_MINER_UNKNOWN_FIRMWARE.
@@ -14,6 +15,8 @@ import { parseVersionRow, type VersionFacts } from "./antminer/parse-legacy.ts";
 import { AntminerS9Driver } from "./antminer/s9.ts";
 import { AntminerS19Driver } from "./antminer/s19.ts";
 import { parseSystemInfo } from "./antminer/web-conf.ts";
+import { BitaxeDriver } from "./bitaxe/bitaxe.ts";
+import { isBitaxe } from "./bitaxe/detect.ts";
 import { BraiinsOsDriver } from "./braiins/driver.ts";
 import { isBraiinsReply } from "./braiins/parse.ts";
 import { section } from "./cgminer/client.ts";
@@ -37,6 +40,8 @@ export function createDriver(
       return new VnishDriver(endpoint, ctx);
     case "braiins-os":
       return new BraiinsOsDriver(endpoint, ctx);
+    case "bitaxe":
+      return new BitaxeDriver(endpoint, ctx);
   }
 }
 
@@ -83,6 +88,8 @@ export async function detectFamily(endpoint: MinerEndpoint, ctx: DriverContext):
     if (FOREIGN.test(`${description} ${facts.firmware}`)) throw unknown(endpoint, facts.model);
     return familyOf(facts.model, facts.bmminerMajor) ?? throwUnknown(endpoint, facts.model);
   }
+  // No 4028: ESP-Miner (Bitaxe) has only its HTTP API (plugins/bitaxe/detect.ts).
+  if (await isBitaxe(endpoint, ctx)) return "bitaxe";
   // 4028 closed (an owner may turn the API off): the web UI still says the model.
   const info = parseSystemInfo(await io.cgi("get_system_info"));
   return familyOf(info.model ?? "", null) ?? throwUnknown(endpoint, info.model ?? "no model");

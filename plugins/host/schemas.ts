@@ -62,16 +62,30 @@ const request = (op: string, extra: Record<string, unknown>) =>
 const POOL_TARGET = closed({ url: str(512, 1), user: str(512), password: str(512) });
 
 /** A meter as plugins/meter/spec.ts allows it (the agent parsed it already; checked again). */
-const METER = closed(
+const METER_URL = { type: "string", minLength: 8, maxLength: 2048, pattern: "^https?://" };
+const HTTP_JSON_METER = closed(
   {
+    kind: { const: "http-json" },
     id: str(64, 1),
-    url: { type: "string", minLength: 8, maxLength: 2048, pattern: "^https?://" },
+    url: METER_URL,
     pointer: str(512),
     feeds: list(str(128, 1), 4096),
     scale: { type: "number", exclusiveMinimum: 0 },
   },
   ["id", "url", "pointer", "feeds"],
 );
+/** A Shelly Gen2+ switch (plugins/meter/shelly.ts). */
+const SHELLY_METER = closed(
+  {
+    kind: { const: "shelly-gen2" },
+    id: str(64, 1),
+    url: METER_URL,
+    channel: int(0, 255),
+    feeds: list(str(128, 1), 4096),
+  },
+  ["kind", "id", "url", "feeds"],
+);
+const METER = { anyOf: [HTTP_JSON_METER, SHELLY_METER] };
 
 export const REQUEST_SCHEMAS = {
   ping: request("ping", {}),

@@ -13,15 +13,24 @@
  * text that is not strict JSON, nothing at the pointer, a value no meter reports — is
  * AGENTD_E_METER_READ. Messages name the meter's id and pointer, never its URL's password.
  */
-import { AgentdError, type ErrorCode, fail } from "../../lib/errors.ts";
+import { type AgentdError, fail } from "../../lib/errors.ts";
 import { parseJsonStrict } from "../../lib/json/strict-parse.ts";
-import type { DriverContext, MeterReading, MeterSpec } from "../driver.ts";
+import type { DriverContext, HttpJsonMeterSpec, MeterReading, MeterSpec } from "../driver.ts";
 import { type HttpReply, httpSend, redactUrl } from "../http/client.ts";
+import { transportError } from "./errors.ts";
 import { resolvePointer } from "./pointer.ts";
+import { readShelly } from "./shelly.ts";
 import { toWatts } from "./watts.ts";
 
-/** Reads the meter once. `ctx.credentials`: the meter's (digest, or Basic), or none. */
-export async function readMeter(spec: MeterSpec, ctx: DriverContext): Promise<MeterReading> {
+/**
+ * Reads the meter once, as its kind says (the one entry the driver host calls).
+ * `ctx.credentials`: the meter's, or none.
+ */
+export function readMeter(spec: MeterSpec, ctx: DriverContext): Promise<MeterReading> {
+  return spec.kind === "shelly-gen2" ? readShelly(spec, ctx) : readHttpJson(spec, ctx);
+}
+
+async function readHttpJson(spec: HttpJsonMeterSpec, ctx: DriverContext): Promise<MeterReading> {
   let reply: HttpReply;
   try {
     reply = await httpSend("GET", spec.url, null, {
@@ -62,18 +71,11 @@ export async function readMeter(spec: MeterSpec, ctx: DriverContext): Promise<Me
   });
 }
 
-function meterError(spec: MeterSpec, why: string, cause?: unknown): AgentdError {
+function meterError(spec: HttpJsonMeterSpec, why: string, cause?: unknown): AgentdError {
   return fail(
     "AGENTD_E_METER_READ",
     `meter ${spec.id}: ${why}`,
     { meter: spec.id, pointer: spec.pointer, url: redactUrl(spec.url) },
     cause,
   );
-}
-
-/** The client's error with the meter named: same code, so callers match on it as for miners. */
-function transportError(spec: MeterSpec, err: unknown): AgentdError {
-  if (!(err instanceof AgentdError)) return meterError(spec, "request failed", err);
-  const code: ErrorCode = err.code;
-  return fail(code, `meter ${spec.id}: ${err.message}`, { ...err.context, meter: spec.id }, err);
 }

@@ -8,10 +8,12 @@
  * `AGENTD_E_CONFIG_UNKNOWN_KEY` for a key no meter has; each names the key as `where.key`.
  */
 import { type ErrorCode, fail } from "../../lib/errors.ts";
-import type { MeterSpec } from "../driver.ts";
+import { METER_KINDS, type MeterKind, type MeterSpec, type ShellyMeterSpec } from "../driver.ts";
 import { pointerProblem } from "./pointer.ts";
 
-const KEYS = new Set(["id", "url", "pointer", "feeds", "scale"]);
+const KEYS = new Set(["kind", "id", "url", "pointer", "feeds", "scale"]);
+/** A Shelly's keys: its RPC path is fixed, so no pointer and no scale (its watts are W). */
+const SHELLY_KEYS = new Set(["kind", "id", "url", "channel", "feeds"]);
 
 /** Ids of meters and miners: printable, no spaces, short enough for a log line and a label. */
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -21,6 +23,8 @@ export function parseMeterSpec(value: unknown, where = "meter"): MeterSpec {
     throw bad("AGENTD_E_CONFIG_TYPE", where, "must be a table (id, url, pointer, feeds)");
   }
   const v = value as Record<string, unknown>;
+  const kind = kindOf(v.kind, `${where}.kind`);
+  if (kind === "shelly-gen2") return parseShelly(v, where);
   for (const k of Object.keys(v)) {
     if (!KEYS.has(k)) throw bad("AGENTD_E_CONFIG_UNKNOWN_KEY", `${where}.${k}`, "no meter has it");
   }
@@ -39,22 +43,7 @@ export function parseMeterSpec(value: unknown, where = "meter"): MeterSpec {
     );
   }
 
-  if (!Array.isArray(v.feeds)) {
-    throw bad("AGENTD_E_CONFIG_TYPE", `${where}.feeds`, "must be a list of miner ids");
-  }
-  // A meter that feeds nobody measures nothing the agent can use: a mistake, not a choice.
-  if (v.feeds.length === 0) {
-    throw bad("AGENTD_E_CONFIG_RANGE", `${where}.feeds`, "is empty: name the miners it feeds");
-  }
-  const feeds: string[] = [];
-  for (const [i, f] of v.feeds.entries()) {
-    const miner = idOf(f, `${where}.feeds[${i}]`);
-    // Listed twice, a miner would look like two machines sharing the meter's watts.
-    if (feeds.includes(miner)) {
-      throw bad("AGENTD_E_CONFIG_RANGE", `${where}.feeds[${i}]`, `"${miner}" is listed twice`);
-    }
-    feeds.push(miner);
-  }
+  const feeds = feedsOf(v.feeds, `${where}.feeds`);
 
   let scale: number | undefined;
   if (v.scale !== undefined) {
@@ -67,10 +56,11 @@ export function parseMeterSpec(value: unknown, where = "meter"): MeterSpec {
     scale = v.scale;
   }
   return Object.freeze({
+    ...(v.kind === undefined ? {} : { kind: "http-json" as const }),
     id,
     url,
     pointer: v.pointer,
-    feeds: Object.freeze(feeds),
+    feeds,
     ...(scale === undefined ? {} : { scale }),
   });
 }
@@ -87,6 +77,76 @@ export function parseMeterSpecs(value: unknown, where = "meters"): readonly Mete
     specs.push(spec);
   }
   return Object.freeze(specs);
+}
+
+function kindOf(value: unknown, where: string): MeterKind {
+  if (value === undefined) return "http-json";
+  if (typeof value !== "string") throw bad("AGENTD_E_CONFIG_TYPE", where, "must be a string");
+  const kind = METER_KINDS.find((k) => k === value);
+  if (kind === undefined) {
+    throw bad("AGENTD_E_CONFIG_RANGE", where, `must be one of ${METER_KINDS.join(", ")}`);
+  }
+  return kind;
+}
+
+/** A Shelly Gen2+: the device's URL (no path: the RPC path is the driver's) and its switch. */
+function parseShelly(v: Record<string, unknown>, where: string): ShellyMeterSpec {
+  for (const k of Object.keys(v)) {
+    if (!SHELLY_KEYS.has(k)) {
+      throw bad(
+        "AGENTD_E_CONFIG_UNKNOWN_KEY",
+        `${where}.${k}`,
+        "a shelly-gen2 meter has no such key",
+      );
+    }
+  }
+  const id = idOf(v.id, `${where}.id`);
+  const url = urlOf(v.url, `${where}.url`);
+  const u = new URL(url);
+  if ((u.pathname !== "/" && u.pathname !== "") || u.search !== "") {
+    throw bad(
+      "AGENTD_E_CONFIG_RANGE",
+      `${where}.url`,
+      "must be the device only, http://host[:port]",
+    );
+  }
+  let channel: number | undefined;
+  if (v.channel !== undefined) {
+    if (typeof v.channel !== "number") {
+      throw bad("AGENTD_E_CONFIG_TYPE", `${where}.channel`, "must be a switch id (0, 1, …)");
+    }
+    if (!Number.isInteger(v.channel) || v.channel < 0 || v.channel > 255) {
+      throw bad("AGENTD_E_CONFIG_RANGE", `${where}.channel`, "must be an integer from 0 to 255");
+    }
+    channel = v.channel;
+  }
+  return Object.freeze({
+    kind: "shelly-gen2" as const,
+    id,
+    url,
+    ...(channel === undefined ? {} : { channel }),
+    feeds: feedsOf(v.feeds, `${where}.feeds`),
+  });
+}
+
+function feedsOf(value: unknown, where: string): readonly string[] {
+  if (!Array.isArray(value)) {
+    throw bad("AGENTD_E_CONFIG_TYPE", where, "must be a list of miner ids");
+  }
+  // A meter that feeds nobody measures nothing the agent can use: a mistake, not a choice.
+  if (value.length === 0) {
+    throw bad("AGENTD_E_CONFIG_RANGE", where, "is empty: name the miners it feeds");
+  }
+  const feeds: string[] = [];
+  for (const [i, f] of value.entries()) {
+    const miner = idOf(f, `${where}[${i}]`);
+    // Listed twice, a miner would look like two machines sharing the meter's watts.
+    if (feeds.includes(miner)) {
+      throw bad("AGENTD_E_CONFIG_RANGE", `${where}[${i}]`, `"${miner}" is listed twice`);
+    }
+    feeds.push(miner);
+  }
+  return Object.freeze(feeds);
 }
 
 function idOf(value: unknown, where: string): string {

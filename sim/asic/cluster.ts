@@ -6,6 +6,7 @@
  */
 import type { Clock } from "../../lib/clock.ts";
 import type { Timers } from "../../lib/timers.ts";
+import { AxeOsApi } from "./axeos.ts";
 import { BosGrpcServer } from "./bos-grpc.ts";
 import type { FaultSpec } from "./faults.ts";
 import { MgmtApi } from "./mgmt-api.ts";
@@ -63,6 +64,8 @@ export interface ClusterMiner {
   readonly web: WebUi | null;
   /** Braiins OS's gRPC API (bosminer); null for other profiles. */
   readonly grpc: BosGrpcServer | null;
+  /** The Bitaxe's AxeOS HTTP API (axeos.ts); null for other profiles. */
+  readonly axeos: AxeOsApi | null;
 }
 
 /** The CLI's ready line (sim/README.md). */
@@ -148,10 +151,20 @@ export class SimCluster {
                 ...(o.webPassword === undefined ? {} : { password: o.webPassword }),
               })
             : null;
-        miners.push({ id, profile: o.profile, worker, miner, api, web, grpc });
+        const axeos =
+          o.profile === "bitaxe"
+            ? new AxeOsApi({
+                miner,
+                host: o.webHost ?? o.apiHost ?? "127.0.0.1",
+                port: o.webPort ? o.webPort + i : 0,
+                ...(o.webTimers === undefined ? {} : { timers: o.webTimers }),
+              })
+            : null;
+        miners.push({ id, profile: o.profile, worker, miner, api, web, grpc, axeos });
         await api?.listen();
         await web?.listen();
         await grpc?.listen();
+        await axeos?.listen();
       }
     } catch (err) {
       await cluster.stop();
@@ -175,7 +188,7 @@ export class SimCluster {
         profile: m.profile,
         worker: m.worker,
         api: m.api ? m.api.address : null,
-        web: m.web ? m.web.address : null,
+        web: m.web ? m.web.address : m.axeos ? m.axeos.address : null,
         ...(m.grpc ? { grpc: m.grpc.address } : {}),
         mac: m.miner.mac,
         serial: m.miner.serial,
@@ -187,7 +200,13 @@ export class SimCluster {
     this.scheduler.stop();
     await Promise.all(
       this.miners.map(async (m) =>
-        Promise.all([m.miner.stop(), m.api?.close(), m.web?.close(), m.grpc?.close()]),
+        Promise.all([
+          m.miner.stop(),
+          m.api?.close(),
+          m.web?.close(),
+          m.grpc?.close(),
+          m.axeos?.close(),
+        ]),
       ),
     );
   }

@@ -215,7 +215,8 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = Object.freeze({
     temps: { pcb: 48, chip: 55, limitChip: 70 },
     api: null,
     firmware: { description: "ESP-Miner v2.4.2", version: { "ESP-Miner": "v2.4.2" } },
-    sleep: "none",
+    // ESP-Miner v2.14.0+ pauses (POST /api/system/pause, sim/asic/axeos.ts).
+    sleep: "pause",
     countsOldDifficultyAsReject: false,
   },
   cpuminer: {

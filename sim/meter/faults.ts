@@ -9,6 +9,8 @@ export const FAULTS = [
   "negative", // "apower":-1400.25 (a reversed clamp)
   "nan", // "apower":NaN (not JSON, but firmware writes it)
   "missing", // no "apower" at all
+  // the device's state, not a fault of its reply
+  "relay-off", // Shelly: "output":false, "apower":0 (a real measurement: nothing flows)
   // the body
   "malformed", // a trailing comma: {…,"sim_seq":3,}
   "status-503", // HTTP 503 with a text body

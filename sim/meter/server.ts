@@ -11,7 +11,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { authenticator, type SimAuth } from "./auth.ts";
 import { type Fault, HUGE_BYTES } from "./faults.ts";
-import { body, SHAPE_INFO, type Shape, type ValueText, valueAt, valueText } from "./shapes.ts";
+import {
+  body,
+  SHAPE_INFO,
+  SHELLY_STATUS_PREFIX,
+  type Shape,
+  shellyNoSuchSwitch,
+  type ValueText,
+  valueAt,
+  valueText,
+} from "./shapes.ts";
 
 export interface SimMeterOptions {
   readonly host?: string;
@@ -136,6 +145,15 @@ export class SimMeter extends EventEmitter<SimMeterEvents> {
       res.end("401 Unauthorized\n");
       return;
     }
+    if (
+      this.shape === "shelly" &&
+      url.startsWith(SHELLY_STATUS_PREFIX) &&
+      url !== SHAPE_INFO.shelly.path
+    ) {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(shellyNoSuchSwitch(url.slice(SHELLY_STATUS_PREFIX.length).slice(0, 16)));
+      return;
+    }
     if (url !== SHAPE_INFO[this.shape].path) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
       return;
@@ -163,7 +181,10 @@ export class SimMeter extends EventEmitter<SimMeterEvents> {
   /** Serves the next body, written as `fault` says. */
   private serve(res: ServerResponse, fault: Fault | null): void {
     const seq = ++this.seq;
-    const watts = Array.from({ length: this.outlets }, (_, k) => valueAt(this.baseWatts, seq, k));
+    const off = fault === "relay-off";
+    const watts = Array.from({ length: this.outlets }, (_, k) =>
+      off ? 0 : valueAt(this.baseWatts, seq, k),
+    );
     const texts = watts.map((w): ValueText => {
       if (fault === "not-number") return { text: '"n/a"' };
       if (fault === "negative") return { text: JSON.stringify(-w) };
@@ -171,7 +192,7 @@ export class SimMeter extends EventEmitter<SimMeterEvents> {
       if (fault === "missing") return "omit";
       return valueText(w);
     });
-    let text = body(this.shape, seq, texts);
+    let text = body(this.shape, seq, texts, !off);
     if (fault === "malformed") text = `${text.slice(0, -1)},}`;
     const served: Served = Object.freeze({ seq, watts: Object.freeze(watts) });
     this.lastServed = served;

@@ -42,6 +42,16 @@ export const SHAPE_INFO: Readonly<Record<Shape, ShapeInfo>> = Object.freeze({
 });
 
 /**
+ * A Shelly Gen2+ answering `Switch.GetStatus` for a switch it does not have: HTTP 500 and a
+ * JSON-RPC error object (shelly-api-docs.shelly.cloud, gen2 "Common errors": -105 "invalid
+ * argument"). The status code is as the docs' HTTP transport describes, not captured.
+ */
+export const SHELLY_STATUS_PREFIX = "/rpc/Switch.GetStatus?id=";
+export function shellyNoSuchSwitch(id: string): string {
+  return JSON.stringify({ code: -105, message: `Argument 'id', value ${id} not found!` });
+}
+
+/**
  * The watts served on read `seq` by outlet `k` (0 for a Shelly): the base, 10 W more per
  * outlet, and a quarter watt more per read, wrapping every 1000 reads so it stays near the
  * base. Quarters are exact in binary, so a test compares with `toBe`.
@@ -61,13 +71,18 @@ export function valueText(watts: number): ValueText {
 }
 
 /** The body, as text (faults need text JSON.stringify will not write: `NaN`, a trailing comma). */
-export function body(shape: Shape, seq: number, values: readonly ValueText[]): string {
+export function body(
+  shape: Shape,
+  seq: number,
+  values: readonly ValueText[],
+  output = true,
+): string {
   const member = (name: string, v: ValueText | undefined) =>
     v === undefined || v === "omit" ? "" : `${JSON.stringify(name)}:${v.text},`;
   if (shape === "shelly") {
     const w = values[0];
     return (
-      `{"id":0,"source":"init","output":true,${member("apower", w)}"voltage":230.1,` +
+      `{"id":0,"source":"init","output":${output},${member("apower", w)}"voltage":230.1,` +
       `"freq":50.0,"current":6.2,"aenergy":{"total":123456.789,"by_minute":[0,0,0],` +
       `"minute_ts":1700000000},"temperature":{"tC":41.2,"tF":106.2},"sim_seq":${seq}}`
     );

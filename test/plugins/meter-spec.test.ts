@@ -25,7 +25,7 @@ describe("a meter from configuration (plugins/meter/spec.ts)", () => {
     expect("scale" in spec).toBe(false);
     expect(Object.isFrozen(spec)).toBe(true);
     expect(Object.isFrozen(spec.feeds)).toBe(true);
-    expect(parseMeterSpec({ ...good, scale: 0.001 }).scale).toBe(0.001);
+    expect(parseMeterSpec({ ...good, scale: 0.001 })).toMatchObject({ scale: 0.001 });
     expect(parseMeterSpec({ ...good, url: "https://pdu.lan:8443/outlets", pointer: "" }).url).toBe(
       "https://pdu.lan:8443/outlets",
     );

@@ -126,7 +126,7 @@ describe("agentd sim asic", () => {
     expect(await run.exited).toBe(0);
   });
 
-  it("bitaxe and cpuminer have no cgminer API: api is null in the ready line", async () => {
+  it("bitaxe has no cgminer API (api null) but its AxeOS HTTP API (web)", async () => {
     const pool = await h.pool();
     const run = spawnAgentd(["sim", "asic", "--profile", "bitaxe", "--pool", pool.url]);
     const ready = JSON.parse(await run.line(0));
@@ -136,7 +136,7 @@ describe("agentd sim asic", () => {
         profile: "bitaxe",
         worker: "sim.bitaxe-0",
         api: null,
-        web: null,
+        web: { host: "127.0.0.1", port: expect.any(Number) },
         mac: expect.stringMatching(/^02(:[0-9a-f]{2}){5}$/),
         serial: expect.stringMatching(/^SIM/),
       },
