@@ -78,7 +78,7 @@ describe("agentd sim meter (the CLI)", () => {
 
   it.each([
     [["--shape", "emeter"], '--shape: expected shelly|pdu, found "emeter"'],
-    [["--fault", "fire"], "--fault: expected not-number|negative|nan|missing|malformed"],
+    [["--fault", "fire"], "--fault: expected not-number|negative|nan|missing|relay-off|malformed"],
     [["--watts", "lots"], '--watts: expected a number, found "lots"'],
     [["--outlets", "0"], '--outlets: expected an integer from 1 to 9999, found "0"'],
     [["--listen", "nowhere"], '--listen: expected HOST:PORT, found "nowhere"'],
