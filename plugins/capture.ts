@@ -26,9 +26,18 @@ export const CAPTURE_REQUESTS: readonly CaptureRequest[] = [
   { surface: "4028", name: "temps", command: "temps" },
   { surface: "4028", name: "fans", command: "fans" },
   { surface: "4028", name: "tunerstatus", command: "tunerstatus" },
+  // LuxOS: read-only reports (its writes need a session; none is opened here).
+  { surface: "4028", name: "config", command: "config" },
+  { surface: "4028", name: "power", command: "power" },
+  { surface: "4028", name: "psuget", command: "psuget" },
+  { surface: "4028", name: "profiles", command: "profiles" },
   { surface: "web", name: "get_system_info", path: "/cgi-bin/get_system_info.cgi" },
   { surface: "web", name: "get_miner_conf", path: "/cgi-bin/get_miner_conf.cgi" },
   { surface: "web", name: "summary.cgi", path: "/cgi-bin/summary.cgi" },
+  // ESP-Miner (Bitaxe) and VNish: their HTTP APIs' read-only views.
+  { surface: "web", name: "api-system-info", path: "/api/system/info" },
+  { surface: "web", name: "vnish-info", path: "/api/v1/info" },
+  { surface: "web", name: "vnish-summary", path: "/api/v1/summary" },
 ];
 
 export type CaptureRequest =
