@@ -39,9 +39,14 @@ import { cpuSecondsOf, memoryOf } from "./proxy-scale/proc.ts";
 import { startChild } from "./proxy-scale/procs.ts";
 
 const opts = benchArgs("drivers", {
-  s9: integer(500, 0, 10_000),
-  s19: integer(400, 0, 10_000),
-  meters: integer(100, 0, 10_000),
+  s9: integer(300, 0, 10_000),
+  s19: integer(250, 0, 10_000),
+  bos: integer(150, 0, 10_000),
+  luxos: integer(100, 0, 10_000),
+  vnish: integer(50, 0, 10_000),
+  bitaxe: integer(50, 0, 10_000),
+  meters: integer(80, 0, 10_000),
+  plugs: integer(20, 0, 10_000),
   rounds: integer(4, 1, 1000, "R"),
   interval: decimal(15, 0.5, 3600, "S"),
   concurrency: integer(100, 1, 10_000, "C"),
@@ -52,8 +57,9 @@ const opts = benchArgs("drivers", {
 interface FleetMiner {
   id: string;
   family: Family;
-  apiPort: number;
-  webPort: number;
+  apiPort?: number;
+  webPort?: number;
+  grpcPort?: number;
 }
 interface Served {
   served: Record<string, number[]>;
@@ -68,12 +74,9 @@ const fleet = await startChild(
   NODE,
   [
     resolve(ROOT, "bench/drivers/fleet.ts"),
-    "--s9",
-    String(opts.s9),
-    "--s19",
-    String(opts.s19),
-    "--meters",
-    String(opts.meters),
+    ...(["s9", "s19", "bos", "luxos", "vnish", "bitaxe", "meters", "plugs"] as const).flatMap(
+      (k) => [`--${k}`, String(opts[k])],
+    ),
   ],
   { PATH: process.env.PATH ?? "/usr/bin:/bin" },
   300_000,
@@ -134,7 +137,12 @@ const drivers = new Map(
     m.id,
     host.driver(
       m.family,
-      { host: "127.0.0.1", apiPort: m.apiPort, webPort: m.webPort },
+      {
+        host: "127.0.0.1",
+        ...(m.apiPort === undefined ? {} : { apiPort: m.apiPort }),
+        ...(m.webPort === undefined ? {} : { webPort: m.webPort }),
+        ...(m.grpcPort === undefined ? {} : { grpcPort: m.grpcPort }),
+      },
       null,
       DEFAULT_LIMITS,
     ),
@@ -168,13 +176,17 @@ function bare(port: number, payload: string): Promise<number> {
 function baselineJobs(reads: Record<string, number>): (() => Promise<number>)[] {
   const jobs: (() => Promise<number>)[] = [];
   for (const m of miners) {
-    for (let i = 0; i < (reads[m.id] ?? 0); i++) {
-      jobs.push(() => bare(m.apiPort, '{"command":"summary"}'));
-    }
+    // a 4028 summary where the miner has that API; an HTTP GET of `/` where it has only HTTP
+    const port = m.apiPort ?? m.webPort;
+    const payload =
+      m.apiPort !== undefined ? '{"command":"summary"}' : "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+    if (port === undefined) continue;
+    for (let i = 0; i < (reads[m.id] ?? 0); i++) jobs.push(() => bare(port, payload));
   }
   for (const m of meters) {
     const u = new URL(m.url);
-    jobs.push(() => bare(Number(u.port), `GET ${u.pathname} HTTP/1.0\r\nHost: ${u.host}\r\n\r\n`));
+    const path = m.kind === "shelly-gen2" ? "/rpc/Switch.GetStatus?id=0" : u.pathname;
+    jobs.push(() => bare(Number(u.port), `GET ${path} HTTP/1.0\r\nHost: ${u.host}\r\n\r\n`));
   }
   return jobs;
 }
@@ -182,11 +194,25 @@ function baselineJobs(reads: Record<string, number>): (() => Promise<number>)[] 
 function check(
   results: (Reading | { watts: number; id: string } | Error)[],
   s: Served,
-): { complete: number; incomplete: number; stale: number; errors: Record<string, number> } {
-  const out = { complete: 0, incomplete: 0, stale: 0, errors: {} as Record<string, number> };
+): {
+  complete: number;
+  incomplete: number;
+  stale: number;
+  errors: Record<string, number>;
+  byFamily: Record<string, string>;
+} {
+  const out = {
+    complete: 0,
+    incomplete: 0,
+    stale: 0,
+    errors: {} as Record<string, number>,
+    byFamily: {} as Record<string, string>,
+  };
   results.forEach((r, i) => {
     if (r instanceof Error) {
-      const code = (r as Error & { code?: string }).code ?? r.message;
+      const code = `${(r as Error & { code?: string }).code ?? r.message} (${
+        i < miners.length ? (miners[i] as FleetMiner).family : "meter"
+      })`;
       out.errors[code] = (out.errors[code] ?? 0) + 1;
       return;
     }
@@ -196,14 +222,21 @@ function check(
       const whole =
         x.hashrateGhs !== null &&
         x.hashrateGhs > 0 &&
-        x.boards.length === 3 &&
-        x.boards.every((b) => b.chipTempC.length > 0 && b.hashrateGhs !== null) &&
-        x.fans.length >= 2 &&
+        x.boards.length >= 1 &&
+        x.boards.every((b) => b.chipTempC.length + b.pcbTempC.length > 0) &&
+        x.fans.length >= 1 &&
         x.pools.length >= 1 &&
         x.uptimeS !== null;
-      if (!whole) out.incomplete++;
-      else if (!(s.served[m.id] ?? []).includes(x.hashrateGhs as number)) out.stale++;
-      else out.complete++;
+      const ghs = x.hashrateGhs as number;
+      // served as GH/s; a driver reading MH/s divides by 1000 (float: compare closely)
+      const current = (s.served[m.id] ?? []).some((v) => Math.abs(v - ghs) <= 1e-9 * v);
+      if (!whole) {
+        out.incomplete++;
+        out.byFamily[m.family] = `${out.byFamily[m.family] ?? ""}i`;
+      } else if (!current) {
+        out.stale++;
+        out.byFamily[m.family] = `${out.byFamily[m.family] ?? ""}s`;
+      } else out.complete++;
     } else {
       const meter = meters[i - miners.length] as MeterSpec;
       const x = r as { watts: number };
@@ -273,7 +306,12 @@ const summary = {
   config: {
     s9: opts.s9,
     s19: opts.s19,
+    bos: opts.bos,
+    luxos: opts.luxos,
+    vnish: opts.vnish,
+    bitaxe: opts.bitaxe,
     meters: opts.meters,
+    plugs: opts.plugs,
     rounds: opts.rounds,
     interval_s: opts.interval,
     concurrency: opts.concurrency,

@@ -47,6 +47,7 @@ export class LuxosSim {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   #port = 0;
+  readonly #served: number[] = [];
   fault: LuxosFault | null;
   slots: Slot[];
   active = 0;
@@ -178,10 +179,19 @@ export class LuxosSim {
   /** A small change on every read, never the same value twice in a row. */
   #jitter(): number {
     this.#reads++;
-    return 1 + (this.#reads % 7) / 1000;
+    return 1 + (this.#reads % 997) / 100_000;
   }
 
+  /** The hashrates `summary` served since the last call (bench/drivers.ts checks readings). */
+  takeServed(): number[] {
+    return this.#served.splice(0);
+  }
+
+  /** Requests answered (bench/drivers.ts makes as many bare ones for its baseline). */
+  answered = 0;
+
   #answer(command: string, parameter: string): Obj {
+    this.answered++;
     const params = parameter === "" ? [] : parameter.split(",");
     switch (command) {
       case "version":
@@ -189,6 +199,7 @@ export class LuxosSim {
       case "summary": {
         const row = this.#row("summary", "SUMMARY");
         const ghs = this.curtailed ? 0 : Number(row["GHS 5s"]) * this.#jitter();
+        if (this.#served.length < 256) this.#served.push(ghs);
         return this.#envelope(11, "Summary", {
           SUMMARY: [{ ...row, "GHS 5s": ghs, Elapsed: this.#uptimeS() }],
         });

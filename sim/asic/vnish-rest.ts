@@ -39,6 +39,12 @@ export class VnishSim {
   readonly #sockets = new Set<Socket>();
   #tokens = new Set<string>();
   #reads = 0;
+  readonly #served: number[] = [];
+
+  /** The hashrates 4028 `summary` served since the last call (bench/drivers.ts checks readings). */
+  takeServed(): number[] {
+    return this.#served.splice(0);
+  }
   webPort = 0;
   apiPort = 0;
   fault: VnishFault | null;
@@ -86,7 +92,11 @@ export class VnishSim {
     return this.state !== "stopped";
   }
 
+  /** Requests answered, 4028 and REST (bench/drivers.ts makes as many for its baseline). */
+  answered = 0;
+
   #onApi(socket: Socket): void {
+    this.answered++;
     this.#sockets.add(socket);
     socket.on("close", () => this.#sockets.delete(socket));
     socket.on("error", () => socket.destroy());
@@ -119,11 +129,13 @@ export class VnishSim {
         };
       } else if (req.command === "summary") {
         this.#reads++;
+        const ghs = this.#mining() ? 110_000 + (this.#reads % 997) / 100 : 0;
+        if (this.#served.length < 256) this.#served.push(ghs);
         reply = {
           STATUS: status(11, "Summary"),
           SUMMARY: [
             {
-              "GHS 5s": this.#mining() ? 110_000 + (this.#reads % 50) : 0,
+              "GHS 5s": ghs,
               Elapsed: this.#uptimeS(),
             },
           ],
@@ -135,6 +147,7 @@ export class VnishSim {
   }
 
   #onHttp(req: IncomingMessage, res: ServerResponse): void {
+    this.answered++;
     let body = "";
     req.on("data", (c: Buffer) => {
       body += c.toString("utf8");

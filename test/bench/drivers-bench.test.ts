@@ -20,16 +20,26 @@ beforeAll(() => {
 });
 
 describe("drivers benchmark (tiny)", () => {
-  it("reads every device each round through the driver host, each reading complete and current", () => {
+  it("reads a mixed fleet of every family and both meter kinds through the driver host, each reading complete and current", () => {
     const r = spawnSync(
       NODE,
       [
         resolve(REPO_ROOT, "bench", "drivers.ts"),
         "--s9",
-        "3",
+        "2",
         "--s19",
-        "3",
+        "2",
+        "--bos",
+        "2",
+        "--luxos",
+        "2",
+        "--vnish",
+        "2",
+        "--bitaxe",
+        "2",
         "--meters",
+        "2",
+        "--plugs",
         "2",
         "--rounds",
         "2",
@@ -57,9 +67,10 @@ describe("drivers benchmark (tiny)", () => {
     expect(s.readings_complete_and_current).toBe(true);
     expect(s.rounds).toHaveLength(2);
     for (const round of s.rounds) {
-      expect(round).toMatchObject({ devices: 8, complete: 8, stale: 0, incomplete: 0 });
-      // S9: summary, stats, pools; S19: also get_miner_conf; and one per meter
-      expect(round.requests).toBe(3 * 3 + 3 * 4 + 2);
+      // every family's miners, two PDUs and two plugs: each read complete and current
+      expect(round).toMatchObject({ devices: 16, complete: 16, stale: 0, incomplete: 0 });
+      // at least one request per miner and one per meter; S9: summary, stats, pools
+      expect(round.requests).toBeGreaterThanOrEqual(2 * 3 + 10 + 4);
       expect(round.ratio).toBeGreaterThan(0);
       expect(round.host_cpu_s).toBeGreaterThanOrEqual(0);
     }
