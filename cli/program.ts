@@ -120,7 +120,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   // Every subcommand reports usage errors like the root does and never exits by itself.
   for (const cmd of allCommands(program)) {
     cmd.exitOverride().configureOutput(program.configureOutput());
-    if (cmd.commands.length === 0) for (const o of globalOptions()) cmd.addOption(o);
+    if (cmd.commands.length === 0 || hasOwnAction(cmd)) {
+      for (const o of globalOptions()) cmd.addOption(o);
+    }
   }
 
   try {
@@ -159,6 +161,14 @@ export async function commandTree(io: CliIo): Promise<Command> {
   const run: Run = async () => {};
   for (const v of VERBS) for (const register of await v.load()) register(program, io, run);
   return program;
+}
+
+/**
+ * A verb that runs by itself and also has subverbs (`agentd miners`, `agentd miners probe`):
+ * it takes the global options too. Commander keeps the handler in a field of its own.
+ */
+function hasOwnAction(cmd: Command): boolean {
+  return (cmd as unknown as { _actionHandler?: unknown })._actionHandler != null;
 }
 
 function allCommands(cmd: Command): Command[] {
