@@ -106,6 +106,7 @@ const PRODUCT = [
   "stratum-client",
   "supervisor",
   "plugins",
+  "fleet",
   "control-plane",
   "cli",
 ];
