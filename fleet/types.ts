@@ -1,8 +1,8 @@
 /**
  * The fleet manager's vocabulary (issue 18): what the agent knows about each adopted miner,
- * what it read, and what the planner asks the executor to do. Data only: the planner
- * (planner.ts) is a pure function of these, the executor (executor.ts) applies its actions
- * through the drivers, the inventory (inventory.ts) persists the miners.
+ * what it read, and what the planner asks the executor to do. Data only: the planner is a pure
+ * function of these, the executor applies its actions through the drivers, the inventory
+ * persists the miners (ARCHITECTURE.md, `fleet/`).
  */
 import type {
   Capabilities,
