@@ -15,7 +15,9 @@ describe("the error → status table", () => {
     for (const code of ALL) {
       const status = CODE_STATUS[code];
       expect(status, code).toBeDefined();
-      expect([400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 502, 503, 504], code).toContain(status);
+      expect([400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 502, 503, 504], code).toContain(
+        status,
+      );
     }
     expect(Object.keys(CODE_STATUS).sort()).toEqual([...ALL].sort());
   });
