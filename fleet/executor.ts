@@ -15,10 +15,12 @@
  *   no-op, so a repeated plan never resets a backoff nor sends a write twice.
  * - A waiting action of one group never holds up another group's on the same miner: a pool
  *   write backing off must not delay a sleep.
- * - The pending list is written to the inventory before an action is sent (with its attempt
- *   count) and cleared once it ends, so a restart (`resume`) sends what was unconfirmed and
- *   nothing confirmed. A crash between a confirmation and its clearing sends it once more:
- *   every action is idempotent (sleeping a sleeping miner is confirmed by its first read-back).
+ * - The pending list is written to the inventory when actions are submitted, before any is
+ *   sent (one write for the whole plan), and rewritten as they end (attempts, removal), those
+ *   writes coalesced to one per turn of the event loop: a revocation reaching a thousand
+ *   miners is a few writes, not thousands. So a restart (`resume`) sends what was unconfirmed.
+ *   A crash between a confirmation and the write that clears it sends it once more: every
+ *   action is idempotent (sleeping a sleeping miner is confirmed by its first read-back).
  * - A miner whose identity check fails (`blocked`: another machine answers at its address) is
  *   never sent anything: the attempt fails with that code and is retried like any failure.
  * Every end is a `fleet.action` event for the audit log and the metrics: URLs and users of
@@ -27,7 +29,7 @@
 import type { Clock } from "../lib/clock.ts";
 import { type AgentdError, isAgentdError } from "../lib/errors.ts";
 import { canonicalize } from "../lib/json/canonical.ts";
-import type { TimerHandle, Timers } from "../lib/timers.ts";
+import { nextTurn, type TimerHandle, type Timers } from "../lib/timers.ts";
 import type { Confirmed, MinerDriver } from "../plugins/driver.ts";
 import type { Pending, PendingStore } from "./inventory.ts";
 import type { FleetAction, FleetMiner } from "./types.ts";
@@ -59,10 +61,7 @@ export interface Unconfirmed {
 }
 
 export interface ExecutorOptions {
-  readonly store: PendingStore & {
-    allPending(): Readonly<Record<string, readonly Pending[]>>;
-    nextSeq(): number;
-  };
+  readonly store: PendingStore;
   /** The adopted miner by id (undefined: forgotten, its actions are dropped). */
   readonly miner: (id: string) => FleetMiner | undefined;
   /** In production, the DriverHost's `driver(family, endpoint, credentials, limits)`. */
@@ -76,6 +75,8 @@ export interface ExecutorOptions {
   /** Why this miner must not be acted on now (the reader's identity check), or null. */
   readonly blocked?: (id: string) => AgentdError | null;
   readonly onEvent?: (e: FleetActionEvent) => void;
+  /** The pending list could not be written after an action ended (logged; retried next time). */
+  readonly onWriteError?: (err: unknown) => void;
 }
 
 type Group = "power" | "mode" | "target" | "pools";
@@ -114,6 +115,9 @@ export class FleetExecutor {
   #active = 0;
   #seq: number;
   #closed = false;
+  /** Miners whose pending list changed since the last write. */
+  readonly #dirty = new Set<string>();
+  #flushQueued = false;
 
   constructor(o: ExecutorOptions) {
     this.#o = o;
@@ -138,10 +142,14 @@ export class FleetExecutor {
     this.#pump();
   }
 
-  /** Takes the planner's actions (repeats of pending ones are ignored). */
+  /**
+   * Takes the planner's actions (repeats of pending ones are ignored). Throws, sending none of
+   * them, when they cannot be written to the inventory (a full disk): an action not written
+   * could be lost or repeated by a restart.
+   */
   submit(actions: readonly FleetAction[]): void {
     if (this.#closed) return;
-    const touched = new Set<string>();
+    const added: Entry[] = [];
     for (const action of actions) {
       const q = this.#queue(action.miner);
       const live = q.entries.filter((e) => !e.superseded);
@@ -154,11 +162,21 @@ export class FleetExecutor {
         this.#emit(e, "superseded");
       }
       const now = this.#o.clock.now();
-      q.entries.push(entry(this.#seq++, action, now, 0, now));
-      touched.add(action.miner);
+      const e = entry(this.#seq++, action, now, 0, now);
+      q.entries.push(e);
+      added.push(e);
+      this.#dirty.add(action.miner);
     }
     // Written before anything is sent: a restart from here resumes these.
-    for (const id of touched) this.#persist(id);
+    try {
+      this.#flush();
+    } catch (err) {
+      for (const e of added) {
+        const q = this.#queues.get(e.action.miner);
+        if (q !== undefined) this.#drop(q, e);
+      }
+      throw err;
+    }
     this.#pump();
   }
 
@@ -193,6 +211,7 @@ export class FleetExecutor {
   /** Stops retrying (what is in flight finishes; nothing new is sent). Pending stays written. */
   close(): void {
     this.#closed = true;
+    this.#flushSafely();
     for (const q of this.#queues.values()) {
       for (const e of q.entries) if (e.timer !== null) this.#o.timers.clearTimeout(e.timer);
     }
@@ -231,7 +250,7 @@ export class FleetExecutor {
         this.forget(id);
         return;
       }
-      this.#persist(id); // the attempt count, before the write goes out
+      this.#changed(id); // its attempt count, for status after a restart
       let failure: unknown = null;
       try {
         const blocked = this.#o.blocked?.(id) ?? null;
@@ -243,17 +262,15 @@ export class FleetExecutor {
       e.running = false;
       if (failure === null) {
         this.#drop(q, e);
-        this.#persist(id);
+        this.#changed(id);
         this.#emit(e, "confirmed");
         return;
       }
       const code = isAgentdError(failure) ? failure.code : "AGENTD_E_INTERNAL";
       e.lastCode = code;
       if (e.superseded || code === "AGENTD_E_MINER_UNSUPPORTED" || this.#closed) {
-        if (e.superseded || code === "AGENTD_E_MINER_UNSUPPORTED") {
-          this.#drop(q, e);
-          this.#persist(id);
-        }
+        if (e.superseded || code === "AGENTD_E_MINER_UNSUPPORTED") this.#drop(q, e);
+        this.#changed(id);
         this.#emit(e, e.superseded ? "superseded" : "failed", code);
         return;
       }
@@ -263,6 +280,7 @@ export class FleetExecutor {
         e.timer = null;
         this.#pump();
       }, delay);
+      this.#changed(id); // its attempt count
       this.#emit(e, "failed", code, delay);
     } finally {
       e.running = false;
@@ -278,15 +296,38 @@ export class FleetExecutor {
     q.entries = q.entries.filter((x) => x !== e);
   }
 
-  #persist(id: string): void {
-    const q = this.#queues.get(id);
-    if (q === undefined) return;
-    this.#o.store.setPending(
-      id,
-      q.entries
+  /** The pending list of `id` changed: written at the end of this turn, with the others. */
+  #changed(id: string): void {
+    this.#dirty.add(id);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    nextTurn(() => this.#flushSafely());
+  }
+
+  /** Writes the changed lists; on failure they stay dirty for the next write, and it throws. */
+  #flush(): void {
+    this.#flushQueued = false;
+    if (this.#dirty.size === 0) return;
+    const lists: Record<string, Pending[]> = {};
+    for (const id of this.#dirty) {
+      lists[id] = (this.#queues.get(id)?.entries ?? [])
         .filter((e) => !e.superseded)
-        .map((e) => ({ seq: e.seq, action: e.action, since: e.since, attempts: e.attempts })),
-    );
+        .map((e) => ({ seq: e.seq, action: e.action, since: e.since, attempts: e.attempts }));
+    }
+    this.#o.store.setPending(lists);
+    this.#dirty.clear();
+  }
+
+  /**
+   * For the writes after an action ended: a failure there must not crash the agent, and costs
+   * at most a repeat after a restart (a cleared action still written is resent, idempotent).
+   */
+  #flushSafely(): void {
+    try {
+      this.#flush();
+    } catch (err) {
+      this.#o.onWriteError?.(err);
+    }
   }
 
   #emit(e: Entry, result: ActionResult, code?: string, retryInMs?: number): void {

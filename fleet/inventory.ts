@@ -3,11 +3,14 @@
  * versioned, atomic, 0600), and the actions sent to each and not yet confirmed (so a restart
  * neither repeats a confirmed action nor loses an unconfirmed one).
  *
- * Two files, both 0600:
- * - `fleet-inventory.json`, format 1: `{miners: FleetMiner[], pending: {<id>: Pending[]}}`.
- * - `fleet-previous-slots.json`, format 1: `{<id>: SavedSlots}`, the pool slots each miner
- *   had before the agent took them over, so `miners forget` can give them back. Kept apart so
- *   that the file rewritten on every action never carries the owner's old pools.
+ * Three files, all 0600, each format 1:
+ * - `fleet-inventory.json`: `{miners: FleetMiner[]}`, rewritten only when a miner is adopted,
+ *   moved or forgotten.
+ * - `fleet-pending.json`: `{<id>: Pending[]}`, rewritten as actions are sent and end: apart,
+ *   so that a revocation reaching a thousand miners does not rewrite every miner's record.
+ * - `fleet-previous-slots.json`: `{<id>: SavedSlots}`, the pool slots each miner had before
+ *   the agent took them over, so `miners forget` can give them back (never in the files
+ *   rewritten on every action).
  *
  * A file this code cannot read is refused, never replaced: a newer format is
  * AGENTD_E_FILE_FORMAT_NEWER, a damaged one AGENTD_E_FILE_CORRUPT, and `open` throws before
@@ -23,6 +26,7 @@ import { nameplate } from "./nameplate.ts";
 import type { FleetAction, FleetMiner } from "./types.ts";
 
 export const INVENTORY_FILE = "fleet-inventory.json";
+export const PENDING_FILE = "fleet-pending.json";
 export const PREVIOUS_SLOTS_FILE = "fleet-previous-slots.json";
 export const INVENTORY_FORMAT = 1;
 
@@ -76,12 +80,16 @@ export interface Adopted {
 /** What the executor needs of the inventory: the pending list per miner. */
 export interface PendingStore {
   pending(id: string): readonly Pending[];
-  setPending(id: string, list: readonly Pending[]): void;
+  /** Replaces the lists of the miners given (an empty list clears), in one write. */
+  setPending(lists: Readonly<Record<string, readonly Pending[]>>): void;
+  /** Every miner's pending actions, for the executor to resume after a restart. */
+  allPending(): Readonly<Record<string, readonly Pending[]>>;
+  /** A `seq` greater than any written. */
+  nextSeq(): number;
 }
 
 interface Doc {
   miners: FleetMiner[];
-  pending: Record<string, Pending[]>;
 }
 
 const SHORT: Readonly<Record<Family, string>> = {
@@ -95,16 +103,20 @@ const SHORT: Readonly<Record<Family, string>> = {
 
 export class Inventory implements PendingStore {
   readonly #path: string;
+  readonly #pendingPath: string;
   readonly #slotsPath: string;
   readonly #clock: Clock;
   #doc: Doc;
+  #pending: Record<string, readonly Pending[]>;
   #saved: Record<string, SavedSlots>;
 
   private constructor(dir: string, clock: Clock) {
     this.#path = join(dir, INVENTORY_FILE);
+    this.#pendingPath = join(dir, PENDING_FILE);
     this.#slotsPath = join(dir, PREVIOUS_SLOTS_FILE);
     this.#clock = clock;
     this.#doc = loadDoc(this.#path);
+    this.#pending = loadPending(this.#pendingPath, new Set(this.#doc.miners.map((m) => m.id)));
     this.#saved = loadSaved(this.#slotsPath);
   }
 
@@ -179,7 +191,7 @@ export class Inventory implements PendingStore {
       },
     };
     writeStateFile(this.#slotsPath, INVENTORY_FORMAT, this.#saved);
-    this.#doc = { ...this.#doc, miners: [...this.#doc.miners, miner] };
+    this.#doc = { miners: [...this.#doc.miners, miner] };
     this.#write();
     return { miner, created: true, moved: false };
   }
@@ -192,14 +204,14 @@ export class Inventory implements PendingStore {
 
   /**
    * Removes the miner and its pending actions; returns the slots it had before adoption (null
-   * when none were saved) for the caller to write back. The saved slots go last, so a crash
-   * in between leaves them to a second `forget`.
+   * when none were saved) for the caller to write back. Pending first, saved slots last, so a
+   * crash in between leaves nothing to act on and the slots to a second `forget`.
    */
   forget(id: string): SavedSlots | null {
     this.#must(id);
     const saved = this.#saved[id] ?? null;
-    const { [id]: _dropped, ...pending } = this.#doc.pending;
-    this.#doc = { miners: this.#doc.miners.filter((m) => m.id !== id), pending };
+    this.setPending({ [id]: [] });
+    this.#doc = { miners: this.#doc.miners.filter((m) => m.id !== id) };
     this.#write();
     const { [id]: _gone, ...rest } = this.#saved;
     this.#saved = rest;
@@ -212,31 +224,29 @@ export class Inventory implements PendingStore {
   }
 
   pending(id: string): readonly Pending[] {
-    return this.#doc.pending[id] ?? [];
+    return this.#pending[id] ?? [];
   }
 
-  /** Every miner's pending actions, for the executor to resume after a restart. */
   allPending(): Readonly<Record<string, readonly Pending[]>> {
-    return this.#doc.pending;
+    return this.#pending;
   }
 
-  /** The next free `seq` (greater than any written). */
   nextSeq(): number {
     let max = 0;
-    for (const list of Object.values(this.#doc.pending))
+    for (const list of Object.values(this.#pending))
       for (const p of list) max = Math.max(max, p.seq);
     return max + 1;
   }
 
-  setPending(id: string, list: readonly Pending[]): void {
-    // A forgotten miner's late result must not bring its entry back.
-    if (this.get(id) === undefined) return;
-    const { [id]: _old, ...others } = this.#doc.pending;
-    this.#doc = {
-      ...this.#doc,
-      pending: list.length === 0 ? others : { ...others, [id]: [...list] },
-    };
-    this.#write();
+  setPending(lists: Readonly<Record<string, readonly Pending[]>>): void {
+    const next: Record<string, readonly Pending[]> = { ...this.#pending };
+    for (const [id, list] of Object.entries(lists)) {
+      // A forgotten miner's late result must not bring its entry back.
+      if (list.length === 0 || this.get(id) === undefined) delete next[id];
+      else next[id] = [...list];
+    }
+    this.#pending = next;
+    writeStateFile(this.#pendingPath, INVENTORY_FORMAT, this.#pending);
   }
 
   #newId(identity: Identity): string {
@@ -260,10 +270,7 @@ export class Inventory implements PendingStore {
   }
 
   #replace(miner: FleetMiner): void {
-    this.#doc = {
-      ...this.#doc,
-      miners: this.#doc.miners.map((m) => (m.id === miner.id ? miner : m)),
-    };
+    this.#doc = { miners: this.#doc.miners.map((m) => (m.id === miner.id ? miner : m)) };
     this.#write();
   }
 
@@ -309,11 +316,9 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
 
 function loadDoc(path: string): Doc {
   const file = readStateFile(path, { format: INVENTORY_FORMAT });
-  if (file === undefined) return { miners: [], pending: {} };
+  if (file === undefined) return { miners: [] };
   const d = file.data;
-  if (!isObject(d) || !Array.isArray(d.miners) || !isObject(d.pending)) {
-    throw corrupt(path, `"miners" must be an array and "pending" an object`);
-  }
+  if (!isObject(d) || !Array.isArray(d.miners)) throw corrupt(path, `"miners" must be an array`);
   const ids = new Set<string>();
   for (const m of d.miners) {
     if (!isObject(m) || typeof m.id !== "string" || !isObject(m.endpoint)) {
@@ -326,8 +331,16 @@ function loadDoc(path: string): Doc {
     if (ids.has(m.id)) throw corrupt(path, `${m.id}: adopted twice`);
     ids.add(m.id);
   }
-  for (const [id, list] of Object.entries(d.pending)) {
-    if (!ids.has(id)) throw corrupt(path, `pending actions for ${id}, which is not adopted`);
+  return { miners: d.miners as unknown as FleetMiner[] };
+}
+
+function loadPending(path: string, adopted: ReadonlySet<string>): Record<string, Pending[]> {
+  const file = readStateFile(path, { format: INVENTORY_FORMAT });
+  if (file === undefined) return {};
+  const d = file.data;
+  if (!isObject(d)) throw corrupt(path, "not an object of pending actions");
+  const out: Record<string, Pending[]> = {};
+  for (const [id, list] of Object.entries(d)) {
     if (!Array.isArray(list)) throw corrupt(path, `${id}: pending is not a list`);
     for (const p of list) {
       if (
@@ -340,8 +353,10 @@ function loadDoc(path: string): Doc {
         throw corrupt(path, `${id}: a pending action without seq, kind or this miner`);
       }
     }
+    // A miner forgotten by a `forget` cut short: nothing is sent to it.
+    if (adopted.has(id)) out[id] = list as Pending[];
   }
-  return d as unknown as Doc;
+  return out;
 }
 
 function loadSaved(path: string): Record<string, SavedSlots> {

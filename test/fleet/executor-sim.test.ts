@@ -125,6 +125,7 @@ describe("fleet executor with simulated S19s", () => {
     expect(events[1]).toMatchObject({ result: "confirmed", attempts: 2 });
     expect(s.miner.hashing).toBe(false);
     expect(exec.unconfirmed()).toEqual([]);
+    await new Promise((r) => setImmediate(r)); // the write that clears it is coalesced per turn
     expect(inv.pending(id)).toEqual([]);
   });
 });

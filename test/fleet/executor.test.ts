@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { type FleetActionEvent, FleetExecutor } from "../../fleet/executor.ts";
-import { Inventory } from "../../fleet/inventory.ts";
+import { Inventory, type Pending } from "../../fleet/inventory.ts";
 import type { FleetAction, FleetMiner } from "../../fleet/types.ts";
 import { AgentdError, type ErrorCode } from "../../lib/errors.ts";
 import { fakeTime } from "../../lib/timers.ts";
@@ -19,6 +19,8 @@ interface Call {
   readonly miner: string;
   readonly kind: string;
   readonly arg: unknown;
+  /** What the inventory on disk held for this miner when the driver was called. */
+  readonly onDisk: readonly Pending[];
   confirm(): void;
   fail(code: ErrorCode): void;
 }
@@ -54,6 +56,7 @@ function harness(o: { miners?: number; concurrency?: number; dir?: string } = {}
             miner: m.id,
             kind,
             arg,
+            onDisk: Inventory.open(dir, time.clock).pending(m.id),
             confirm: () =>
               resolve({
                 action: kind as Confirmed["action"],
@@ -260,9 +263,7 @@ describe("fleet executor (fake driver)", () => {
     h.exec.submit([pools(id)]);
     await turns();
     expect(h.calls).toHaveLength(1);
-    expect(Inventory.open(h.dir, h.time.clock).pending(id)).toEqual([
-      expect.objectContaining({ action: pools(id), attempts: 1 }),
-    ]);
+    expect(h.calls[0]?.onDisk).toEqual([expect.objectContaining({ action: pools(id) })]);
     h.calls[0]?.confirm();
     await turns();
     expect(Inventory.open(h.dir, h.time.clock).pending(id)).toEqual([]);
@@ -293,5 +294,45 @@ describe("fleet executor (fake driver)", () => {
     await turns();
     expect(second.calls.filter((c) => c.miner === b)).toHaveLength(1);
     expect(second.exec.unconfirmed().filter((u) => u.miner === b)).toEqual([]);
+  });
+
+  it("a plan for many miners is one write; a plan that cannot be written is not sent", async () => {
+    const h = harness({ miners: 5 });
+    let writes = 0;
+    let broken = false;
+    const store = {
+      pending: (id: string) => h.inv.pending(id),
+      allPending: () => h.inv.allPending(),
+      nextSeq: () => h.inv.nextSeq(),
+      setPending: (lists: Readonly<Record<string, readonly Pending[]>>) => {
+        if (broken) throw new AgentdError("AGENTD_E_IO", "disk full");
+        writes++;
+        h.inv.setPending(lists);
+      },
+    };
+    const sent: string[] = [];
+    const exec = new FleetExecutor({
+      store,
+      miner: (id) => h.inv.get(id),
+      driverFor: (m) => {
+        sent.push(m.id);
+        return { sleep: () => new Promise<Confirmed>(() => {}) } as unknown as MinerDriver;
+      },
+      clock: h.time.clock,
+      timers: h.time.timers,
+    });
+    broken = true;
+    expect(() => exec.submit(h.ids.map((id) => sleep(id)))).toThrow("disk full");
+    await turns();
+    expect(sent).toEqual([]);
+    expect(exec.unconfirmed()).toEqual([]);
+    broken = false;
+    exec.submit(h.ids.map((id) => sleep(id)));
+    expect(writes).toBe(1);
+    expect(Object.keys(h.inv.allPending()).sort()).toEqual([...h.ids].sort());
+    await turns();
+    expect(sent.sort()).toEqual([...h.ids].sort());
+    // The five attempt counts that followed: one more write, not five.
+    expect(writes).toBe(2);
   });
 });

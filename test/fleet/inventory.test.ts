@@ -1,7 +1,12 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { INVENTORY_FILE, Inventory, PREVIOUS_SLOTS_FILE } from "../../fleet/inventory.ts";
+import {
+  INVENTORY_FILE,
+  Inventory,
+  PENDING_FILE,
+  PREVIOUS_SLOTS_FILE,
+} from "../../fleet/inventory.ts";
 import { nameplate } from "../../fleet/nameplate.ts";
 import { fixedClock } from "../../lib/clock.ts";
 import { isAgentdError } from "../../lib/errors.ts";
@@ -111,9 +116,11 @@ describe("fleet inventory", () => {
     const dir = tmp();
     const inv = Inventory.open(dir, clock);
     const { miner } = adoptS19(inv);
-    inv.setPending(miner.id, [
-      { seq: 1, action: { miner: miner.id, kind: "sleep", why: "t" }, since: 1, attempts: 0 },
-    ]);
+    inv.setPending({
+      [miner.id]: [
+        { seq: 1, action: { miner: miner.id, kind: "sleep", why: "t" }, since: 1, attempts: 0 },
+      ],
+    });
     const saved = inv.forget(miner.id);
     expect(saved).toEqual({
       savedAt: clock.now(),
@@ -129,6 +136,7 @@ describe("fleet inventory", () => {
     expect(reopened.allPending()).toEqual({});
     // Slots never carry a password field, anywhere.
     expect(readFileSync(join(dir, INVENTORY_FILE), "utf8")).not.toContain("password");
+    expect(readFileSync(join(dir, PENDING_FILE), "utf8")).toBe('{"format":1,"data":{}}\n');
   });
 
   it("restart keeps the pending actions, in order, with their attempts", () => {
@@ -154,11 +162,12 @@ describe("fleet inventory", () => {
         attempts: 0,
       },
     ];
-    inv.setPending(miner.id, pend);
+    inv.setPending({ [miner.id]: pend });
+    expect(statSync(join(dir, PENDING_FILE)).mode & 0o777).toBe(0o600);
     const reopened = Inventory.open(dir, clock);
     expect(reopened.pending(miner.id)).toEqual(pend);
     expect(reopened.nextSeq()).toBe(5);
-    reopened.setPending(miner.id, []);
+    reopened.setPending({ [miner.id]: [] });
     expect(Inventory.open(dir, clock).allPending()).toEqual({});
   });
 
@@ -171,7 +180,7 @@ describe("fleet inventory", () => {
     expect(codeOf(() => Inventory.open(dir, clock))).toBe("AGENTD_E_FILE_CORRUPT");
     expect(readFileSync(path, "utf8")).toBe(cut);
     // Whole JSON of the wrong shape is as corrupt, with what is wrong named.
-    writeStateFile(path, 1, { miners: {}, pending: {} });
+    writeStateFile(path, 1, { miners: {} });
     try {
       Inventory.open(dir, clock);
       expect.unreachable();
@@ -184,12 +193,15 @@ describe("fleet inventory", () => {
   it("a newer format is refused, not overwritten", () => {
     const dir = tmp();
     const path = join(dir, INVENTORY_FILE);
-    writeStateFile(path, 2, { miners: [], pending: {}, meters: [] });
+    writeStateFile(path, 2, { miners: [], meters: [] });
     const before = readFileSync(path, "utf8");
     expect(codeOf(() => Inventory.open(dir, clock))).toBe("AGENTD_E_FILE_FORMAT_NEWER");
     expect(readFileSync(path, "utf8")).toBe(before);
     writeStateFile(join(dir, PREVIOUS_SLOTS_FILE), 9, {});
-    writeStateFile(path, 1, { miners: [], pending: {} });
+    writeStateFile(path, 1, { miners: [] });
+    expect(codeOf(() => Inventory.open(dir, clock))).toBe("AGENTD_E_FILE_FORMAT_NEWER");
+    writeStateFile(join(dir, PREVIOUS_SLOTS_FILE), 1, {});
+    writeStateFile(join(dir, PENDING_FILE), 2, {});
     expect(codeOf(() => Inventory.open(dir, clock))).toBe("AGENTD_E_FILE_FORMAT_NEWER");
   });
 });
