@@ -21,8 +21,10 @@
  *   miners is a few writes, not thousands. So a restart (`resume`) sends what was unconfirmed.
  *   A crash between a confirmation and the write that clears it sends it once more: every
  *   action is idempotent (sleeping a sleeping miner is confirmed by its first read-back).
- * - A miner whose identity check fails (`blocked`: another machine answers at its address) is
- *   never sent anything: the attempt fails with that code and is retried like any failure.
+ * - Each attempt first asks the miner who it is (`detect`, plugins/identity.ts): another machine
+ *   at the adopted address (a DHCP lease handed on, a swapped unit) is never sent anything,
+ *   even between two of the reader's rounds; nor is a miner the reader holds `blocked`. The
+ *   attempt fails AGENTD_E_MINER_IDENTITY_CHANGED and is retried like any failure.
  * Every end is a `fleet.action` event for the audit log and the metrics: URLs and users of
  * pool slots, never their passwords.
  */
@@ -31,6 +33,7 @@ import { type AgentdError, isAgentdError } from "../lib/errors.ts";
 import { canonicalize } from "../lib/json/canonical.ts";
 import { nextTurn, type TimerHandle, type Timers } from "../lib/timers.ts";
 import type { Confirmed, MinerDriver } from "../plugins/driver.ts";
+import { assertSameMiner } from "../plugins/identity.ts";
 import type { Pending, PendingStore } from "./inventory.ts";
 import type { FleetAction, FleetMiner } from "./types.ts";
 
@@ -180,7 +183,7 @@ export class FleetExecutor {
     this.#pump();
   }
 
-  /** The miner was forgotten: nothing more is sent to it (what is in flight ends unreported). */
+  /** The miner was forgotten: nothing more is sent to it (what is in flight still ends). */
   forget(id: string): void {
     const q = this.#queues.get(id);
     if (q === undefined) return;
@@ -255,7 +258,9 @@ export class FleetExecutor {
       try {
         const blocked = this.#o.blocked?.(id) ?? null;
         if (blocked !== null) throw blocked;
-        await call(this.#o.driverFor(miner), e.action);
+        const driver = this.#o.driverFor(miner);
+        assertSameMiner(miner, await driver.detect());
+        await call(driver, e.action);
       } catch (err) {
         failure = err;
       }

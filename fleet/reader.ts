@@ -6,7 +6,8 @@
  * the machine that gave it is the adopted one. Another machine at the address (a DHCP lease
  * handed to someone else's miner, a swapped unit) puts the miner in error state
  * AGENTD_E_MINER_IDENTITY_CHANGED: its last good reading is kept with its old `readAt` (the
- * facts go stale, fail closed), and `blocked(id)` tells the executor not to act on it.
+ * facts go stale, fail closed), and `blocked(id)` tells the executor not to act on it until a
+ * read finds the adopted machine again (a timeout in between does not lift it).
  *
  * A round still running when the next falls due is not doubled: that tick is skipped.
  */
@@ -40,6 +41,8 @@ export class FleetReader {
   readonly #o: ReaderOptions;
   readonly #states = new Map<string, Read>();
   readonly #meters = new Map<string, MeterState>();
+  /** Miners where another machine answered, until the adopted one is read there again. */
+  readonly #strangers = new Map<string, string>();
   #round: Promise<void> | null = null;
   #timer: TimerHandle | null = null;
 
@@ -76,9 +79,8 @@ export class FleetReader {
 
   /** The identity error that forbids acting on this miner, or null. */
   blocked(id: string): AgentdError | null {
-    const e = this.#states.get(id)?.lastError;
-    if (e?.code !== "AGENTD_E_MINER_IDENTITY_CHANGED") return null;
-    return new AgentdError("AGENTD_E_MINER_IDENTITY_CHANGED", e.message);
+    const why = this.#strangers.get(id);
+    return why === undefined ? null : new AgentdError("AGENTD_E_MINER_IDENTITY_CHANGED", why);
   }
 
   view(): FleetView {
@@ -93,6 +95,7 @@ export class FleetReader {
     // Forgotten miners leave no state behind.
     const ids = new Set(miners.map((m) => m.id));
     for (const id of this.#states.keys()) if (!ids.has(id)) this.#states.delete(id);
+    for (const id of this.#strangers.keys()) if (!ids.has(id)) this.#strangers.delete(id);
     const specs = this.#o.meters?.() ?? [];
     const meterIds = new Set(specs.map((s) => s.id));
     for (const id of this.#meters.keys()) if (!meterIds.has(id)) this.#meters.delete(id);
@@ -111,9 +114,11 @@ export class FleetReader {
       // After the read: a machine swapped in before it is caught here, and its reading dropped.
       assertSameMiner(m, await driver.detect());
       this.#states.set(m.id, { reading, readAt: reading.at, lastError: null });
+      this.#strangers.delete(m.id);
     } catch (err) {
       const code = isAgentdError(err) ? err.code : "AGENTD_E_INTERNAL";
       const message = err instanceof Error ? err.message : String(err);
+      if (code === "AGENTD_E_MINER_IDENTITY_CHANGED") this.#strangers.set(m.id, message);
       this.#states.set(m.id, {
         reading: prev.reading,
         readAt: prev.readAt,

@@ -128,4 +128,21 @@ describe("fleet executor with simulated S19s", () => {
     await new Promise((r) => setImmediate(r)); // the write that clears it is coalesced per turn
     expect(inv.pending(id)).toEqual([]);
   });
+
+  it("another machine at the adopted address is asked who it is and never written to", async () => {
+    time = steppedTime();
+    const a = await sim("s19", { id: "s19-owned" });
+    const b = await sim("s19", { id: "s19-neighbour" });
+    const { ids, events, exec, until, inv } = await setup([a]);
+    const [id] = ids as [string];
+    inv.updateEndpoint(id, b.endpoint);
+    exec.submit([{ miner: id, kind: "sleep", why: "denied" }]);
+    await until(() => events.length === 1);
+    expect(events[0]).toMatchObject({ result: "failed", code: "AGENTD_E_MINER_IDENTITY_CHANGED" });
+    expect(b.web.writes).toBe(0);
+    expect(b.miner.hashing).toBe(true);
+    expect(exec.unconfirmed()).toMatchObject([
+      { miner: id, lastCode: "AGENTD_E_MINER_IDENTITY_CHANGED" },
+    ]);
+  });
 });

@@ -68,7 +68,7 @@ function harness(o: { miners?: number; concurrency?: number; dir?: string } = {}
         });
     return {
       family: m.family,
-      detect: () => Promise.reject(new Error("not used")),
+      detect: async () => s19Identity({ mac: m.mac, serial: m.serial }),
       read: () => Promise.reject(new Error("not used")),
       setPools: op("setPools"),
       sleep: op("sleep"),
@@ -316,7 +316,10 @@ describe("fleet executor (fake driver)", () => {
       miner: (id) => h.inv.get(id),
       driverFor: (m) => {
         sent.push(m.id);
-        return { sleep: () => new Promise<Confirmed>(() => {}) } as unknown as MinerDriver;
+        return {
+          detect: async () => s19Identity({ mac: m.mac, serial: m.serial }),
+          sleep: () => new Promise<Confirmed>(() => {}),
+        } as unknown as MinerDriver;
       },
       clock: h.time.clock,
       timers: h.time.timers,

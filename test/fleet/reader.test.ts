@@ -132,6 +132,12 @@ describe("fleet reader", () => {
     expect(b.miner.hashing).toBe(true);
     exec.close();
 
+    // Unreachable now: still blocked, a timeout does not vouch for the machine.
+    inv.updateEndpoint(m.id, { host: "127.0.0.1", apiPort: 1, webPort: 1 });
+    await reader.readOnce();
+    expect(reader.state(m.id).lastError?.code).not.toBe("AGENTD_E_MINER_IDENTITY_CHANGED");
+    expect(reader.blocked(m.id)?.code).toBe("AGENTD_E_MINER_IDENTITY_CHANGED");
+
     // The adopted miner found again (adopt by its MAC at its new address): readable again.
     inv.updateEndpoint(m.id, a.endpoint);
     await reader.readOnce();
