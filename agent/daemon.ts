@@ -16,6 +16,7 @@ import { createDataPath } from "./data-path.ts";
 import { startDrivers } from "./drivers.ts";
 import { createEnforcement } from "./enforcement.ts";
 import { readEnrollment } from "./enrollment.ts";
+import { type AgentFleet, startFleet } from "./fleet.ts";
 import { startHeartbeats } from "./heartbeats.ts";
 import { ensureStateDir, loadMachineIdentity } from "./identity.ts";
 import { keySetHolder } from "./key-set.ts";
@@ -112,6 +113,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       log.error({ err }, "the pause holds, but could not be saved yet"),
     );
     let engineRef: EnforcementEngine | null = null;
+    let fleetRef: AgentFleet | null = null;
     const dataPath = createDataPath(base, {
       stratum: o.stratum,
       agentVersion: o.agentVersion,
@@ -123,7 +125,8 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     const { engine, terminated } = createEnforcement(base, {
       owner: enrolled.ownerKey,
       publication: Object.values(enrolled.keyset.keys.publication),
-      facts: dataPath.facts,
+      // the data path's facts and, once it runs, the fleet's (measured watts, hottest chip)
+      facts: () => ({ ...dataPath.facts(), ...fleetRef?.facts() }),
     });
     engineRef = engine;
     dataPath.attach(engine);
@@ -146,6 +149,9 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
     parts.add("client", () => client.close());
     const keys = keySetHolder({ stateDir: o.stateDir, enrolled, client, engine, audit, log });
     const ctx: AgentContext = { ...base, engine, dataPath, client, keys };
+    const fleet = startFleet(ctx, { drivers, stratum });
+    fleetRef = fleet;
+    parts.add("fleet", () => fleet.stop());
 
     const assignment = startAssignmentSync(ctx);
     parts.add("assignment", () => assignment.stop());
@@ -204,6 +210,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       eligibility,
       heartbeats,
       registry,
+      fleet,
       ...(o.recentLogs === undefined ? {} : { recentLogs: o.recentLogs }),
     });
     parts.add("local API", () => local.api.close());

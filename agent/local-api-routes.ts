@@ -33,6 +33,50 @@ export interface LocalApiHandlers {
   /** An operator's start, stop or restart of one supervised service. */
   serviceAction(kind: ServiceKind, action: "start" | "stop" | "restart"): Promise<Json>;
   serviceLogs(kind: ServiceKind, n: number): Promise<Json>;
+  /** The adopted miners (fleet/): their readings, unconfirmed actions and facts. */
+  fleet(): Json;
+  fleetAdopt(request: AdoptBody): Promise<Json>;
+  fleetForget(id: string): Promise<Json>;
+}
+
+/** POST /v1/fleet/adopt: where the miner answers, its firmware, a 0600 credentials file. */
+export interface AdoptBody {
+  readonly address: string;
+  readonly firmware: string;
+  readonly credentials: string | null;
+  readonly api_port?: number;
+  readonly web_port?: number;
+  readonly grpc_port?: number;
+}
+
+const port = (v: unknown): v is number | undefined =>
+  v === undefined || (Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65_535);
+
+function adoptBody(body: Json): AdoptBody {
+  const { address, firmware, credentials, api_port, web_port, grpc_port, ...rest } = body;
+  if (
+    typeof address !== "string" ||
+    !/^[A-Za-z0-9.:_-]{1,253}$/.test(address) ||
+    (firmware !== undefined && typeof firmware !== "string") ||
+    (credentials !== undefined && credentials !== null && typeof credentials !== "string") ||
+    !port(api_port) ||
+    !port(web_port) ||
+    !port(grpc_port) ||
+    Object.keys(rest).length > 0
+  ) {
+    throw fail(
+      "AGENTD_E_SCHEMA",
+      'the body must be {"address": host, "firmware"?: family|"auto", "credentials"?: path, "api_port"?, "web_port"?, "grpc_port"?}',
+    );
+  }
+  return {
+    address,
+    firmware: typeof firmware === "string" ? firmware : "auto",
+    credentials: typeof credentials === "string" ? credentials : null,
+    ...(api_port === undefined ? {} : { api_port }),
+    ...(web_port === undefined ? {} : { web_port }),
+    ...(grpc_port === undefined ? {} : { grpc_port }),
+  };
 }
 
 /** What an endpoint gets: the JSON object of a POST (`{}` when empty), and the query. */
@@ -145,6 +189,23 @@ export function localApiRoutes(h: LocalApiHandlers): readonly LocalRoute[] {
           );
         }
         return ok(h.maintenance(windows));
+      },
+    },
+    view("/v1/fleet", () => h.fleet()),
+    {
+      method: "POST",
+      path: "/v1/fleet/adopt",
+      run: async ({ body }) => ok(await h.fleetAdopt(adoptBody(body))),
+    },
+    {
+      method: "POST",
+      path: "/v1/fleet/forget",
+      run: async ({ body }) => {
+        const { id } = body;
+        if (typeof id !== "string" || id === "" || Object.keys(body).length !== 1) {
+          throw fail("AGENTD_E_SCHEMA", 'the body must be {"id": "<miner id>"}');
+        }
+        return ok(await h.fleetForget(id));
       },
     },
     { method: "POST", path: "/v1/mining/pause", run: async () => ok(await h.pause()) },

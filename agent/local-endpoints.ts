@@ -1,10 +1,13 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { fail } from "../lib/errors.ts";
 import { readChainTail } from "../lib/fs/chain-log.ts";
 import { parseHostPort } from "../lib/http/host-port.ts";
 import type { Registry } from "../lib/metrics/registry.ts";
+import { FAMILIES } from "../plugins/driver.ts";
 import type { AgentContext } from "./agent-context.ts";
 import { apiToken } from "./api-token.ts";
+import { type AgentFleet, isFamilyOrAuto } from "./fleet.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import { type LocalApi, type LocalApiHandlers, startLocalApi } from "./local-api.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics-server.ts";
@@ -32,6 +35,7 @@ export async function startLocalEndpoints(
     readonly heartbeats: Heartbeats;
     readonly registry: Registry;
     readonly recentLogs?: (n: number) => string[];
+    readonly fleet: AgentFleet;
   },
 ): Promise<{ readonly api: LocalApi; readonly metrics: MetricsServer | null }> {
   const { engine, dataPath } = ctx;
@@ -127,6 +131,21 @@ export async function startLocalEndpoints(
       o.operator.resume("local", "local API");
       return o.status();
     },
+    fleet: () => o.fleet.view(),
+    fleetAdopt: async (b) => {
+      if (!isFamilyOrAuto(b.firmware)) {
+        throw fail("AGENTD_E_SCHEMA", `firmware: auto or one of ${FAMILIES.join(", ")}`);
+      }
+      return await o.fleet.adopt({
+        address: b.address,
+        firmware: b.firmware,
+        credentialsFile: b.credentials,
+        ...(b.api_port === undefined ? {} : { apiPort: b.api_port }),
+        ...(b.web_port === undefined ? {} : { webPort: b.web_port }),
+        ...(b.grpc_port === undefined ? {} : { grpcPort: b.grpc_port }),
+      });
+    },
+    fleetForget: (id) => o.fleet.forget(id),
   };
 
   mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o750 });

@@ -145,6 +145,19 @@ export const CONFIG_SCHEMA = {
       doc: "Where the services keep their data (<data_dir>/<kind>), and the translator its configuration.",
     }),
   },
+  fleet: {
+    endpoints: text({
+      default: "",
+      optional: true,
+      doc: 'Where every adopted miner\'s pool slots point, comma-separated stratum+tcp:// URLs of this agent as the miners reach it (e.g. "stratum+tcp://192.168.1.10:3333"); "" = stratum.listen when it names an address, else slots are left alone and status says so.',
+    }),
+    read_interval_s: int({
+      default: 30,
+      min: 5,
+      max: 3600,
+      doc: "Seconds between reads of every adopted miner and meter (the facts the policy guard sees are this fresh; the planner runs after each round).",
+    }),
+  },
   drivers: {
     user: text({
       default: "agentd-drivers",

@@ -59,6 +59,9 @@ function handlers(calls: string[]): LocalApiHandlers {
     resume: async () => rec("resume"),
     serviceAction: async (kind, action) => rec(`${action} ${kind}`),
     serviceLogs: async (kind, n) => rec(`logs ${kind} ${n}`),
+    fleet: () => rec("fleet"),
+    fleetAdopt: async (b) => rec(`adopt ${JSON.stringify(b)}`),
+    fleetForget: async (id) => rec(`forget ${id}`),
   };
 }
 

@@ -309,8 +309,10 @@ describe("sim lnd", () => {
       join(dir, "btc"),
       "--rpcport",
       "0",
+      // long enough that lnd's first answer comes before bitcoind is synced, also when the
+      // machine is busy (at 1 s a loaded run saw lnd already synced)
       "--sync-seconds",
-      "1",
+      "8",
       "--height",
       "500",
     ]);
@@ -363,6 +365,7 @@ describe("sim lnd", () => {
     const synced = await eventually(
       async () => (await lndGet(ready, "/v1/getinfo", mac)).body,
       (r) => r.synced_to_chain === true,
+      30_000,
     );
     expect(synced).toMatchObject({ synced_to_chain: true, block_height: 500 });
 
