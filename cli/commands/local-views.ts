@@ -6,6 +6,7 @@ import type { CliIo } from "../io.ts";
 import { printResult } from "../output.ts";
 import type { Run } from "../program.ts";
 import { parseInstant } from "../time.ts";
+import { fleetText, registerMinersFleet } from "./miners-fleet.ts";
 import { registerMinersProbe } from "./miners-probe.ts";
 import { pauseLines, type StatusDoc } from "./status.ts";
 
@@ -42,17 +43,29 @@ function view(
 }
 
 export function registerLocalViews(program: Command, io: CliIo, run: Run): void {
-  view(
-    program,
-    io,
-    run,
-    "miners",
-    "the ASICs connected to the running agent's Stratum proxy",
-    () => "/v1/miners",
-    (d) => minersText(d, io.clock.now()),
-  );
-  const miners = program.commands.find((c) => c.name() === "miners");
-  if (miners !== undefined) registerMinersProbe(miners, io, run);
+  // The ASICs on the Stratum proxy, and the fleet the agent manages (adopted miners).
+  const miners = withStateDir(
+    program
+      .command("miners")
+      .description("the ASICs on the running agent's Stratum proxy and the fleet it manages"),
+  )
+    .option("--json", "machine-readable output", false)
+    .action((opts: { json: boolean }, cmd: Command) =>
+      run(opts.json, async () => {
+        const socket = socketOf(io, cmd);
+        const doc = await localApiGet(socket, "/v1/miners");
+        const fleet = await localApiGet(socket, "/v1/fleet");
+        printResult(
+          io,
+          opts.json,
+          { ...doc, fleet },
+          `${minersText(doc, io.clock.now())}\n\n${fleetText(fleet, io.clock.now())}`,
+        );
+        return 0;
+      }),
+    );
+  registerMinersProbe(miners, io, run);
+  registerMinersFleet(miners, io, run);
   view(
     program,
     io,

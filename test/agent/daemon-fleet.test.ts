@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AUDIT_FILE } from "../../agent/audit-log.ts";
 import type { RunningAgent } from "../../agent/daemon.ts";
@@ -6,6 +7,7 @@ import { readChainTail } from "../../lib/fs/chain-log.ts";
 import { SimCluster } from "../../sim/asic/cluster.ts";
 import { SimPool } from "../../sim/pool/server.ts";
 import { until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
+import { AGENTD_BIN } from "../support/cli.ts";
 import { ensureDriverUser } from "../support/driver-user.ts";
 import { enrolledMachine } from "./daemon-fixture.ts";
 
@@ -24,6 +26,27 @@ afterEach(async () => {
 beforeAll(() => {
   ensureDriverUser();
 });
+
+/** The real CLI in a child process, awaited without blocking the simulators in this one. */
+function cli(
+  args: readonly string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(AGENTD_BIN, args, {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 describe("agentd run, the fleet", { timeout: 240_000 }, () => {
   const serve = useServedCp();
@@ -95,6 +118,22 @@ describe("agentd run, the fleet", { timeout: 240_000 }, () => {
       miners: { id: string; state: { reading: unknown } | null }[];
     };
     expect(fleet.miners.map((x) => x.id)).toEqual([miner.id]);
+    // the operator's view, and forgetting gives the miner its own slots back
+    const table = await cli(["miners", "--state-dir", m.stateDir]);
+    expect(table.code, table.stderr).toBe(0);
+    // (its last read may be from before the wake: the mode column is whatever was read)
+    expect(table.stdout).toMatch(
+      new RegExp(`^${miner.id}\\s+Antminer S19\\s+(sleep|normal)\\s.*\\sagent\\s`, "m"),
+    );
+    const forgot = await cli(["miners", "forget", miner.id, "--state-dir", m.stateDir, "--json"]);
+    expect(forgot.code, forgot.stderr).toBe(0);
+    expect(JSON.parse(forgot.stdout)).toMatchObject({ previous_slots: "restored" });
+    await until(
+      () => sim.miner.slots.some((s) => s.url.port === 1),
+      "the previous slot back",
+      60_000,
+    );
+
     const audit = () =>
       readChainTail(`${m.stateDir}/${AUDIT_FILE}`, 200).map(
         (l) => JSON.parse(l) as { type: string; kind?: string; result?: string },
