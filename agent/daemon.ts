@@ -200,6 +200,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       heartbeats,
       pauses: () => operator.pauses(),
       drivers: () => drivers.status(),
+      fleet: () => fleet.summary(),
     });
     const local = await startLocalEndpoints(ctx, {
       apiSocket: o.apiSocket,

@@ -31,9 +31,24 @@ export interface AgentFleet {
   view(): Record<string, unknown>;
   adopt(request: AdoptRequest): Promise<Record<string, unknown>>;
   forget(id: string): Promise<Record<string, unknown>>;
+  /** For status and heartbeats: miners by mode, measured watts, hottest chip, unconfirmed. */
+  summary(): FleetSummary;
   /** Plans now (the decision changed). */
   replan(why: string): void;
   stop(): Promise<void>;
+}
+
+export interface FleetSummary {
+  readonly adopted: number;
+  /** By the mode last read (`unread` when never read or failing). */
+  readonly modes: Readonly<Record<string, number>>;
+  /** The measured watts the policy guard sees, or null when the fleet gives none. */
+  readonly measured_watts: number | null;
+  readonly max_temp_c: number | null;
+  readonly unconfirmed: number;
+  /** Miners whose slots the agent cannot own: they may hash elsewhere when denied. */
+  readonly slots_not_owned: readonly string[];
+  readonly reasons: readonly string[];
 }
 
 export interface AdoptRequest {
@@ -202,6 +217,28 @@ export function startFleet(
       }
       ctx.audit.append({ type: "fleet.forgotten", miner: id, slots: restored });
       return { forgotten: id, previous_slots: restored };
+    },
+    summary: () => {
+      const v = reader.view();
+      const f = fleetFacts(v, ctx.clock.now(), intervalMs);
+      const modes: Record<string, number> = {};
+      for (const m of inventory.list()) {
+        const st = v.states[m.id];
+        const mode = st?.reading == null || st.lastError !== null ? "unread" : st.reading.mode;
+        modes[mode] = (modes[mode] ?? 0) + 1;
+      }
+      return {
+        adopted: inventory.list().length,
+        modes,
+        measured_watts: f.watts?.value ?? null,
+        max_temp_c: f.temp_c?.max ?? null,
+        unconfirmed: executor.unconfirmed().length,
+        slots_not_owned: inventory
+          .list()
+          .filter((m) => m.slots === "not_owned")
+          .map((m) => m.id),
+        reasons: f.reasons,
+      };
     },
     replan,
     stop: async () => {

@@ -1,6 +1,7 @@
 import type { DriverHostStatus } from "../plugins/host/launcher.ts";
 import type { AgentContext } from "./agent-context.ts";
 import type { Attestation } from "./attestation.ts";
+import type { FleetSummary } from "./fleet.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { PauseHold, Pauses } from "./pause-state.ts";
 
@@ -21,6 +22,7 @@ export function statusView(
     readonly heartbeats: Heartbeats;
     readonly pauses: () => Pauses;
     readonly drivers: () => DriverHostStatus;
+    readonly fleet: () => FleetSummary;
   },
 ): () => Record<string, unknown> {
   const pause = (p: PauseHold | null) => (p === null ? null : { by: p.by, since: p.at });
@@ -54,6 +56,7 @@ export function statusView(
       upstream: ctx.dataPath.proxy.upstreamStatus(),
       stratum: o.stratum,
       drivers: o.drivers(),
+      fleet: o.fleet(),
       audit: { writable: ctx.audit.writable, head: ctx.audit.head() },
       memory: memoryMib(),
     };

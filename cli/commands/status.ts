@@ -62,6 +62,14 @@ export interface StatusDoc {
   } | null;
   readonly stratum?: { readonly host: string; readonly port: number };
   readonly audit?: { readonly writable: boolean };
+  readonly fleet?: {
+    readonly adopted: number;
+    readonly modes: Readonly<Record<string, number>>;
+    readonly measured_watts: number | null;
+    readonly max_temp_c: number | null;
+    readonly unconfirmed: number;
+    readonly slots_not_owned: readonly string[];
+  };
   readonly drivers?: {
     readonly state: string;
     readonly user: string | null;
@@ -138,6 +146,20 @@ export function statusText(s: StatusDoc, now: number): string {
       "control plane",
       `${s.url}${a === undefined || a === null ? ", not attested yet" : `, attested ${formatAgo(a.at, now)} (${a.verdict})`}`,
     );
+  }
+  const f = s.fleet;
+  if (f !== undefined && f.adopted > 0) {
+    const modes = Object.entries(f.modes)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(", ");
+    const watts =
+      f.measured_watts === null ? "watts not measured" : `${f.measured_watts} W measured`;
+    const temp = f.max_temp_c === null ? "" : `, hottest chip ${f.max_temp_c} °C`;
+    const pending = f.unconfirmed > 0 ? `, ${f.unconfirmed} action(s) not confirmed` : "";
+    row("fleet", `${f.adopted} adopted (${modes}), ${watts}${temp}${pending}`);
+    if (f.slots_not_owned.length > 0) {
+      row("", `slots not owned (${f.slots_not_owned.join(", ")}): may hash elsewhere when denied`);
+    }
   }
   const d = s.drivers;
   if (d !== undefined) {

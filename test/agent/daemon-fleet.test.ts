@@ -118,6 +118,11 @@ describe("agentd run, the fleet", { timeout: 240_000 }, () => {
       miners: { id: string; state: { reading: unknown } | null }[];
     };
     expect(fleet.miners.map((x) => x.id)).toEqual([miner.id]);
+    // status says it in brief
+    const status = await cli(["status", "--state-dir", m.stateDir]);
+    expect(status.stdout).toMatch(
+      /^fleet\s+1 adopted \((1 normal|1 sleep)\), (watts not measured|0 W measured)/m,
+    );
     // the operator's view, and forgetting gives the miner its own slots back
     const table = await cli(["miners", "--state-dir", m.stateDir]);
     expect(table.code, table.stderr).toBe(0);
