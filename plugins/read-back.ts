@@ -46,3 +46,29 @@ export async function confirm<T>(
     { context: { action, reads, last_error: lastError } },
   );
 }
+
+/** A request that went unanswered because the miner went down: for a reboot, no failure. */
+export function lostToReboot(err: unknown): boolean {
+  return (
+    isAgentdError(err) &&
+    (err.code === "AGENTD_E_MINER_UNREACHABLE" || err.code === "AGENTD_E_MINER_TIMEOUT")
+  );
+}
+
+/**
+ * A reboot: the uptime before, the request (whose reply may be lost as the miner goes down:
+ * the read-back decides), then confirmed when the uptime starts again below what it was.
+ */
+export async function rebootConfirmed(
+  uptime: () => Promise<number | null>,
+  send: () => Promise<unknown>,
+  o: ConfirmOptions,
+): Promise<Confirmed> {
+  const before = (await uptime()) ?? 0;
+  try {
+    await send();
+  } catch (err) {
+    if (!lostToReboot(err)) throw err;
+  }
+  return confirm("reboot", uptime, (up) => up !== null && up < before, o);
+}

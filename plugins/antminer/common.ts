@@ -1,7 +1,7 @@
 /** What both stock Antminer drivers share: refusals, argument checks, read-back options. */
-import { AgentdError, isAgentdError } from "../../lib/errors.ts";
+import { AgentdError } from "../../lib/errors.ts";
 import type { ActionName, DriverContext, PoolSlot, PoolTarget } from "../driver.ts";
-import type { ConfirmOptions } from "../read-back.ts";
+import { type ConfirmOptions, lostToReboot } from "../read-back.ts";
 import type { AntminerIo } from "./io.ts";
 
 export function unsupported(action: ActionName, why: string): Promise<never> {
@@ -50,9 +50,6 @@ export async function rebootCgi(io: AntminerIo): Promise<void> {
   try {
     await io.cgi("reboot");
   } catch (err) {
-    const lost =
-      isAgentdError(err) &&
-      (err.code === "AGENTD_E_MINER_UNREACHABLE" || err.code === "AGENTD_E_MINER_TIMEOUT");
-    if (!lost) throw err;
+    if (!lostToReboot(err)) throw err;
   }
 }

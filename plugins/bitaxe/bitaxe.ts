@@ -14,7 +14,6 @@
  * (main/system.c), so a restart or a power cut wakes the miner. The fleet manager must read
  * the mode back after any reboot.
  */
-import { isAgentdError } from "../../lib/errors.ts";
 import { confirmOptions, unsupported } from "../antminer/common.ts";
 import type {
   Capabilities,
@@ -27,7 +26,7 @@ import type {
   PowerMode,
   Reading,
 } from "../driver.ts";
-import { confirm } from "../read-back.ts";
+import { confirm, lostToReboot } from "../read-back.ts";
 import type { AxeInfo } from "./info.ts";
 import { AxeIo } from "./io.ts";
 import { axeTargets, patchBody, poolSlots, sameTarget } from "./pools.ts";
@@ -158,10 +157,7 @@ export class BitaxeDriver implements MinerDriver {
     try {
       await this.#io.send("POST", "/api/system/restart", null);
     } catch (err) {
-      const lost =
-        isAgentdError(err) &&
-        (err.code === "AGENTD_E_MINER_UNREACHABLE" || err.code === "AGENTD_E_MINER_TIMEOUT");
-      if (!lost) throw err;
+      if (!lostToReboot(err)) throw err;
     }
   }
 

@@ -26,7 +26,7 @@ import type {
   Reading,
   Support,
 } from "../driver.ts";
-import { confirm } from "../read-back.ts";
+import { confirm, rebootConfirmed } from "../read-back.ts";
 import { BosGrpc } from "./grpc.ts";
 import {
   anyBoardHashing,
@@ -205,20 +205,9 @@ export class BraiinsOsDriver implements MinerDriver {
   }
 
   async reboot(): Promise<Confirmed> {
-    const before = parseSummary(await this.rpc("summary")).uptimeS;
-    try {
-      await this.#grpc.call("ActionsService", "Reboot", {});
-    } catch (err) {
-      // A miner going down before its reply left is rebooting: the read-back decides.
-      const lost =
-        isAgentdError(err) &&
-        (err.code === "AGENTD_E_MINER_UNREACHABLE" || err.code === "AGENTD_E_MINER_TIMEOUT");
-      if (!lost) throw err;
-    }
-    return confirm(
-      "reboot",
+    return rebootConfirmed(
       async () => parseSummary(await this.rpc("summary")).uptimeS,
-      (up) => up !== null && before !== null && up < before,
+      () => this.#grpc.call("ActionsService", "Reboot", {}),
       confirmOptions(this.#ctx),
     );
   }

@@ -20,7 +20,7 @@ import type {
   PowerMode,
   Reading,
 } from "../driver.ts";
-import { confirm } from "../read-back.ts";
+import { confirm, rebootConfirmed } from "../read-back.ts";
 import { LuxosIo } from "./io.ts";
 import {
   type LuxProfile,
@@ -230,20 +230,9 @@ export class LuxosDriver implements MinerDriver {
 
   /** `rebootdevice <sid>`, confirmed when uptime starts again from zero. */
   async reboot(): Promise<Confirmed> {
-    const before = parseSummary(await this.#io.rpc("summary")).uptimeS ?? 0;
-    try {
-      await this.#io.withSession((send) => send("rebootdevice"));
-    } catch (err) {
-      // The miner may go down before its reply has left: the read-back decides.
-      const lost =
-        isAgentdError(err) &&
-        (err.code === "AGENTD_E_MINER_UNREACHABLE" || err.code === "AGENTD_E_MINER_TIMEOUT");
-      if (!lost) throw err;
-    }
-    return confirm(
-      "reboot",
+    return rebootConfirmed(
       async () => parseSummary(await this.#io.rpc("summary")).uptimeS,
-      (uptime) => uptime !== null && uptime < before,
+      () => this.#io.withSession((send) => send("rebootdevice")),
       confirmOptions(this.#ctx),
     );
   }

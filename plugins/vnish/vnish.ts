@@ -6,7 +6,6 @@
  * read-back decides.
  */
 
-import { isAgentdError } from "../../lib/errors.ts";
 import { checkSlots, confirmOptions, unsupported } from "../antminer/common.ts";
 import { parseSummary as parse4028Summary } from "../antminer/parse-legacy.ts";
 import type {
@@ -19,7 +18,7 @@ import type {
   PowerMode,
   Reading,
 } from "../driver.ts";
-import { confirm } from "../read-back.ts";
+import { confirm, rebootConfirmed } from "../read-back.ts";
 import { VnishIo } from "./io.ts";
 import {
   parseInfo,
@@ -127,19 +126,9 @@ export class VnishDriver implements MinerDriver {
 
   /** `POST /api/v1/system/reboot`, confirmed when 4028 uptime starts again from zero. */
   async reboot(): Promise<Confirmed> {
-    const before = parse4028Summary(await this.#io.rpc("summary")).uptimeS ?? 0;
-    try {
-      await this.#io.authed("POST", "system/reboot");
-    } catch (err) {
-      const lost =
-        isAgentdError(err) &&
-        (err.code === "AGENTD_E_MINER_UNREACHABLE" || err.code === "AGENTD_E_MINER_TIMEOUT");
-      if (!lost) throw err;
-    }
-    return confirm(
-      "reboot",
+    return rebootConfirmed(
       async () => parse4028Summary(await this.#io.rpc("summary")).uptimeS,
-      (uptime) => uptime !== null && uptime < before,
+      () => this.#io.authed("POST", "system/reboot"),
       confirmOptions(this.#ctx),
     );
   }
