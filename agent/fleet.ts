@@ -105,6 +105,8 @@ export function startFleet(
     timers: ctx.timers,
     intervalMs,
     onRound: () => {
+      // Nothing adopted: no facts changed, nothing to decide again.
+      if (inventory.list().length === 0) return;
       // fresh facts first, then the machines follow the decision made on them
       void ctx.engine.refresh("fleet read").finally(() => replan("read"));
     },

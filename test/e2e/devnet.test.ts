@@ -244,7 +244,9 @@ describe("agentd devnet", () => {
       expect(miners).toMatch(
         /^id\s+ip\s+workers\s+state\s+difficulty\s+hashrate\s+accepted\/rejected\s+connected$/m,
       );
-      expect(miners.trim().split("\n")).toHaveLength(5);
+      // the proxy's table (the count, a header, three miners), a blank line, the fleet's
+      expect(miners.trim().split("\n")).toHaveLength(7);
+      expect(miners).toMatch(/^adopted: none \(agentd miners adopt ADDR\)$/m);
       const services = run(servicesCmd);
       for (const kind of SERVICES)
         expect(services).toMatch(new RegExp(`^${kind}\\s+allowed\\s+running`, "m"));
