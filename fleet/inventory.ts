@@ -157,6 +157,7 @@ export class Inventory implements PendingStore {
         model: identity.model,
         firmware: identity.firmware,
         capabilities: identity.capabilities,
+        verifiedOnHardware: identity.verifiedOnHardware,
         slots: identity.capabilities.pools === "yes" ? "owned" : "not_owned",
         credentialsFile: input.credentialsFile,
       };
@@ -174,6 +175,7 @@ export class Inventory implements PendingStore {
       model: identity.model,
       firmware: identity.firmware,
       capabilities: identity.capabilities,
+      verifiedOnHardware: identity.verifiedOnHardware,
       worker: `${input.ownerWorker}.${id}`,
       credentialsFile: input.credentialsFile,
       slots: identity.capabilities.pools === "yes" ? "owned" : "not_owned",

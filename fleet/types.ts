@@ -41,6 +41,11 @@ export interface FleetMiner {
   /** The model's nameplate efficiency, J/TH (least efficient sleep first); null: unknown. */
   readonly nameplateJth: number | null;
   readonly adoptedAt: number;
+  /**
+   * Whether its driver was checked against replies captured from real hardware
+   * (plugins/README.md); `agentd miners` says "not verified on hardware" otherwise.
+   */
+  readonly verifiedOnHardware?: boolean;
 }
 
 /** The last read of one miner. */

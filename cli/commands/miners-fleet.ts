@@ -117,6 +117,7 @@ export function fleetText(doc: Json, now: number): string {
     model: string;
     family: string;
     slots: string;
+    verifiedOnHardware?: boolean;
     state: {
       reading: {
         mode: string;
@@ -142,10 +143,11 @@ export function fleetText(doc: Json, now: number): string {
       m.slots === "owned" ? "agent" : "not owned: may hash elsewhere when denied",
       m.state?.readAt == null ? "never" : formatAgo(m.state.readAt, now),
       m.state?.lastError?.code ?? "",
+      m.verifiedOnHardware === true ? "" : "not verified on hardware",
     ];
   });
   return table(
-    ["adopted", "model", "mode", "hashrate", "chip", "watts", "slots", "read", "error"],
+    ["adopted", "model", "mode", "hashrate", "chip", "watts", "slots", "read", "error", "driver"],
     rows,
   );
 }

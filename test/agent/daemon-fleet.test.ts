@@ -128,7 +128,10 @@ describe("agentd run, the fleet", { timeout: 240_000 }, () => {
     expect(table.code, table.stderr).toBe(0);
     // (its last read may be from before the wake: the mode column is whatever was read)
     expect(table.stdout).toMatch(
-      new RegExp(`^${miner.id}\\s+Antminer S19\\s+(sleep|normal)\\s.*\\sagent\\s`, "m"),
+      new RegExp(
+        `^${miner.id}\\s+Antminer S19\\s+(sleep|normal)\\s.*\\sagent\\s.*not verified on hardware$`,
+        "m",
+      ),
     );
     const forgot = await cli(["miners", "forget", miner.id, "--state-dir", m.stateDir, "--json"]);
     expect(forgot.code, forgot.stderr).toBe(0);
