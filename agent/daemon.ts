@@ -188,6 +188,7 @@ export async function startAgent(o: AgentDaemonOptions): Promise<RunningAgent> {
       commands,
       services,
       eligibility,
+      fleet: () => fleet.forHeartbeat(),
     });
     parts.add("heartbeats", () => heartbeats.stop());
     // First of all when stopping: requests in flight end now instead of at their timeouts.

@@ -1,3 +1,4 @@
+import type { HeartbeatFleet } from "../control-plane/protocol/schemas/heartbeat.ts";
 import { type FleetActionEvent, FleetExecutor } from "../fleet/executor.ts";
 import { fleetFacts } from "../fleet/facts.ts";
 import { Inventory } from "../fleet/inventory.ts";
@@ -33,6 +34,8 @@ export interface AgentFleet {
   forget(id: string): Promise<Record<string, unknown>>;
   /** For status and heartbeats: miners by mode, measured watts, hottest chip, unconfirmed. */
   summary(): FleetSummary;
+  /** The heartbeat's `fleet`, while miners are adopted. */
+  forHeartbeat(): HeartbeatFleet | undefined;
   /** Plans now (the decision changed). */
   replan(why: string): void;
   stop(): Promise<void>;
@@ -145,6 +148,29 @@ export function startFleet(
   reader.start();
   ctx.dataPath.onChange(() => replan("decision"));
 
+  function summarize(): FleetSummary {
+    const v = reader.view();
+    const f = fleetFacts(v, ctx.clock.now(), intervalMs);
+    const modes: Record<string, number> = {};
+    for (const m of inventory.list()) {
+      const st = v.states[m.id];
+      const mode = st?.reading == null || st.lastError !== null ? "unread" : st.reading.mode;
+      modes[mode] = (modes[mode] ?? 0) + 1;
+    }
+    return {
+      adopted: inventory.list().length,
+      modes,
+      measured_watts: f.watts?.value ?? null,
+      max_temp_c: f.temp_c?.max ?? null,
+      unconfirmed: executor.unconfirmed().length,
+      slots_not_owned: inventory
+        .list()
+        .filter((m) => m.slots === "not_owned")
+        .map((m) => m.id),
+      reasons: f.reasons,
+    };
+  }
+
   return {
     facts: () => {
       if (inventory.list().length === 0) return {};
@@ -220,26 +246,17 @@ export function startFleet(
       ctx.audit.append({ type: "fleet.forgotten", miner: id, slots: restored });
       return { forgotten: id, previous_slots: restored };
     },
-    summary: () => {
-      const v = reader.view();
-      const f = fleetFacts(v, ctx.clock.now(), intervalMs);
-      const modes: Record<string, number> = {};
-      for (const m of inventory.list()) {
-        const st = v.states[m.id];
-        const mode = st?.reading == null || st.lastError !== null ? "unread" : st.reading.mode;
-        modes[mode] = (modes[mode] ?? 0) + 1;
-      }
+    summary: () => summarize(),
+    forHeartbeat: () => {
+      if (inventory.list().length === 0) return undefined;
+      const f = summarize();
       return {
-        adopted: inventory.list().length,
-        modes,
-        measured_watts: f.watts?.value ?? null,
-        max_temp_c: f.temp_c?.max ?? null,
-        unconfirmed: executor.unconfirmed().length,
-        slots_not_owned: inventory
-          .list()
-          .filter((m) => m.slots === "not_owned")
-          .map((m) => m.id),
-        reasons: f.reasons,
+        adopted: f.adopted,
+        modes: f.modes,
+        measured_watts: f.measured_watts,
+        max_temp_c: f.max_temp_c,
+        unconfirmed: f.unconfirmed,
+        slots_not_owned: f.slots_not_owned.length,
       };
     },
     replan,

@@ -1,3 +1,4 @@
+import type { HeartbeatFleet } from "../control-plane/protocol/schemas/heartbeat.ts";
 import type { KeyObject } from "node:crypto";
 import { join } from "node:path";
 import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts";
@@ -35,6 +36,8 @@ export function startHeartbeats(
     readonly commands: AgentCommands;
     readonly services: AgentServices;
     readonly eligibility: NodeEligibility;
+    /** The fleet in brief, while miners are adopted (agent/fleet.ts). */
+    readonly fleet?: () => HeartbeatFleet | undefined;
   },
 ): Heartbeats {
   const counter = openHeartbeatCounter(join(ctx.stateDir, COUNTER_FILE), ctx.clock);
@@ -63,6 +66,7 @@ export function startHeartbeats(
         agent: { version: o.agentVersion, binary_sha256: o.binarySha256 },
         audit_head: ctx.audit.head()?.hash ?? null,
         eligibility: o.eligibility.forHeartbeat(),
+        ...withFleet(o.fleet?.()),
       };
     },
     timers: ctx.timers,
@@ -94,3 +98,5 @@ export function startHeartbeats(
     stop: () => sender.stop(),
   };
 }
+
+const withFleet = (f: HeartbeatFleet | undefined) => (f === undefined ? {} : { fleet: f });

@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AUDIT_FILE } from "../../agent/audit-log.ts";
 import type { RunningAgent } from "../../agent/daemon.ts";
 import { localApiRequest } from "../../agent/local-api.ts";
+import type { HeartbeatPayload } from "../../control-plane/protocol/schemas/heartbeat.ts";
 import { readChainTail } from "../../lib/fs/chain-log.ts";
 import { SimCluster } from "../../sim/asic/cluster.ts";
 import { SimPool } from "../../sim/pool/server.ts";
@@ -70,7 +71,7 @@ describe("agentd run, the fleet", { timeout: 240_000 }, () => {
 
     const cp = await serve();
     const m = await enrolledMachine(cp, { config: { "fleet.read_interval_s": "5" } });
-    const agent: RunningAgent = await m.start();
+    const agent: RunningAgent = await m.start(undefined, { heartbeatIntervalS: 2 });
     cleanups.push(() => agent.close());
     const upstream = `stratum+tcp://127.0.0.1:${pool.address.port}`;
     await m.ownerApi.postConsent(
@@ -118,6 +119,22 @@ describe("agentd run, the fleet", { timeout: 240_000 }, () => {
       miners: { id: string; state: { reading: unknown } | null }[];
     };
     expect(fleet.miners.map((x) => x.id)).toEqual([miner.id]);
+    // heartbeats carry it in brief, signed with the rest
+    const beats = async () =>
+      (await cp.serving.store.listHeartbeats(m.enrolled.worker_id)).map(
+        (h) =>
+          JSON.parse(
+            Buffer.from(h.jws.split(".")[1] ?? "", "base64url").toString(),
+          ) as HeartbeatPayload,
+      );
+    await until(
+      async () => (await beats()).some((p) => p.fleet?.adopted === 1),
+      "a heartbeat with the fleet",
+      60_000,
+    );
+    const beat = (await beats()).find((p) => p.fleet?.adopted === 1);
+    expect(beat?.fleet).toMatchObject({ adopted: 1, slots_not_owned: 0 });
+    expect(Object.values(beat?.fleet?.modes ?? {}).reduce((a, b) => a + (b ?? 0), 0)).toBe(1);
     // status says it in brief
     const status = await cli(["status", "--state-dir", m.stateDir]);
     expect(status.stdout).toMatch(

@@ -78,6 +78,26 @@ export interface HeartbeatPayload {
     readonly reasons: readonly string[];
     readonly uptime_ratio: number;
   };
+  /**
+   * Optional: the adopted miners in brief (agent/fleet.ts), sent only while there are any.
+   * Self-reported, so advisory like all telemetry.
+   */
+  readonly fleet?: HeartbeatFleet;
+}
+
+export const FLEET_MODES = ["normal", "sleep", "low", "high", "unknown", "unread"] as const;
+
+export interface HeartbeatFleet {
+  readonly adopted: number;
+  /** How many miners are in each mode as last read (`unread`: never read, or failing). */
+  readonly modes: Readonly<Partial<Record<(typeof FLEET_MODES)[number], number>>>;
+  /** The measured watts the policy guard saw, or null when the fleet gives none. */
+  readonly measured_watts: number | null;
+  readonly max_temp_c: number | null;
+  /** Actions on the machines not confirmed by a read-back yet. */
+  readonly unconfirmed: number;
+  /** Miners whose slots the agent cannot own (they may hash elsewhere when denied). */
+  readonly slots_not_owned: number;
 }
 
 /** A policy-guard reason code (policy-guard/reasons.ts), e.g. `publication.expired`. */
@@ -143,6 +163,19 @@ export const heartbeatSchema = frozen(
           eligible: { type: "boolean" },
           reasons: { type: "array", maxItems: 16, uniqueItems: true, items: REASON_CODE },
           uptime_ratio: { type: "number", minimum: 0, maximum: 1 },
+        }),
+        fleet: closed({
+          adopted: { type: "integer", minimum: 1, maximum: 1_000_000 },
+          modes: closed(
+            Object.fromEntries(
+              FLEET_MODES.map((m) => [m, { type: "integer", minimum: 0, maximum: 1_000_000 }]),
+            ),
+            [],
+          ),
+          measured_watts: { type: ["number", "null"], minimum: 0, maximum: 1e9 },
+          max_temp_c: { type: ["number", "null"], minimum: -100, maximum: 1000 },
+          unconfirmed: { type: "integer", minimum: 0, maximum: 1_000_000 },
+          slots_not_owned: { type: "integer", minimum: 0, maximum: 1_000_000 },
         }),
       },
       [
