@@ -1,7 +1,7 @@
-import type { HeartbeatFleet } from "../control-plane/protocol/schemas/heartbeat.ts";
 import type { KeyObject } from "node:crypto";
 import { join } from "node:path";
 import { signHeartbeat } from "../control-plane/protocol/documents/heartbeat.ts";
+import type { HeartbeatFleet } from "../control-plane/protocol/schemas/heartbeat.ts";
 import type { AgentContext } from "./agent-context.ts";
 import type { Attestation } from "./attestation.ts";
 import type { AgentCommands } from "./commands.ts";
