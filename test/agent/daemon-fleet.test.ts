@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AUDIT_FILE } from "../../agent/audit-log.ts";
 import type { RunningAgent } from "../../agent/daemon.ts";
@@ -8,7 +7,7 @@ import { readChainTail } from "../../lib/fs/chain-log.ts";
 import { SimCluster } from "../../sim/asic/cluster.ts";
 import { SimPool } from "../../sim/pool/server.ts";
 import { until, useServedCp } from "../control-plane/protocol/client-fixture.ts";
-import { AGENTD_BIN } from "../support/cli.ts";
+import { agentdAsync as cli } from "../support/cli.ts";
 import { ensureDriverUser } from "../support/driver-user.ts";
 import { enrolledMachine } from "./daemon-fixture.ts";
 
@@ -27,27 +26,6 @@ afterEach(async () => {
 beforeAll(() => {
   ensureDriverUser();
 });
-
-/** The real CLI in a child process, awaited without blocking the simulators in this one. */
-function cli(
-  args: readonly string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(AGENTD_BIN, args, {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe("agentd run, the fleet", { timeout: 240_000 }, () => {
   const serve = useServedCp();

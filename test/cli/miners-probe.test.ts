@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SimCluster } from "../../sim/asic/cluster.ts";
-import { AGENTD_BIN } from "../support/cli.ts";
+import { agentdAsync as agentd } from "../support/cli.ts";
 import { ensureDriverUser } from "../support/driver-user.ts";
 
 /**
@@ -19,27 +18,6 @@ afterEach(async () => {
 beforeAll(() => {
   ensureDriverUser();
 });
-
-/** The CLI in a child process, awaited without blocking this process (the simulator is here). */
-function agentd(
-  args: readonly string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(AGENTD_BIN, args, {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root" },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function s19() {
   const cluster = await SimCluster.start({
